@@ -35,7 +35,7 @@ def _save(fig, path: Path) -> None:
 def plot_cross_section(path: Path, t: float, rho: np.ndarray, c: np.ndarray, L: float, dim: int,
                        rho_max: float, c_max: float, title: str = "") -> None:
     """rho and c on the mid-plane (x horizontal, y vertical) with fixed colour limits."""
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained")
     extent = (-L, L, -L, L)
     for ax, field, name, vmax, cmap in ((axes[0], rho, "ρ", rho_max, "magma"), (axes[1], c, "c", c_max, "viridis")):
         im = ax.imshow(mid_plane(field, dim).T, origin="lower", extent=extent, vmin=0.0, vmax=vmax, cmap=cmap)
