@@ -1,0 +1,107 @@
+"""The SIPF time step as one pure, batched, sync-free function (MODEL.md §2, paper eqs. 32–34).
+
+One step, for B independent members at once::
+
+    rho^n     = deposit(X^n)                                    (paper eq. 32, histogram)
+    c^{n+1}   = update_c(c^n, rho^n, dt)                        (paper eq. 33; exp by default)
+    X^{n+1}   = reflect(X^n + chi grad c~^{n+1}(X^n) dt + sqrt(2 gamma dt) xi^n)    (paper eq. 34)
+
+``sipf_step`` contains no ``.item()`` and no data-dependent Python branch, so it can be compiled or
+captured. The Brownian increments xi^n are drawn outside it by :func:`draw_noise`, one generator per
+member (``randn(generator=...)`` does not trace), and passed in. Diagnostics (:func:`particle_diagnostics`)
+are separate and meant to run every k steps.
+
+Usage::
+
+    X = initial_particles(ic, grid, P, seeds)
+    c = ic.c0(grid).expand(len(seeds), *grid.shape).clone()
+    state, gens = SIPFState(X, c), noise_generators(seeds)
+    interp = make_interp("trilinear", grid)
+    for n in range(nsteps):
+        noise = draw_noise(gens, B, P, grid.dim, grid.dtype, grid.device)
+        state = sipf_step(state, noise, grid=grid, dt=dt, gamma=gamma, chi=chi, M0=M0, interp=interp)
+        if n % k == 0: diag = particle_diagnostics(state, grid, M0)
+    rho = deposit(state.X, grid, M0)
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+import numpy as np
+import torch
+
+from .deposit import deposit, deposit_counts
+from .field import update_c
+from .grid import Grid
+from .particles import em_move
+
+
+class SIPFState(NamedTuple):
+    """X: positions (B, P, d); c: field at cell centres (B, *grid.shape); step: steps taken (host int)."""
+
+    X: torch.Tensor
+    c: torch.Tensor
+    step: int = 0
+
+
+def sipf_advance(X: torch.Tensor, c: torch.Tensor, noise: torch.Tensor, *, grid: Grid, dt: float, gamma, chi,
+                 M0: float, interp, c_update: str = "exp", deposit_method: str = "ngp"):
+    """The tensor kernel of one step: (X^n, c^n, xi^n) -> (X^{n+1}, c^{n+1}). Pure; what to compile."""
+    rho = deposit(X, grid, M0, deposit_method)
+    c = update_c(c, rho, dt, c_update)
+    grad = interp.grad_c(c, X)
+    return em_move(X, grad, noise, dt, gamma, chi, L=grid.L), c
+
+
+def sipf_step(state: SIPFState, noise: torch.Tensor, *, grid: Grid, dt: float, gamma, chi, M0: float, interp,
+              c_update: str = "exp", deposit_method: str = "ngp") -> SIPFState:
+    """One SIPF step (paper eqs. 32–34); gamma, chi are floats or per-member (B,) tensors."""
+    X, c = sipf_advance(state.X, state.c, noise, grid=grid, dt=dt, gamma=gamma, chi=chi, M0=M0, interp=interp,
+                        c_update=c_update, deposit_method=deposit_method)
+    return SIPFState(X, c, state.step + 1)
+
+
+def noise_seed(seed: int, rank: int = 0) -> int:
+    """The seed of the Brownian stream of (member seed, rank): distinct from the initial-sample stream."""
+    return int(np.random.SeedSequence([int(seed), int(rank), 0x5EED]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def noise_generators(seeds: Sequence[int], rank: int = 0, device="cpu") -> list[torch.Generator]:
+    """One Brownian-increment generator per member, seeded from (seed, rank)."""
+    return [torch.Generator(device=device).manual_seed(noise_seed(s, rank)) for s in seeds]
+
+
+def draw_noise(generators: Sequence[torch.Generator], B: int, P: int, d: int, dtype=torch.float64,
+               device="cpu") -> torch.Tensor:
+    """Standard normal increments (B, P, d); member b's come from generators[b] alone.
+
+    Each member's draw depends only on its own stream, so a batched run reproduces single runs exactly.
+    Drawn on the generator's device, then moved: CPU generators give the same numbers whatever the device.
+    """
+    if len(generators) != B:
+        raise ValueError(f"need one generator per member: got {len(generators)} for B={B}")
+    out = [torch.randn(P, d, generator=g, dtype=dtype, device=g.device) for g in generators]
+    return torch.stack(out).to(device)
+
+
+def particle_diagnostics(state: SIPFState, grid: Grid, M0: float, c_floor: float = 0.0) -> dict[str, torch.Tensor]:
+    """Per-member health figures (B,) computed outside the step; call every k steps.
+
+    mass: deposited mass (count * M0/P, exact); n_outside: particles outside [-L, L]^d (must be 0);
+    min_c, max_rho, mean_x2 (mean |x|^2 of the particles); n_negative_c: cells with c < c_floor
+    (the Euler update's failure mode, MODEL.md §6); finite: all of X and c finite.
+    """
+    X, c = state.X, state.c
+    P = X.shape[1]
+    counts = deposit_counts(X, grid)
+    axes = tuple(range(1, grid.dim + 1))
+    rho_max = counts.amax(dim=axes).to(grid.dtype) * (float(M0) / (P * grid.cell_volume))
+    return {
+        "mass": counts.sum(dim=axes).to(torch.float64) * (float(M0) / P),
+        "n_outside": (X.abs() > grid.L).any(dim=-1).sum(dim=-1),
+        "min_c": c.amin(dim=axes),
+        "max_rho": rho_max,
+        "mean_x2": (X * X).sum(dim=-1).mean(dim=-1),
+        "n_negative_c": (c < c_floor).sum(dim=axes),
+        "finite": torch.isfinite(X).all(dim=-1).all(dim=-1) & torch.isfinite(c).flatten(1).all(dim=-1),
+    }
