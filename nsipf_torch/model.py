@@ -127,3 +127,67 @@ class UpsampleCNN(nn.Module):
     def forward(self, c: torch.Tensor) -> torch.Tensor:
         """Whole grid with Neumann walls: pad by the halo with the wall reflection, then run valid."""
         return self.forward_valid(pad_symmetric(c, self.halo, self.dim))
+
+
+# --- Checkpoints -------------------------------------------------------------------------------------------
+# A checkpoint is a dict of tensors and plain Python values only, so torch.load(weights_only=True) reads it:
+#   {"arch": ARCH, "model_args": {...}, "model": state_dict, "config": {...}, "optimizer": state_dict | None,
+#    "epoch": int, "metrics": {...}}
+
+
+def save_checkpoint(path, model: UpsampleCNN, *, config: dict, optimizer_state=None, epoch: int = 0,
+                    metrics: dict | None = None) -> None:
+    """Write atomically: a temporary file beside ``path``, then ``os.replace`` (a crash leaves the old one)."""
+    import os
+    from pathlib import Path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    blob = {
+        "arch": ARCH,
+        "model_args": model.model_args(),
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "config": dict(config),
+        "optimizer": optimizer_state,
+        "epoch": int(epoch),
+        "metrics": dict(metrics or {}),
+    }
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        torch.save(blob, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def read_checkpoint(path) -> dict:
+    """The raw checkpoint dict; ``ValueError`` naming the file when it is missing, corrupt or not ours."""
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as err:
+        raise ValueError(f"checkpoint {str(path)!r} does not exist") from err
+    except Exception as err:  # unpickling errors, truncated zip archives, ...
+        raise ValueError(f"checkpoint {str(path)!r} is corrupt or not a torch checkpoint: {err}") from err
+    if not isinstance(blob, dict) or blob.get("arch") != ARCH or "model_args" not in blob or "model" not in blob:
+        found = blob.get("arch") if isinstance(blob, dict) else type(blob).__name__
+        raise ValueError(f"checkpoint {str(path)!r} has architecture {found!r}, expected {ARCH!r}")
+    return blob
+
+
+def load_model(path, dim: int | None = None) -> tuple[UpsampleCNN, dict]:
+    """(model in eval mode, float32 on the CPU; meta = the checkpoint without the weights).
+
+    ``dim`` given: a checkpoint of another dimension is a ``ValueError`` naming both.
+    """
+    blob = read_checkpoint(path)
+    args = blob["model_args"]
+    if dim is not None and args.get("dim") != dim:
+        raise ValueError(f"checkpoint {str(path)!r} is a {args.get('dim')}-D model, the run is {dim}-D")
+    try:
+        model = UpsampleCNN(**args)
+        model.load_state_dict(blob["model"])
+    except (TypeError, RuntimeError) as err:
+        raise ValueError(f"checkpoint {str(path)!r} does not match {ARCH} with args {args}: {err}") from err
+    meta = {k: v for k, v in blob.items() if k not in ("model", "optimizer")}
+    return model.eval(), meta

@@ -1,0 +1,155 @@
+"""NSIPF's neural interpolator (MODEL.md §2 step 3 and §3): the interpolator protocol through the CNN.
+
+    interp = NeuralInterp(model, grid, tile=8, capacity=None)
+    interp.grad_c(c, X) -> (B, P, d)      interp.value(c, X) -> (B, P)      interp.fine_field(c, X)
+
+1. The grid field c (B, N, ..., N) goes through the CNN (:class:`nsipf_torch.model.UpsampleCNN`, no
+   autograd) to a smooth field on the s-times finer cell-centred grid.
+2. grad c~ at the particles is autograd through a differentiable sampling of that fine field:
+   ``F.grid_sample`` (multilinear, ``align_corners=False``, ``padding_mode="border"``), whose coordinates
+   are (x, y, z) = (W, H, D), the reverse of our ``[i_x, i_y, i_z]`` arrays (MODEL.md §6), normalised so
+   that ±1 are the walls ±L. Within half a fine cell of a wall the sample is clamped and the normal
+   component of the gradient is 0 (the Neumann condition, as in the classical interpolators).
+
+Local evaluation (the paper's source of speed): with ``tile=T`` the grid is cut into (N/T)^d tiles and
+the CNN runs only on the tiles the particles' sampling stencils touch. Each tile is cut from the grid
+padded once with the wall reflection, with a halo equal to the CNN's receptive radius, and the CNN runs
+without padding (``forward_valid``), so a tile's output equals the full-grid output to round-off. The
+tile list has a fixed capacity K (``capacity``; default: all tiles, which is exact): the K tiles holding
+most particle stencils are chosen with ``topk``, and everything stays on the device with static shapes,
+with no ``nonzero()`` and no host synchronisation. Occupied tiles beyond the capacity keep the linear
+upsampling of c (a finite, consistent fallback); ``last_overflow`` (a tensor, read it outside the step)
+counts them.
+
+Positivity and mass are the stepper's business (deposit + exponential c-update), not the interpolator's.
+Don't call ``grad_c`` under ``torch.inference_mode`` (the sampling needs autograd); ``no_grad`` is fine.
+"""
+from __future__ import annotations
+
+import copy
+import itertools
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+
+from .grid import Grid
+from .model import UpsampleCNN, load_model, pad_symmetric, upsample_linear
+
+_TILES = {
+    2: ("b (tx ux) (ty uy) -> (b tx ty) ux uy", "(b tx ty) ux uy -> b (tx ux) (ty uy)"),
+    3: ("b (tx ux) (ty uy) (tz uz) -> (b tx ty tz) ux uy uz",
+        "(b tx ty tz) ux uy uz -> b (tx ux) (ty uy) (tz uz)"),
+}
+
+
+class NeuralInterp:
+    """The neural interpolator on ``grid`` (module docstring). ``model`` is copied to the grid's dtype/device."""
+
+    name = "neural"
+
+    def __init__(self, model: UpsampleCNN, grid: Grid, tile: int | None = 8, capacity: int | None = None):
+        if not isinstance(model, UpsampleCNN):
+            raise ValueError(f"model must be an UpsampleCNN, got {type(model).__name__}")
+        if model.dim != grid.dim:
+            raise ValueError(f"model is {model.dim}-D but the grid is {grid.dim}-D")
+        if tile is not None:
+            if isinstance(tile, bool) or not isinstance(tile, int) or tile < 1 or grid.N % tile:
+                raise ValueError(f"tile must be a positive divisor of N={grid.N}, got {tile!r}")
+        if model.halo > grid.N:
+            raise ValueError(f"grid N={grid.N} is smaller than the CNN's halo {model.halo}")
+        self.grid = grid
+        self.model = copy.deepcopy(model).to(device=grid.device, dtype=grid.dtype).eval().requires_grad_(False)
+        self.scale = model.scale
+        self.fine_grid = Grid(self.scale * grid.N, grid.dim, grid.L, grid.device, grid.dtype)
+        self.tile = tile
+        self.n_tiles = (grid.N // tile) ** grid.dim if tile else 1
+        if capacity is not None and (isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1):
+            raise ValueError(f"capacity must be a positive integer or None, got {capacity!r}")
+        self.capacity = capacity
+        self.last_overflow = None
+
+    @classmethod
+    def from_checkpoint(cls, path, grid: Grid, **kw) -> "NeuralInterp":
+        """Load a checkpoint (``ValueError`` on a wrong dimension, architecture or a corrupt file)."""
+        model, _ = load_model(path, dim=grid.dim)
+        return cls(model, grid, **kw)
+
+    # -- the fine field ---------------------------------------------------------------------------------
+    def _check(self, c: torch.Tensor, X: torch.Tensor | None):
+        d = self.grid.dim
+        if c.ndim != d + 1 or tuple(c.shape[1:]) != self.grid.shape:
+            raise ValueError(f"c must have shape (B, {', '.join(['N'] * d)}) with N={self.grid.N}, got {tuple(c.shape)}")
+        if X is not None and (X.ndim != 3 or X.shape[0] != c.shape[0] or X.shape[-1] != d):
+            raise ValueError(f"X must have shape ({c.shape[0]}, P, {d}), got {tuple(X.shape)}")
+
+    def _tile_load(self, X: torch.Tensor) -> torch.Tensor:
+        """(B * n_tiles,): how many particle sampling-stencil corners fall in each tile (static shape)."""
+        B, P, d = X.shape
+        s, T, N = self.scale, self.tile, self.grid.N
+        nt, fine_n = N // T, s * N
+        sf = (X + self.grid.L) * (1.0 / self.fine_grid.h) - 0.5  # fine index coordinate
+        lo = torch.floor(sf).clamp(0, fine_n - 1).long()
+        hi = (lo + 1).clamp(max=fine_n - 1)
+        ends = torch.stack((lo, hi), dim=-1) // (s * T)  # (B, P, d, 2) tile index per axis
+        flat = torch.zeros(B, P, 2**d, dtype=torch.long, device=X.device)
+        for k, bits in enumerate(itertools.product((0, 1), repeat=d)):
+            idx = torch.zeros(B, P, dtype=torch.long, device=X.device)
+            for a, bit in enumerate(bits):
+                idx = idx * nt + ends[..., a, bit]
+            flat[..., k] = idx
+        flat = flat + (torch.arange(B, device=X.device) * nt**d).reshape(B, 1, 1)
+        load = torch.zeros(B * nt**d, dtype=X.dtype, device=X.device)
+        return load.index_add_(0, flat.reshape(-1), torch.ones(flat.numel(), dtype=X.dtype, device=X.device))
+
+    def fine_field(self, c: torch.Tensor, X: torch.Tensor | None = None) -> torch.Tensor:
+        """The CNN's fine field (B, sN, ..., sN); tiled (only where X's stencils are) when ``tile`` and X given."""
+        self._check(c, X)
+        d, k = self.grid.dim, self.model.halo
+        with torch.no_grad():
+            cp = pad_symmetric(c, k, d)
+            if self.tile is None or X is None:
+                return self.model.forward_valid(cp)
+            B, T, N = c.shape[0], self.tile, self.grid.N
+            nt = N // T
+            total = B * nt**d
+            K = min(self.capacity or total, total)
+            load = self._tile_load(X)
+            chosen = torch.topk(load, K, sorted=False).indices  # (K,) flat (b, tx, ty[, tz]) indices
+            self.last_overflow = ((load > 0).sum() - (load[chosen] > 0).sum())
+            windows = cp
+            for a in range(d):
+                windows = windows.unfold(1 + a, T + 2 * k, T)  # (B, nt, .., nt, T+2k, .., T+2k), a view
+            coords, rest = [], chosen
+            for a in reversed(range(d)):
+                coords.append(rest % nt)
+                rest = rest // nt
+            tiles = windows[(rest, *reversed(coords))]  # gathers only the K chosen tiles
+            out = self.model.forward_valid(tiles)
+            to_tiles, from_tiles = _TILES[d]
+            sizes = {f"u{ax}": self.scale * T for ax in "xyz"[:d]}
+            fine = rearrange(upsample_linear(c, self.scale, d), to_tiles, **sizes).clone()
+            fine.index_copy_(0, chosen, out)
+            return rearrange(fine, from_tiles, b=B, **{f"t{ax}": nt for ax in "xyz"[:d]})
+
+    # -- the protocol -----------------------------------------------------------------------------------
+    def _grid_coords(self, X: torch.Tensor) -> torch.Tensor:
+        """(B, P, 1[, 1], d) in grid_sample's normalised (x, y, z) = (W, H, D) order."""
+        g = (X / self.grid.L).flip(-1)
+        return g.reshape(X.shape[0], X.shape[1], *([1] * (self.grid.dim - 1)), self.grid.dim)
+
+    def _sample(self, fine: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
+        v = F.grid_sample(fine.unsqueeze(1), self._grid_coords(X).to(fine.dtype), mode="bilinear",
+                          padding_mode="border", align_corners=False)
+        return v.reshape(X.shape[0], X.shape[1])
+
+    def value(self, c: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self._sample(self.fine_field(c, X), X)
+
+    def grad_c(self, c: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
+        fine = self.fine_field(c, X)
+        with torch.enable_grad():
+            Xg = X.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(self._sample(fine, Xg).sum(), Xg)
+        return grad
