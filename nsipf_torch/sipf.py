@@ -13,9 +13,7 @@ are separate and meant to run every k steps.
 
 Usage::
 
-    X = initial_particles(ic, grid, P, seeds)
-    c = ic.c0(grid).expand(len(seeds), *grid.shape).clone()
-    state, gens = SIPFState(X, c), noise_generators(seeds)
+    state, gens = initial_state(ic, grid, P, seeds), noise_generators(seeds)
     interp = make_interp("trilinear", grid)
     for n in range(nsteps):
         noise = draw_noise(gens, B, P, grid.dim, grid.dtype, grid.device)
@@ -33,7 +31,8 @@ import torch
 from .deposit import deposit, deposit_counts
 from .field import update_c
 from .grid import Grid
-from .particles import em_move
+from .initial import InitialCondition
+from .particles import em_move, initial_particles
 
 
 class SIPFState(NamedTuple):
@@ -42,6 +41,13 @@ class SIPFState(NamedTuple):
     X: torch.Tensor
     c: torch.Tensor
     step: int = 0
+
+
+def initial_state(ic: InitialCondition, grid: Grid, P: int, seeds: Sequence[int]) -> SIPFState:
+    """Step-0 state of B = len(seeds) members: exact particle samples and c0 at the cell centres."""
+    X = initial_particles(ic, grid, P, seeds)
+    c = ic.c0(grid).to(device=grid.device, dtype=grid.dtype).expand(len(seeds), *grid.shape).clone()
+    return SIPFState(X, c, 0)
 
 
 def sipf_advance(X: torch.Tensor, c: torch.Tensor, noise: torch.Tensor, *, grid: Grid, dt: float, gamma, chi,
@@ -59,6 +65,26 @@ def sipf_step(state: SIPFState, noise: torch.Tensor, *, grid: Grid, dt: float, g
     X, c = sipf_advance(state.X, state.c, noise, grid=grid, dt=dt, gamma=gamma, chi=chi, M0=M0, interp=interp,
                         c_update=c_update, deposit_method=deposit_method)
     return SIPFState(X, c, state.step + 1)
+
+
+def sipf_run(state: SIPFState, generators: Sequence[torch.Generator], nsteps: int, *, grid: Grid, dt: float, gamma,
+             chi, M0: float, interp, c_update: str = "exp", deposit_method: str = "ngp", callback=None,
+             step_fn=None) -> SIPFState:
+    """Take ``nsteps`` steps: draw the noise on the host side, then the pure step; the one SIPF loop.
+
+    ``callback(state)`` runs after every step (diagnostics every k steps, snapshots, checkpoints);
+    ``step_fn`` replaces :func:`sipf_advance` (e.g. its ``torch.compile``d version).
+    """
+    advance = sipf_advance if step_fn is None else step_fn
+    B, P, d = state.X.shape
+    for _ in range(int(nsteps)):
+        noise = draw_noise(generators, B, P, d, state.X.dtype, state.X.device)
+        X, c = advance(state.X, state.c, noise, grid=grid, dt=dt, gamma=gamma, chi=chi, M0=M0, interp=interp,
+                       c_update=c_update, deposit_method=deposit_method)
+        state = SIPFState(X, c, state.step + 1)
+        if callback is not None:
+            callback(state)
+    return state
 
 
 def noise_seed(seed: int, rank: int = 0) -> int:

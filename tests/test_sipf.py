@@ -1,0 +1,179 @@
+"""The SIPF stepper (paper eqs. 32-34): pure diffusion against the exact Neumann kernel, mass and sign,
+batched == single runs, and agreement with the FD solver."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import chi2
+
+from nsipf_torch.deposit import deposit
+from nsipf_torch.grid import Grid
+from nsipf_torch.initial import get_ic
+from nsipf_torch.interp import make_interp
+from nsipf_torch.particles import reflect
+from nsipf_torch.sipf import (SIPFState, draw_noise, initial_state, noise_generators, particle_diagnostics,
+                              sipf_run, sipf_step)
+from nsipf_torch.validation import neumann_gaussian_1d, neumann_gaussian_cells_1d
+
+FALSE_ALARM = 1e-3  # of each statistical acceptance test below
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small tensors: with 2 OpenMP threads on the shared 2-core CPU these tests ran ~10x slower (measured)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+# ------------------------------------------------------------------------------------------------------
+# Pure diffusion (chi = 0): reflected Brownian motion is sampled exactly by Euler-Maruyama + reflection,
+# whatever dt, so the particle law after n steps IS the Neumann heat kernel from the start point.
+
+X0 = (0.8, -0.6, 0.3)  # near the walls, so reflection carries weight
+GAMMA, T = 0.5, 0.5
+K_BINS = 16
+
+
+def _diffuse(gammas, dt, P, seed=0, walls="reflect", T=T, x0=X0):
+    """Run B = len(gammas) members from the point X0 with chi = 0 through sipf_step; positions (B, P, 3)."""
+    grid = Grid(16, dim=3)
+    B = len(gammas)
+    X = torch.tensor(x0, dtype=torch.float64).expand(B, P, 3).clone()
+    state = SIPFState(X, torch.zeros(B, *grid.shape, dtype=torch.float64))
+    gens = noise_generators([seed + b for b in range(B)])
+    gamma = torch.tensor(gammas, dtype=torch.float64)
+    interp = make_interp("trilinear", grid)
+    for _ in range(round(T / dt)):
+        noise = draw_noise(gens, B, P, 3, torch.float64)
+        if walls == "reflect":
+            state = sipf_step(state, noise, grid=grid, dt=dt, gamma=gamma, chi=0.0, M0=1.0, interp=interp)
+        else:  # negative control: clamp to the box instead of reflecting
+            step = torch.sqrt(2 * gamma * dt).reshape(-1, 1, 1) * noise
+            state = SIPFState((state.X + step).clamp(-1, 1), state.c, state.step + 1)
+    return state.X
+
+
+def _chi_square(X: torch.Tensor) -> float:
+    """Sum over the 3 independent axis marginals of Pearson's statistic against the exact cell masses."""
+    faces = torch.linspace(-1, 1, K_BINS + 1, dtype=torch.float64)
+    P = X.shape[0]
+    stat = 0.0
+    for a in range(3):
+        expected = P * neumann_gaussian_cells_1d(faces, X0[a], 0.0, T, GAMMA).numpy()
+        assert expected.min() > 5  # the chi-square approximation is valid
+        observed = np.histogram(X[:, a].numpy(), bins=faces.numpy())[0]
+        stat += float(((observed - expected) ** 2 / expected).sum())
+    return stat
+
+
+def _exact_mean_x2(T: float, x0) -> float:
+    """E|X_t|^2 of the Neumann kernel by the midpoint rule on 2e5 points (error << 1e-8)."""
+    x = torch.linspace(-1, 1, 200_001, dtype=torch.float64)
+    x = 0.5 * (x[1:] + x[:-1])
+    w = 2.0 / x.numel()
+    return sum(float((x**2 * neumann_gaussian_1d(x, x0[a], 0.0, T, GAMMA)).sum() * w) for a in range(3))
+
+
+@pytest.mark.parametrize("dt", [0.05, 0.5])  # 0.5: one step has rms 0.7 = a third of the box, many reflect
+def test_pure_diffusion_histogram_matches_neumann_kernel(dt):
+    P = 20_000
+    X = _diffuse([GAMMA, 1.1 * GAMMA], dt, P)
+    threshold = chi2.ppf(1 - FALSE_ALARM, 3 * (K_BINS - 1))
+    stat_ok, stat_wrong_gamma = _chi_square(X[0]), _chi_square(X[1])
+    assert stat_ok < threshold, (stat_ok, threshold)
+    # negative control: 10% too much diffusion must be detected
+    assert stat_wrong_gamma > threshold, (stat_wrong_gamma, threshold)  # measured 253 and 175 vs 80
+
+
+def test_pure_diffusion_clamping_instead_of_reflecting_fails():
+    X = _diffuse([GAMMA], 0.05, 20_000, walls="clamp")
+    assert _chi_square(X[0]) > chi2.ppf(1 - FALSE_ALARM, 3 * (K_BINS - 1))
+
+
+def test_pure_diffusion_second_moment_matches_exact():
+    # early time (rms spread 0.32, 1.3 spreads from the x wall): the moment still grows with gamma. From X0
+    # the wall's pull-back cancels the growth and gamma x 1.1 moved the mean by only 3.6 standard errors.
+    P, T2, x0 = 100_000, 0.1, (0.6, -0.2, 0.1)
+    X = _diffuse([GAMMA, 1.1 * GAMMA], 0.01, P, seed=100, T=T2, x0=x0)
+    exact = _exact_mean_x2(T2, x0)
+    r2 = (X**2).sum(-1)
+    se = r2.std(dim=-1) / math.sqrt(P)
+    z = ((r2.mean(-1) - exact) / se).tolist()
+    z_crit = 3.29  # two-sided normal quantile for FALSE_ALARM = 1e-3
+    assert abs(z[0]) < z_crit, z
+    assert abs(z[1]) > z_crit, z  # negative control: gamma x 1.1 (measured z = 13)
+
+
+# ------------------------------------------------------------------------------------------------------
+# Mass and sign.
+
+@pytest.mark.parametrize("interp_name", ["trilinear", "spline"])
+@pytest.mark.parametrize("deposit_method", ["ngp", "cic"])
+def test_mass_exact_and_fields_nonnegative(interp_name, deposit_method):
+    grid = Grid(16, dim=3, dtype=torch.float32)
+    seeds, P, M0 = [1, 2], 5000, 1.0
+    state = initial_state(get_ic("two_blobs"), grid, P, seeds)
+    state = SIPFState(state.X.clone(), state.c, 0)
+    state.X[0, :4] = torch.tensor([[1.0, 1.0, 1.0], [-1.0, -1.0, -1.0], [1.0, -1.0, 0.0], [-1.0, 0.0, 1.0]])
+    record = []
+    state = sipf_run(state, noise_generators(seeds), 20, grid=grid, dt=2e-3, gamma=0.01, chi=1.0, M0=M0,
+                     interp=make_interp(interp_name, grid), deposit_method=deposit_method,
+                     callback=lambda s: record.append(particle_diagnostics(s, grid, M0)))
+    for diag in record:
+        assert diag["mass"].tolist() == [M0, M0]  # count * M0 / P with count == P: exact
+        assert diag["n_outside"].tolist() == [0, 0]
+        assert bool((diag["min_c"] >= 0).all()) and diag["n_negative_c"].tolist() == [0, 0]
+        assert bool(diag["finite"].all())
+    rho = deposit(state.X, grid, M0, deposit_method)
+    assert bool((rho >= 0).all())
+    torch.testing.assert_close(grid.integrate(rho).double(), torch.full((2,), M0, dtype=torch.float64),
+                               rtol=1e-6, atol=0)  # float32 sum over 4096 cells
+
+
+def test_crowded_cell_drives_euler_negative_and_is_counted():
+    grid = Grid(16, dim=3)
+    P, dt = 1000, 1e-2
+    X = torch.full((2, P, 3), 0.01, dtype=torch.float64)  # all in one cell: rho = 1/h^3 = 512, dt*rho = 5.1 > 1
+    c = torch.ones(2, *grid.shape, dtype=torch.float64)
+    noise = torch.zeros(2, P, 3, dtype=torch.float64)
+    kw = dict(grid=grid, dt=dt, gamma=0.0, chi=1.0, M0=1.0, interp=make_interp("trilinear", grid))
+    euler = particle_diagnostics(sipf_step(SIPFState(X, c), noise, c_update="euler", **kw), grid, 1.0)
+    exact = particle_diagnostics(sipf_step(SIPFState(X, c), noise, c_update="exp", **kw), grid, 1.0)
+    assert euler["n_negative_c"].tolist() == [1, 1] and float(euler["min_c"][0]) == pytest.approx(1 - 5.12)
+    assert exact["n_negative_c"].tolist() == [0, 0] and float(exact["min_c"][0]) > 0
+
+
+# ------------------------------------------------------------------------------------------------------
+# Batching: B members in one tensor reproduce B single runs bitwise on the CPU.
+
+@pytest.mark.parametrize("interp_name", ["trilinear", "spline"])
+def test_batched_equals_single_runs_bitwise(interp_name):
+    grid = Grid(16, dim=3)
+    ic = get_ic("two_blobs")
+    seeds = list(range(10, 18))
+    chis = [0.5, 1.0, 2.0, 1.0, 0.5, 1.0, 2.0, 1.0]
+    gammas = [0.01, 0.02, 0.01, 0.005, 0.01, 0.01, 0.02, 0.01]
+    P, nsteps = 2000, 8
+    interp = make_interp(interp_name, grid)
+    kw = dict(grid=grid, dt=1e-3, M0=1.0, interp=interp)
+    batched = sipf_run(initial_state(ic, grid, P, seeds), noise_generators(seeds), nsteps,
+                       gamma=torch.tensor(gammas, dtype=torch.float64), chi=torch.tensor(chis, dtype=torch.float64), **kw)
+    for b, seed in enumerate(seeds):
+        single = sipf_run(initial_state(ic, grid, P, [seed]), noise_generators([seed]), nsteps,
+                          gamma=torch.tensor([gammas[b]], dtype=torch.float64),
+                          chi=torch.tensor([chis[b]], dtype=torch.float64), **kw)
+        assert torch.equal(batched.X[b], single.X[0]) and torch.equal(batched.c[b], single.c[0]), b
+
+
+def test_draw_noise_per_member_streams():
+    seeds = [3, 4]
+    a = draw_noise(noise_generators(seeds), 2, 100, 3)
+    b = draw_noise(noise_generators([4]), 1, 100, 3)
+    assert torch.equal(a[1], b[0]) and not torch.equal(a[0], a[1])
+    # distinct ranks give distinct streams (issue 6: each rank its own (seed, rank) stream)
+    assert not torch.equal(draw_noise(noise_generators([3], rank=1), 1, 100, 3)[0], a[0])
+    with pytest.raises(ValueError, match="generator per member"):
+        draw_noise(noise_generators(seeds), 3, 10, 3)
