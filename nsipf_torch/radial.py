@@ -15,9 +15,11 @@ Discretisation (issue 2 §5)
   (:func:`nsipf_torch.stencils.upwind_flux`). The face at r = 0 has zero area and the wall at r = R zero
   flux (:func:`nsipf_torch.stencils.divergence` adds both), so d/dt sum_i rho_i V_i telescopes to zero and
   the mass is conserved to round-off.
-- Time stepping as in the Cartesian FD solver: Strang splitting, an exact c half-step
-  c <- c exp(-dt/2 rho) (:func:`nsipf_torch.field.update_c`), rho transport by SSP-RK2 with c frozen,
-  then the second c half-step.
+- Time stepping as in the Cartesian FD solver (``fd.fd_advance``): each outer step dt is cut into n_sub
+  equal sub-steps, each a Strang step: an exact c half-step c <- c exp(-dt_sub/2 rho)
+  (:func:`nsipf_torch.field.update_c`), rho transport by SSP-RK2 with c frozen, then the second c
+  half-step. n_sub is picked from the positivity bound below, evaluated on c and on c advanced by the
+  whole dt with rho frozen (the c half-steps sharpen c_r where the cells eat).
 
 Positivity bound of the radial stencil (the radial form of MODEL.md §6)
     Forward Euler keeps rho_i >= 0 when the outflow of cell i over one step is at most rho_i. Diffusion
@@ -159,14 +161,25 @@ def _per_member(name: str, value, rgrid: RadialGrid, allow_zero: bool = True) ->
     return t.reshape(-1, 1).to(device=rgrid.device, dtype=rgrid.dtype)
 
 
-def substeps_needed(v: torch.Tensor, gamma: torch.Tensor, dt: float, rgrid: RadialGrid) -> int:
+def substeps_needed(rho: torch.Tensor, c: torch.Tensor, dt: float, gamma, chi, rgrid: RadialGrid,
+                    c_update: str = "exp") -> int:
     """Smallest n with dt/n (2 gamma kappa_D/dr^2 + kappa_A max|v|/dr) <= 0.4 for every batch member.
 
-    One host sync per outer step, outside the sub-step loop.
+    As in ``fd.fd_substep_count`` the drift is evaluated both on c and on c advanced by the whole dt with
+    rho frozen, since the c half-steps inside the outer step sharpen c_r where the cells eat. One host sync
+    per outer step, outside the sub-step loop.
     """
+    gamma = _per_member("gamma", gamma, rgrid).reshape(-1)
+    chi = _per_member("chi", chi, rgrid)
     dr = rgrid.dr
-    rate = 2 * gamma.reshape(-1) * rgrid.kappa_D / dr**2 + rgrid.kappa_A * v.abs().amax(dim=-1) / dr
-    return max(1, math.ceil(float(rate.max()) * dt / POSITIVITY_BOUND - 1e-12))
+    dc_max = torch.maximum(face_differences(c, axis=-1).abs().amax(dim=-1),
+                           face_differences(update_c(c, rho, dt, c_update), axis=-1).abs().amax(dim=-1))
+    vmax = chi.reshape(-1) * dc_max / dr  # max |v| = chi max |c_r| per member
+    rate = 2 * gamma * rgrid.kappa_D / dr**2 + rgrid.kappa_A * vmax / dr
+    worst = float(rate.max())
+    if not math.isfinite(worst):
+        raise ValueError(f"c (or rho) holds NaN/Inf values: the stability rate is {worst}")
+    return max(1, math.ceil(worst * dt / POSITIVITY_BOUND - 1e-12))
 
 
 def _rho_rate(rho, v, gamma_over_dr, areas, inv_volumes, limiter: str):
@@ -177,12 +190,17 @@ def _rho_rate(rho, v, gamma_over_dr, areas, inv_volumes, limiter: str):
     return -divergence(areas * flux, axis=-1, h=1.0) * inv_volumes
 
 
-def _substep(rho, v, gamma_over_dr, dt_sub, areas, inv_volumes, limiter: str):
-    """One SSP-RK2 (Heun) step of the rho transport with c (so v) frozen. Pure tensor function, so that
-    ``torch.compile`` can fuse it into one loop; dt_sub is a 0-d tensor so that a new sub-step size does
-    not trigger a recompilation."""
+def _substep(rho, c, chi_over_dr, gamma_over_dr, dt_sub, areas, inv_volumes, limiter: str, c_update: str):
+    """One Strang sub-step: c half-step, SSP-RK2 (Heun) rho transport with c frozen, c half-step.
+
+    A pure tensor function, so that ``torch.compile`` can fuse it into one loop; dt_sub is a 0-d tensor so
+    that a new sub-step size does not trigger a recompilation.
+    """
+    c = update_c(c, rho, 0.5 * dt_sub, c_update)
+    v = chi_over_dr * face_differences(c, axis=-1)  # drift velocity chi c_r at the interior faces
     rho1 = rho + dt_sub * _rho_rate(rho, v, gamma_over_dr, areas, inv_volumes, limiter)
-    return 0.5 * rho + 0.5 * (rho1 + dt_sub * _rho_rate(rho1, v, gamma_over_dr, areas, inv_volumes, limiter))
+    rho = 0.5 * rho + 0.5 * (rho1 + dt_sub * _rho_rate(rho1, v, gamma_over_dr, areas, inv_volumes, limiter))
+    return rho, update_c(c, rho, 0.5 * dt_sub, c_update)
 
 
 _COMPILED = {}
@@ -198,31 +216,28 @@ def _substep_fn(compile: bool):
 
 def radial_advance(rho, c, dt, gamma, chi, rgrid: RadialGrid, limiter: str = "minmod",
                    c_update: str = "exp", n_sub: int | None = None, compile: bool = False):
-    """One outer step of size dt (Strang: c half-step, SSP-RK2 rho transport, c half-step).
+    """One outer step of size dt as n_sub equal Strang sub-steps (c half-step, SSP-RK2 rho transport with
+    c frozen, c half-step; as ``fd.fd_advance``). Returns (rho, c, n_sub).
 
     rho, c: (B, Nr); gamma, chi: floats or (B,) tensors. ``n_sub=None`` picks the sub-step count from the
-    positivity bound (:func:`substeps_needed`, the largest over the batch); an explicit count is used as
-    given, as in ``fd.fd_advance`` (e.g. to compare batched with single runs bitwise). ``compile`` fuses the sub-step with ``torch.compile`` (about 10x
-    faster on the CPU for B x Nr ~ 1e5; the first call compiles for ~15 s). Returns (rho, c, n_sub) with the
-    count actually used by all members.
+    radial positivity bound (:func:`substeps_needed`, the largest over the batch); an explicit count is
+    used as given, as in ``fd.fd_advance`` (e.g. to compare batched with single runs bitwise).
+    ``compile`` fuses the sub-step with ``torch.compile`` (several times faster on the CPU for
+    B x Nr ~ 1e5; the first call per shape compiles for ~15-20 s).
     """
-    gamma_t = _per_member("gamma", gamma, rgrid)
-    chi_t = _per_member("chi", chi, rgrid)
-    c = update_c(c, rho, 0.5 * dt, c_update)
-    v = chi_t * face_differences(c, axis=-1) / rgrid.dr  # drift velocity chi c_r at the interior faces
     if n_sub is None:
-        n = substeps_needed(v, gamma_t, dt, rgrid)
+        n_sub = substeps_needed(rho, c, dt, gamma, chi, rgrid, c_update)
     elif isinstance(n_sub, bool) or not isinstance(n_sub, int) or n_sub < 1:
         raise ValueError(f"n_sub must be a positive integer, got {n_sub!r}")
-    else:
-        n = n_sub
-    dt_sub = torch.tensor(dt / n, dtype=rgrid.dtype, device=rgrid.device)
-    gamma_over_dr = (gamma_t / rgrid.dr).expand(rho.shape[0], 1).contiguous()
+    B = rho.shape[0]
+    gamma_over_dr = (_per_member("gamma", gamma, rgrid) / rgrid.dr).expand(B, 1).contiguous()
+    chi_over_dr = (_per_member("chi", chi, rgrid) / rgrid.dr).expand(B, 1).contiguous()
+    dt_sub = torch.tensor(dt / n_sub, dtype=rgrid.dtype, device=rgrid.device)
     step = _substep_fn(compile)
-    for _ in range(n):
-        rho = step(rho, v, gamma_over_dr, dt_sub, rgrid._interior_areas, rgrid._inv_volumes, limiter)
-    c = update_c(c, rho, 0.5 * dt, c_update)
-    return rho, c, n
+    for _ in range(n_sub):
+        rho, c = step(rho, c, chi_over_dr, gamma_over_dr, dt_sub, rgrid._interior_areas, rgrid._inv_volumes,
+                      limiter, c_update)
+    return rho, c, n_sub
 
 
 def _check_inputs(rho0, c0, gamma, chi, rgrid, times, dt, limiter, c_update):
