@@ -7,7 +7,7 @@ time loop for every method.
     runner.checked()   -> dict       the tensors a NaN/Inf check looks at
     runner.state_dict() / load_state_dict(sd)   tensors and plain values only (resumable runs)
 
-The particle runner drives the pure SIPF step (:func:`~nsipf_torch.sipf.sipf_advance`); the interpolator
+The particle runner drives the one SIPF loop (:func:`~nsipf_torch.sipf.sipf_run`); the interpolator
 decides between classical SIPF and NSIPF.
 """
 from __future__ import annotations
@@ -20,8 +20,7 @@ from . import fd
 from .deposit import deposit
 from .diagnostics import field_diagnostics
 from .grid import Grid
-from .particles import initial_particles
-from .sipf import draw_noise, noise_generators, sipf_advance
+from .sipf import initial_state, noise_generators, sipf_run
 
 
 class FDRunner:
@@ -65,21 +64,26 @@ class ParticleRunner:
     def __init__(self, grid: Grid, ic, members: Sequence[dict], M0: float, P: int, interp,
                  c_update: str = "exp", deposit_method: str = "ngp"):
         seeds = [m["seed"] for m in members]
-        B = len(members)
         self.grid, self.M0, self.P, self.interp = grid, M0, P, interp
         self.c_update, self.deposit_method = c_update, deposit_method
         self.gamma = torch.tensor([m["gamma"] for m in members], dtype=grid.dtype, device=grid.device)
         self.chi = torch.tensor([m["chi"] for m in members], dtype=grid.dtype, device=grid.device)
-        self.X = initial_particles(ic, grid, P, seeds)
-        self.c = ic.c0(grid).expand(B, *grid.shape).clone()
+        self.state = initial_state(ic, grid, P, seeds)
         self.generators = noise_generators(seeds)
+        self.step_fn = None  # e.g. a torch.compile'd sipf_advance
+
+    @property
+    def X(self) -> torch.Tensor:
+        return self.state.X
+
+    @property
+    def c(self) -> torch.Tensor:
+        return self.state.c
 
     def advance(self, dt: float) -> int:
-        B, P, d = self.X.shape
-        noise = draw_noise(self.generators, B, P, d, self.grid.dtype, self.grid.device)
-        self.X, self.c = sipf_advance(self.X, self.c, noise, grid=self.grid, dt=dt, gamma=self.gamma,
-                                      chi=self.chi, M0=self.M0, interp=self.interp, c_update=self.c_update,
-                                      deposit_method=self.deposit_method)
+        self.state = sipf_run(self.state, self.generators, 1, grid=self.grid, dt=dt, gamma=self.gamma, chi=self.chi,
+                              M0=self.M0, interp=self.interp, c_update=self.c_update,
+                              deposit_method=self.deposit_method, step_fn=self.step_fn)
         return 1
 
     def fields(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,7 +106,7 @@ class ParticleRunner:
         return {"X": self.X, "c": self.c, "generators": [g.get_state() for g in self.generators]}
 
     def load_state_dict(self, sd: dict) -> None:
-        self.X = sd["X"].to(self.grid.device, self.grid.dtype)
-        self.c = sd["c"].to(self.grid.device, self.grid.dtype)
+        self.state = self.state._replace(X=sd["X"].to(self.grid.device, self.grid.dtype),
+                                         c=sd["c"].to(self.grid.device, self.grid.dtype))
         for g, s in zip(self.generators, sd["generators"]):
             g.set_state(s)
