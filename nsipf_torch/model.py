@@ -124,8 +124,14 @@ class UpsampleCNN(nn.Module):
         crop = (slice(None),) + tuple(slice(s * k, m - s * k) for m in up.shape[1:])
         return up[crop] + residual
 
-    def forward(self, c: torch.Tensor) -> torch.Tensor:
-        """Whole grid with Neumann walls: pad by the halo with the wall reflection, then run valid."""
+    def forward(self, c: torch.Tensor, valid: bool = False) -> torch.Tensor:
+        """Whole grid with Neumann walls: pad by the halo with the wall reflection, then run valid.
+
+        ``valid=True`` is :meth:`forward_valid` (input already carries its halo), reachable through wrappers
+        such as DistributedDataParallel that only hook ``__call__``.
+        """
+        if valid:
+            return self.forward_valid(c)
         return self.forward_valid(pad_symmetric(c, self.halo, self.dim))
 
 
