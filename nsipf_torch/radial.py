@@ -132,21 +132,27 @@ def radial_mass(rho: torch.Tensor, rgrid: RadialGrid) -> torch.Tensor:
 
 def gaussian_shell_averages(rgrid: RadialGrid, sigma, M0=1.0) -> torch.Tensor:
     """Exact shell averages (B, Nr) of the d-dimensional Gaussian exp(-r^2/(2 sigma^2)) normalised to mass
-    M0 on the ball r < R (a cheap exact initial state, the radial analogue of ``initial.py``'s rho0).
+    M0 on the ball r < R (a cheap exact initial state, the radial analogue of ``initial.py``'s rho0),
+    computed in float64 and returned in the grid's dtype.
 
     ``sigma`` and ``M0`` are floats or (B,) tensors. Mass inside radius r of the unit-mass Gaussian:
     d = 2: 1 - exp(-r^2/2s^2);  d = 3: erf(r/(sqrt2 s)) - sqrt(2/pi) (r/s) exp(-r^2/2s^2).
     """
-    sigma = _per_member("sigma", sigma, rgrid, allow_zero=False)
-    M0 = _per_member("M0", M0, rgrid, allow_zero=False)
-    z = rgrid.edges / sigma  # (B, Nr+1)
+    sigma = _per_member("sigma", sigma, rgrid, allow_zero=False).to(torch.float64)
+    M0 = _per_member("M0", M0, rgrid, allow_zero=False).to(torch.float64)
+    z = rgrid.edges.to(torch.float64) / sigma.to(torch.float64)  # (B, Nr+1)
     if rgrid.dim == 2:
-        inside = -torch.expm1(-0.5 * z**2)
+        inside, outside = -torch.expm1(-0.5 * z**2), torch.exp(-0.5 * z**2)
     else:
-        inside = torch.erf(z / math.sqrt(2.0)) - math.sqrt(2.0 / math.pi) * z * torch.exp(-0.5 * z**2)
-    shell_mass = torch.diff(inside, dim=-1)
+        tail = math.sqrt(2.0 / math.pi) * z * torch.exp(-0.5 * z**2)
+        inside = torch.erf(z / math.sqrt(2.0)) - tail
+        outside = torch.erfc(z / math.sqrt(2.0)) + tail
+    # Differences of the mass inside near the centre and of the mass outside in the tail, so that
+    # neither loses its digits to cancellation (the tail shells keep their tiny positive masses).
+    near = z[..., 1:] < 1.0
+    shell_mass = torch.where(near, torch.diff(inside, dim=-1), -torch.diff(outside, dim=-1))
     shell_mass = shell_mass / shell_mass.sum(dim=-1, keepdim=True)
-    return M0 * shell_mass / rgrid.shell_volumes
+    return (M0.to(torch.float64) * shell_mass / rgrid.shell_volumes.to(torch.float64)).to(rgrid.dtype)
 
 
 def _per_member(name: str, value, rgrid: RadialGrid, allow_zero: bool = True) -> torch.Tensor:

@@ -57,6 +57,9 @@ def test_gaussian_shell_averages_are_exact(dim):
     expected = 2.0 * shells / shells.sum() / g.shell_volumes.numpy()
     np.testing.assert_allclose(rho.numpy(), expected, rtol=1e-10)
     assert float(radial_mass(rho, g)) == pytest.approx(2.0, rel=1e-14)
+    # Far tail (r up to 16 sigma): strictly positive, no cancellation to zero.
+    tail = gaussian_shell_averages(RadialGrid(64, 1.6, dim), 0.1)
+    assert float(tail.min()) > 0
 
 
 @pytest.mark.parametrize("dim", [2, 3])
@@ -64,7 +67,7 @@ def test_mass_conserved_and_signs_over_1000_steps(dim):
     # Mass: the fluxes telescope, so only round-off remains (bound 1e-12 in float64 from issue 2).
     # Signs: the sub-step bound keeps every explicit stage positivity-preserving (module docstring).
     # A stiff member (amplitude 10, narrow rho) and a mild one, checked at every outer step.
-    g = RadialGrid(64, 1.5, dim)
+    g = RadialGrid(48, 1.5, dim)
     rho0 = gaussian_shell_averages(g, torch.tensor([0.1, 0.25]))
     c0 = torch.tensor([[10.0], [1.0]], dtype=torch.float64) * torch.exp(-g.r**2 / (2 * 0.3**2))
     times = [k * 1e-4 for k in range(1, 1001)]
@@ -73,6 +76,8 @@ def test_mass_conserved_and_signs_over_1000_steps(dim):
     assert len(counts) == 1000
     m0 = radial_mass(rho0, g)
     drift = ((radial_mass(rho, g) - m0[:, None]).abs() / m0[:, None]).max()
+    print(f"\n[radial d={dim}] float64 mass drift over 1000 steps: {float(drift):.2e}; "
+          f"sub-steps {sum(counts)}; min rho {float(rho.min()):.2e}, min c {float(c.min()):.2e}")
     assert drift < 1e-12, drift
     assert float(rho.min()) >= 0.0 and float(c.min()) >= 0.0
 
@@ -85,6 +90,7 @@ def test_mass_drift_float32():
     m0 = radial_mass(rho0, g.to(dtype=torch.float64))
     assert rho.dtype == torch.float32
     drift = float((radial_mass(rho.double(), g.to(dtype=torch.float64)) - m0).abs().max() / m0)
+    print(f"\n[radial] float32 mass drift over 200 steps: {drift:.2e}")
     assert drift < 1e-4, drift
     assert float(rho.min()) >= 0.0
 
@@ -92,8 +98,9 @@ def test_mass_drift_float32():
 @pytest.mark.parametrize("dim", [2, 3])
 def test_pure_diffusion_matches_gaussian_heat_solution(dim):
     # chi = 0: a Gaussian of variance s^2 spreads to s^2 + 2 gamma t (walls at R = 1.5 are > 10 s away,
-    # so the free-space solution is exact to ~1e-20). Exact shell averages on both sides. Tolerances:
-    # measured errors 4.9e-3 / 1.3e-3 / 3.3e-4 (d = 3) at Nr = 32/64/128, i.e. order 2 (theory: 2).
+    # so the free-space solution is exact to ~1e-20). Exact shell averages on both sides. Measured errors
+    # 1.4e-2 / 3.5e-3 / 8.9e-4 (d = 3) at Nr = 32/64/128, orders 1.94 / 1.98 (theory: 2); tolerances:
+    # 1e-3 at Nr = 128 and orders in (1.8, 2.3).
     sigma, gamma, T = 0.1, 0.01, 0.2
     s_T = math.sqrt(sigma**2 + 2 * gamma * T)
     errs = []
@@ -103,6 +110,7 @@ def test_pure_diffusion_matches_gaussian_heat_solution(dim):
         rho, _ = solve_radial(rho0, torch.ones_like(rho0), gamma, 0.0, g, [T], 1e-3)
         errs.append(_rel_l2_radial(rho[0, -1], gaussian_shell_averages(g, s_T)[0], g))
     orders = [math.log2(errs[i] / errs[i + 1]) for i in range(2)]
+    print(f"\n[radial d={dim}] heat kernel errors Nr=32/64/128: {errs}, orders {orders}")
     assert errs[-1] < 1e-3, errs
     assert all(1.8 < p < 2.3 for p in orders), (errs, orders)
 
@@ -120,6 +128,7 @@ def test_convergence_in_Nr_with_chemotaxis():
         rho, _ = solve_radial(*_problem(g), gamma, 1.0, g, [T], 1e-3)
         errs.append(_rel_l2_radial(rho[0, -1], _coarsen(rho_f[0, -1], fine, Nr), g))
     orders = [math.log2(errs[i] / errs[i + 1]) for i in range(2)]
+    print(f"\n[radial] chemotaxis errors vs Nr=512, Nr=32/64/128: {errs}, orders {orders}")
     assert errs[-1] < 5e-3 and orders[-1] > 1.6 and orders[0] > 1.2, (errs, orders)
 
 
@@ -193,3 +202,51 @@ def test_bad_fields():
         solve_radial(bad, c0, 0.01, 1.0, g, [0.01], 1e-3)
     with pytest.raises(ValueError, match="rho0"):
         solve_radial(-rho0, c0, 0.01, 1.0, g, [0.01], 1e-3)
+
+
+# ---- Radial solver against the 3D FD solver (issue 2 validation), on a radially symmetric problem with
+# widths >= 0.2: rho0 a Gaussian of width 0.2 and mass 1, c0 = exp(-r^2 / (2 0.3^2)), gamma = 0.01, chi = 1,
+# T = 0.05. The radial reference (Nr = 512 on R = 1.75 >= sqrt(3), so it covers the box corners; its own
+# error is ~1e-4) is interpolated linearly in r at the radii of the 3D cell centres, and the relative L2
+# difference is taken over all 3D cells (no block averaging: stricter than rel_l2's 16^3 blocks).
+_CMP = dict(sigma_rho=0.2, sigma_c=0.3, gamma=0.01, chi=1.0, T=0.05)
+
+
+@pytest.fixture(scope="module")
+def radial_reference():
+    rg = RadialGrid(512, 1.75, 3)
+    rho0 = gaussian_shell_averages(rg, _CMP["sigma_rho"])
+    c0 = torch.exp(-rg.r**2 / (2 * _CMP["sigma_c"] ** 2))[None]
+    rho, _ = solve_radial(rho0, c0, _CMP["gamma"], _CMP["chi"], rg, [_CMP["T"]], 1e-3)
+    return rg, rho[0, -1]
+
+
+def _fd_vs_radial(N, radial_reference):
+    from nsipf_torch.fd import fd_solve
+    from nsipf_torch.grid import Grid
+    from nsipf_torch.initial import GaussianComponent, GaussianMixtureIC
+    rg, rho_r = radial_reference
+    sc = _CMP["sigma_c"]
+    ic = GaussianMixtureIC("radial_check", [GaussianComponent(1.0, (0.0, 0.0, 0.0), _CMP["sigma_rho"])],
+                           lambda mesh: torch.exp(-sum(x**2 for x in mesh) / (2 * sc**2)))
+    grid = Grid(N, 3)
+    rho, _, _ = fd_solve(ic.rho0(grid)[None], ic.c0(grid)[None], _CMP["T"], 1e-3, _CMP["gamma"], _CMP["chi"], grid)
+    radii = torch.sqrt(grid.r2()).numpy().ravel()
+    ref = torch.from_numpy(np.interp(radii, rg.r.numpy(), rho_r.numpy()).reshape(grid.shape))
+    return float(torch.linalg.vector_norm(rho[0] - ref) / torch.linalg.vector_norm(ref))
+
+
+def test_radial_against_3d_fd_32(radial_reference):
+    # Measured: 9.4% at 16^3, 2.9% at 32^3 (order 1.7); tolerances: 4% at 32^3 and order > 1.4.
+    e16, e32 = _fd_vs_radial(16, radial_reference), _fd_vs_radial(32, radial_reference)
+    print(f"\n[radial vs 3D FD] 16^3: {e16:.4f}, 32^3: {e32:.4f}, order {math.log2(e16 / e32):.2f}")
+    assert e32 < 0.04 and math.log2(e16 / e32) > 1.4, (e16, e32)
+
+
+@pytest.mark.slow
+def test_radial_against_3d_fd_64(radial_reference):
+    # Issue 2: under 1% at 64^3, shrinking at about second order. Measured 2.9% (32^3) -> 0.79% (64^3),
+    # order 1.86; tolerances 1% and order > 1.6.
+    e32, e64 = _fd_vs_radial(32, radial_reference), _fd_vs_radial(64, radial_reference)
+    print(f"\n[radial vs 3D FD] 32^3: {e32:.4f}, 64^3: {e64:.4f}, order {math.log2(e32 / e64):.2f}")
+    assert e64 < 0.01 and math.log2(e32 / e64) > 1.6, (e32, e64)
