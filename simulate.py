@@ -262,20 +262,19 @@ def run(cfg: SimConfig, params: Params, grid: Grid, runner, members: list[dict],
     bar = tqdm(total=n_steps, initial=step, desc=f"{cfg.method} {cfg.ic_file or cfg.ic} N={grid.N}",
                disable=not cfg.progress, unit="step")
     try:
-        with torch.inference_mode(cfg.method != "nsipf"):  # NSIPF needs autograd for its drift
-            while step < n_steps:
-                substeps += runner.advance(time_at(step + 1) - time_at(step))
-                step += 1
-                if step % cfg.diag_every == 0 or step in snap_steps:
-                    check_finite(step, time_at(step), **runner.checked())
-                    log.record(step, time_at(step), runner.diagnostics())
-                if step in snap_steps:
-                    save_snapshot(step)
-                if cfg.checkpoint_every and (step % cfg.checkpoint_every == 0 or step == n_steps):
-                    save_state(step)
-                bar.update(1)
-                if cfg.method == "fdm":
-                    bar.set_postfix(substeps=substeps, refresh=False)
+        while step < n_steps:
+            substeps += runner.advance(time_at(step + 1) - time_at(step))
+            step += 1
+            if step % cfg.diag_every == 0 or step in snap_steps:
+                check_finite(step, time_at(step), **runner.checked())
+                log.record(step, time_at(step), runner.diagnostics())
+            if step in snap_steps:
+                save_snapshot(step)
+            if cfg.checkpoint_every and (step % cfg.checkpoint_every == 0 or step == n_steps):
+                save_state(step)
+            bar.update(1)
+            if cfg.method == "fdm":
+                bar.set_postfix(substeps=substeps, refresh=False)
     except NonFiniteError as err:
         print(f"simulate.py: error: {err}; run stopped, last good snapshot {snaps[-1].name} kept", file=sys.stderr)
         status = 1
@@ -355,9 +354,8 @@ def compare_with_fdm(cfg: SimConfig, grid: Grid, members: list[dict], final: Pat
     fd_members = [{"gamma": g, "chi": c, "seed": 0} for g, c in keys]
     ref = FDRunner(grid, ic, fd_members, cfg.M0, limiter=cfg.limiter)
     n_steps = math.ceil(cfg.T / cfg.dt - 1e-9)
-    with torch.inference_mode():
-        for k in tqdm(range(n_steps), desc="fdm reference", disable=not cfg.progress, unit="step"):
-            ref.advance(min(cfg.dt, cfg.T - k * cfg.dt))
+    for k in tqdm(range(n_steps), desc="fdm reference", disable=not cfg.progress, unit="step"):
+        ref.advance(min(cfg.dt, cfg.T - k * cfg.dt))
     rho_fd, c_fd = (f.cpu().double() for f in ref.fields())
     d = np.load(final)
     which = torch.tensor([keys.index((m["gamma"], m["chi"])) for m in members])

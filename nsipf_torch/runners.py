@@ -35,6 +35,7 @@ class FDRunner:
         self.rho = ic.rho0(grid, M0).expand(B, *grid.shape).clone()
         self.c = ic.c0(grid).expand(B, *grid.shape).clone()
 
+    @torch.inference_mode()
     def advance(self, dt: float) -> int:
         self.rho, self.c, n_sub = fd.fd_advance(self.rho, self.c, dt, self.gamma, self.chi, self.grid,
                                                 limiter=self.limiter, c_update=self.c_update)
@@ -80,6 +81,7 @@ class ParticleRunner:
     def c(self) -> torch.Tensor:
         return self.state.c
 
+    @torch.no_grad()  # not inference_mode: the neural interpolator takes its drift by autograd
     def advance(self, dt: float) -> int:
         self.state = sipf_run(self.state, self.generators, 1, grid=self.grid, dt=dt, gamma=self.gamma, chi=self.chi,
                               M0=self.M0, interp=self.interp, c_update=self.c_update,

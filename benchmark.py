@@ -1,0 +1,292 @@
+"""Runtime tables like the paper's (MODEL.md §4), measured on this machine, with the paper's figures beside.
+
+    python benchmark.py                         # quick suite: N in {32, 64} (<= 10 min on a 2-core CPU)
+    python benchmark.py --suite paper           # adds N = 128 (<= 60 min on a 2-core CPU)
+    python benchmark.py --suite gpu --device cuda   # GPU sizes: N = 128 rows, P up to 1e7
+    python benchmark.py --suite convergence     # the paper's Fig. 8: error against P and dt, with slopes
+
+Table 1: two_blobs in 3D, T = 0.2, dt = 1e-3, every method with its documented defaults (FDM: MUSCL-minmod,
+automatic positive sub-steps; particles: NGP deposit, exact c-update). The paper's resolutions are unknown;
+we assume res 1, 2, 3 = 32^3, 64^3, 128^3. Table 2: time per step against P at N = 64 (runs of
+--steps2 steps), plus a "hot" case with all particles packed into 2^3 cells. Baseline: classical SIPF as
+the paper ran it (scipy interpn, cubic, on the CPU), timed per step, beside our spline step at the same size.
+
+Timing rules: a warm-up run (first calls, allocator, compilation) is excluded and reported separately;
+torch.cuda.synchronize brackets every timed region on a GPU; each figure is the median of --repeats whole
+runs with the min-max range. Results go to DIR/results.md and DIR/results.json with the device, the torch
+version, the commit and the full config.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nsipf_torch.grid import Grid, resolve_device, resolve_dtype
+from nsipf_torch.initial import get_ic
+from nsipf_torch.interp import make_interp
+from nsipf_torch.io import ensure_writable_dir, save_json
+from nsipf_torch.runners import FDRunner, ParticleRunner
+
+PAPER_TABLE1 = {"FDM": (7.31, 56.89, 742.24), "SIPF-spline": (2955.73, 3919.37, 7599.54),
+                "NSIPF": (8.69, 33.12, 243.86)}
+PAPER_TABLE2 = {"SIPF-spline": {1000: 211.27, 5000: 998.38, 10000: 1959.34},
+                "NSIPF": {1000: 31.97, 5000: 32.21, 10000: 32.42}}
+SUITES = {
+    "quick": {"Ns": (32, 64), "Ps": (1_000, 5_000, 10_000, 20_000, 100_000, 1_000_000)},
+    "paper": {"Ns": (32, 64, 128), "Ps": (1_000, 5_000, 10_000, 20_000, 100_000, 1_000_000)},
+    "gpu": {"Ns": (32, 64, 128), "Ps": (1_000, 5_000, 10_000, 20_000, 100_000, 1_000_000, 10_000_000)},
+    "tiny": {"Ns": (8, 16), "Ps": (100, 1_000)},  # the test suite's smoke run
+}
+
+
+@dataclass
+class BenchConfig:
+    suite: str = "quick"
+    device: str = "auto"
+    dtype: str = "float32"
+    repeats: int = 3
+    out: str = "bench/latest"
+    T: float = 0.2
+    dt: float = 1e-3
+    P: int = 20_000
+    N2: int = 64
+    steps2: int = 20
+    baseline_steps: int = 3
+    methods: list[str] = field(default_factory=lambda: ["FDM", "SIPF-spline", "NSIPF", "SIPF-trilinear"])
+    progress: bool = True
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = BenchConfig()
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--suite", default=d.suite, help=f"one of {', '.join(SUITES)} or convergence")
+    p.add_argument("--device", default=d.device, help="auto, cpu or cuda")
+    p.add_argument("--dtype", default=d.dtype, help="float32 or float64 for every method")
+    p.add_argument("--repeats", type=int, default=d.repeats, help="timed whole runs per figure (median, min-max)")
+    p.add_argument("--out", default=d.out, help="output directory for results.md and results.json")
+    p.add_argument("--T", type=float, default=d.T, help="Table 1 final time")
+    p.add_argument("--dt", type=float, default=d.dt, help="time step of every method")
+    p.add_argument("--P", type=int, default=d.P, help="Table 1 particle count")
+    p.add_argument("--N2", type=int, default=d.N2, help="Table 2 grid size")
+    p.add_argument("--steps2", type=int, default=d.steps2, help="steps per Table 2 run")
+    p.add_argument("--baseline-steps", type=int, default=d.baseline_steps, help="steps of the scipy baseline")
+    p.add_argument("--methods", default=",".join(d.methods), help="Table 1 rows, comma separated")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="quiet")
+    return p
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def make_runner(method: str, grid: Grid, P: int):
+    ic = get_ic("two_blobs")
+    members = [{"gamma": 0.01, "chi": 1.0, "seed": 0}]
+    if method == "FDM":
+        return FDRunner(grid, ic, members, 1.0)
+    if method == "NSIPF":
+        from nsipf_torch.neural import load_neural_interp
+        interp = load_neural_interp(None, grid)
+    else:
+        interp = make_interp(method.split("-")[1], grid)
+    return ParticleRunner(grid, ic, members, 1.0, P, interp)
+
+
+def run_steps(runner, n_steps: int, dt: float, device: torch.device) -> tuple[float, int]:
+    """Seconds for ``n_steps`` steps of an already built runner (synchronised), and its FD sub-steps."""
+    sync(device)
+    start, substeps = time.perf_counter(), 0
+    for _ in range(n_steps):
+        substeps += runner.advance(dt)
+    sync(device)
+    return time.perf_counter() - start, substeps
+
+
+def timed(factory, n_steps: int, dt: float, repeats: int, device: torch.device, prepare=None) -> dict:
+    """A warm-up run of 3 steps (excluded, reported), then ``repeats`` whole runs of ``n_steps`` steps."""
+    def fresh():
+        runner = factory()
+        if prepare is not None:
+            prepare(runner)
+        return runner
+
+    warm, _ = run_steps(fresh(), min(3, n_steps), dt, device)
+    runs = [run_steps(fresh(), n_steps, dt, device) for _ in range(repeats)]
+    times = [r[0] for r in runs]
+    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "warmup_s": warm,
+            "substeps": runs[0][1], "steps": n_steps}
+
+
+def scipy_baseline_step_time(N: int, P: int, steps: int, dt: float) -> float:
+    """Classical SIPF as the paper ran it: numpy histogram, c-update, np.gradient, and scipy interpn (cubic)
+    of the three gradient components at the particles, Euler-Maruyama, reflection. Seconds per step."""
+    from scipy.interpolate import interpn
+
+    grid = Grid(N, 3)
+    ic = get_ic("two_blobs")
+    X = ic.sample(P, torch.Generator().manual_seed(0), grid).numpy()
+    c = ic.c0(grid).numpy()
+    x = grid.centres().numpy()
+    rng = np.random.default_rng(0)
+    start = time.perf_counter()
+    for _ in range(steps):
+        counts, _ = np.histogramdd(X, bins=N, range=[(-1, 1)] * 3)
+        rho = counts / (P * grid.cell_volume)
+        c = c * np.exp(-dt * rho)
+        grads = np.gradient(c, grid.h)
+        drift = np.stack([interpn((x, x, x), g, X, method="cubic", bounds_error=False, fill_value=None)
+                          for g in grads], axis=-1)
+        X = X + dt * drift + np.sqrt(2 * 0.01 * dt) * rng.standard_normal(X.shape)
+        X = np.where(X > 1, 2 - X, np.where(X < -1, -2 - X, X))
+    return (time.perf_counter() - start) / steps
+
+
+def commit_hash() -> str:
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).parent, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, cwd=Path(__file__).parent, timeout=10).stdout.strip()
+        return rev + ("+dirty" if dirty else "") if rev else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+def fmt(r: dict) -> str:
+    return f"{r['median_s']:.3g} s ({r['min_s']:.3g}–{r['max_s']:.3g})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    cfg = BenchConfig(**{**vars(args), "methods": args.methods.split(",")})
+    try:
+        if cfg.suite not in SUITES:
+            raise ValueError(f"unknown --suite {cfg.suite!r}; choose one of {', '.join(SUITES)}")
+        for m in cfg.methods:
+            if m not in ("FDM", "SIPF-spline", "SIPF-trilinear", "NSIPF"):
+                raise ValueError(f"unknown method {m!r} in --methods")
+        if cfg.repeats < 1 or cfg.P < 1 or cfg.steps2 < 1 or cfg.baseline_steps < 1:
+            raise ValueError("--repeats, --P, --steps2 and --baseline-steps must be >= 1")
+        if not (cfg.dt > 0 and cfg.T > 0):
+            raise ValueError(f"--dt and --T must be > 0, got {cfg.dt} and {cfg.T}")
+        device, dtype = resolve_device(cfg.device), resolve_dtype(cfg.dtype)
+        out = ensure_writable_dir(cfg.out)
+    except ValueError as err:
+        print(f"benchmark.py: error: {err}", file=sys.stderr)
+        return 2
+    suite = SUITES[cfg.suite]
+    n_steps = round(cfg.T / cfg.dt)
+    meta = {"device": device_name(device), "torch": torch.__version__, "commit": commit_hash(),
+            "config": asdict(cfg), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    log = print if cfg.progress else (lambda *a, **k: None)
+    log(f"# benchmark suite {cfg.suite} on {meta['device']}, torch {meta['torch']}, commit {meta['commit']}")
+
+    table1 = []
+    for res, N in enumerate(suite["Ns"]):
+        grid = Grid(N, 3, 1.0, device, dtype)
+        for method in cfg.methods:
+            r = timed(lambda: make_runner(method, grid, cfg.P), n_steps, cfg.dt, cfg.repeats, device)
+            paper = PAPER_TABLE1.get(method, (None,) * 3)[res] if res < 3 else None
+            row = {"method": method, "N": N, **r, "steps_per_s": n_steps / r["median_s"],
+                   "particle_steps_per_s": None if method == "FDM" else cfg.P * n_steps / r["median_s"],
+                   "paper_s": paper}
+            table1.append(row)
+            log(f"  table 1  {method:15s} N={N:4d}: {fmt(r)}")
+
+    baseline = {"N": min(suite["Ns"][0], 32), "P": cfg.P}
+    baseline["scipy_s_per_step"] = scipy_baseline_step_time(baseline["N"], cfg.P, cfg.baseline_steps, cfg.dt)
+    grid = Grid(baseline["N"], 3, 1.0, device, dtype)
+    ours = timed(lambda: make_runner("SIPF-spline", grid, cfg.P), cfg.steps2, cfg.dt, cfg.repeats, device)
+    baseline["ours_s_per_step"] = ours["median_s"] / cfg.steps2
+    baseline["speedup"] = baseline["scipy_s_per_step"] / baseline["ours_s_per_step"]
+    log(f"  baseline scipy interpn {baseline['scipy_s_per_step']:.3g} s/step, ours {baseline['ours_s_per_step']:.3g}"
+        f" s/step: {baseline['speedup']:.0f}x")
+
+    table2 = []
+    N2 = min(cfg.N2, max(suite["Ns"]))
+    grid = Grid(N2, 3, 1.0, device, dtype)
+    for method in ("SIPF-spline", "NSIPF", "SIPF-trilinear"):
+        if method not in cfg.methods:
+            continue
+        for P in suite["Ps"]:
+            r = timed(lambda: make_runner(method, grid, P), cfg.steps2, cfg.dt, cfg.repeats, device)
+            table2.append({"method": method, "N": N2, "P": P, "case": "spread", **r,
+                           "s_per_step": r["median_s"] / cfg.steps2,
+                           "particle_steps_per_s": P * cfg.steps2 / r["median_s"],
+                           "paper_s": PAPER_TABLE2.get(method, {}).get(P)})
+            log(f"  table 2  {method:15s} P={P:>9,d}: {fmt(r)}")
+        P = max(suite["Ps"])
+        r = timed(lambda: make_runner(method, grid, P), cfg.steps2, cfg.dt, cfg.repeats, device, prepare=pack_hot)
+        table2.append({"method": method, "N": N2, "P": P, "case": "hot", **r, "s_per_step": r["median_s"] / cfg.steps2,
+                       "particle_steps_per_s": P * cfg.steps2 / r["median_s"], "paper_s": None})
+        log(f"  table 2  {method:15s} P={P:>9,d} hot: {fmt(r)}")
+
+    results = {**meta, "table1": table1, "baseline": baseline, "table2": table2}
+    save_json(out / "results.json", results)
+    md = render_markdown(results, n_steps)
+    (out / "results.md").write_text(md)
+    print(md)
+    return 0
+
+
+def pack_hot(runner) -> None:
+    """Late aggregation: every particle inside the 2^3 cells around the centre (atomics contend there)."""
+    if isinstance(runner, ParticleRunner):
+        h = runner.grid.h
+        X = runner.state.X
+        gen = torch.Generator(device="cpu").manual_seed(1)
+        packed = (torch.rand(X.shape, generator=gen, dtype=torch.float64) * 2 - 1) * (0.999 * h)
+        runner.state = runner.state._replace(X=packed.to(X.device, X.dtype))
+
+
+def render_markdown(results: dict, n_steps: int) -> str:
+    cfg = results["config"]
+    lines = [f"# nsipf_torch benchmark ({cfg['suite']} suite)", "",
+             f"Device: {results['device']}; torch {results['torch']}; commit {results['commit']}; {results['date']}.",
+             f"Command: `python benchmark.py {' '.join(sys.argv[1:])}`; dtype {cfg['dtype']}; median of {cfg['repeats']} "
+             "runs (min–max); warm-up excluded.", "",
+             f"## Table 1: two_blobs 3D, T = {cfg['T']}, dt = {cfg['dt']} ({n_steps} steps), P = {cfg['P']:,}", "",
+             "| method | N | wall time | steps/s | particle-steps/s | FD sub-steps | warm-up | paper (res = 32/64/128 assumed) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in results["table1"]:
+        ps = f"{r['particle_steps_per_s']:.3g}" if r["particle_steps_per_s"] else "–"
+        sub = str(r["substeps"]) if r["method"] == "FDM" else "–"
+        paper = f"{r['paper_s']} s" if r["paper_s"] else "–"
+        lines.append(f"| {r['method']} | {r['N']}³ | {fmt(r)} | {r['steps_per_s']:.3g} | {ps} | {sub} | "
+                     f"{r['warmup_s']:.3g} s | {paper} |")
+    b = results["baseline"]
+    lines += ["", f"## Paper-faithful baseline (timed per step): N = {b['N']}³, P = {b['P']:,}", "",
+              "| classical SIPF | s/step |", "|---|---|",
+              f"| scipy `interpn(method='cubic')`, CPU (the paper's approach) | {b['scipy_s_per_step']:.3g} |",
+              f"| ours, SIPF-spline | {b['ours_s_per_step']:.3g} |",
+              f"| **speedup** | **{b['speedup']:.0f}×** |", "",
+              f"## Table 2: time per step against P, N = {results['table2'][0]['N'] if results['table2'] else '–'}³, "
+              f"runs of {cfg['steps2']} steps", "",
+              "| method | P | case | s/step | particle-steps/s | paper (whole run, res 2) |", "|---|---|---|---|---|---|"]
+    for r in results["table2"]:
+        paper = f"{r['paper_s']} s" if r["paper_s"] else "–"
+        lines.append(f"| {r['method']} | {r['P']:,} | {r['case']} | {r['s_per_step']:.3g} | "
+                     f"{r['particle_steps_per_s']:.3g} | {paper} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
