@@ -1,0 +1,307 @@
+"""Train the neural interpolator's CNN on radial solutions (MODEL.md §3, issue 4 §3). nanoGPT-style: flat.
+
+Commands (run from the repository root):
+
+    python train.py                                    # 3D -> checkpoints/nsipf_3d.pt (the shipped model)
+    python train.py --dim 2                            # 2D -> checkpoints/nsipf_2d.pt
+    python train.py --roughness off --out checkpoints/ablation_smooth_3d.pt   # no-roughness ablation
+    python train.py --resume                           # continue the run in --out for more --epochs
+    OMP_NUM_THREADS=1 torchrun --nproc_per_node=2 train.py --threads 1   # DistributedDataParallel (gloo on
+                                                       # the CPU, nccl on CUDA), same result layout
+
+Paper defaults (MODEL.md §3): Adam, batch size 4 (per process), mean-squared-error loss, epochs as a flag.
+Each sample is normalised by its input's maximum (the CNN is exactly scale-equivariant, so this only weighs
+samples equally). The data (``nsipf_torch.data``) is generated once, seeded, and cached under --cache-dir.
+
+Outputs
+- ``--out``: checkpoint after every epoch, written atomically (temporary file, then rename). It holds the
+  model weights, the model arguments, the full config, the optimizer state, the epoch and the validation
+  metrics: only tensors and plain Python values (``torch.load(..., weights_only=True)``). Load it with
+  ``nsipf_torch.model.load_model(path, dim)``.
+- ``--logdir``: TensorBoard scalars (train and validation loss; validation errors of the CNN, linear and
+  cubic-spline upsampling for values and gradients) and validation images (slices of input, target,
+  prediction).
+- stdout: the final validation table.
+
+Bad input (an unknown flag, a value out of range, --resume without a checkpoint): a message on stderr,
+exit status 2, no traceback, nothing written.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from nsipf_torch.data import DataConfig, make_dataset
+from nsipf_torch.model import UpsampleCNN, read_checkpoint, save_checkpoint, upsample_linear
+
+ROOT = Path(__file__).resolve().parent
+
+
+@dataclass
+class TrainConfig:
+    dim: int = 3
+    epochs: int = 12
+    batch_size: int = 4
+    lr: float = 2e-3
+    width: int = 8
+    depth: int = 3
+    scale: int = 2
+    roughness: str = "on"       # on: SIPF-field input (persistent particles); off: blurred+downsampled only
+    n_traj: int = 32
+    n_val_traj: int = 8
+    snapshots: int = 6
+    grids_per_traj: int = 3
+    patches_per_grid: int = 3
+    P_max: int = 30_000
+    data_seed: int = 0
+    data_T: float = 0.2         # radial trajectories' final time (the canonical T)
+    data_Nr: int = 256          # radial cells on [0, 1.5]
+    seed: int = 0
+    out: str = ""               # default: checkpoints/nsipf_{dim}d.pt
+    resume: bool = False
+    logdir: str = "runs/train"
+    cache_dir: str = ".cache/data"
+    threads: int = 1            # torch threads per process (0: torch's default). 1 because on a shared CPU
+                                # OpenMP threads spin-wait: 2 threads measured up to 18x slower here
+    device: str = "cpu"
+
+    def validate(self):
+        if self.dim not in (2, 3):
+            raise ValueError(f"--dim must be 2 or 3, got {self.dim}")
+        for name in ("epochs", "batch_size", "width", "depth", "scale", "n_traj", "n_val_traj", "snapshots",
+                     "grids_per_traj", "patches_per_grid", "P_max", "data_Nr"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if not (math.isfinite(self.data_T) and self.data_T > 0):
+            raise ValueError(f"--data-T must be a positive number, got {self.data_T}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"--lr must be a positive number, got {self.lr}")
+        if self.roughness not in ("on", "off"):
+            raise ValueError(f"--roughness must be 'on' or 'off', got {self.roughness!r}")
+        if self.threads < 0:
+            raise ValueError(f"--threads must be >= 0, got {self.threads}")
+        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ValueError(f"--device must be cpu or cuda, got {self.device!r}")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"--device {self.device} requested but CUDA is not available")
+        if not self.out:
+            self.out = str(Path("checkpoints") / f"nsipf_{self.dim}d.pt")
+
+    def data_config(self) -> DataConfig:
+        return DataConfig(dim=self.dim, n_traj=self.n_traj, n_val_traj=self.n_val_traj, snapshots=self.snapshots,
+                          grids_per_traj=self.grids_per_traj, patches_per_grid=self.patches_per_grid,
+                          P_max=self.P_max, P_min=min(10_000, self.P_max), halo=self.depth, scale=self.scale,
+                          T=self.data_T, Nr=self.data_Nr, seed=self.data_seed)
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise _UsageError(message)
+
+
+def parse_args(argv) -> TrainConfig:
+    parser = _Parser(prog="train.py", description=__doc__.split("\n")[0])
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool", bool):
+            parser.add_argument(flag, action="store_true", default=f.default)
+        else:
+            kind = {"int": int, "float": float, "str": str}[f.type if isinstance(f.type, str) else f.type.__name__]
+            parser.add_argument(flag, type=kind, default=f.default)
+    cfg = TrainConfig(**vars(parser.parse_args(argv)))
+    cfg.validate()
+    return cfg
+
+
+# --- data --------------------------------------------------------------------------------------------------
+def normalised(split: dict, roughness: str, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(inputs, targets) divided by each input's maximum (all samples weigh the same; c >= 0)."""
+    inp = split["rough" if roughness == "on" else "smooth"].to(torch.float32)
+    tgt = split["target"].to(torch.float32)
+    scale = inp.flatten(1).amax(dim=1).clamp(min=1e-12).reshape(-1, *([1] * dim))
+    return inp / scale, tgt / scale
+
+
+# --- metrics -----------------------------------------------------------------------------------------------
+def _grad_fine(f: torch.Tensor, dim: int) -> torch.Tensor:
+    """Central differences of fine fields (n, m, ..., m) in the interior, stacked over axes (unit spacing)."""
+    inner = (slice(None),) + (slice(1, -1),) * dim
+    out = []
+    for a in range(dim):
+        g = (f.roll(-1, 1 + a) - f.roll(1, 1 + a)) / 2
+        out.append(g[inner])
+    return torch.stack(out)
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(torch.linalg.vector_norm((a - b).double()) / torch.linalg.vector_norm(b.double()))
+
+
+def spline_upsample(inp: torch.Tensor, scale: int, halo: int, dim: int) -> torch.Tensor:
+    """Cubic-spline (scipy map_coordinates, order 3) upsampling of padded patches to the central region."""
+    from scipy.ndimage import map_coordinates
+
+    n = inp.shape[-1] - 2 * halo
+    c1 = halo + (np.arange(scale * n) + 0.5) / scale - 0.5
+    coords = np.stack(np.meshgrid(*([c1] * dim), indexing="ij"))
+    out = [map_coordinates(x, coords, order=3, mode="reflect") for x in inp.double().numpy()]
+    return torch.from_numpy(np.stack(out)).to(inp.dtype)
+
+
+@torch.no_grad()
+def evaluate(model: UpsampleCNN, inp: torch.Tensor, tgt: torch.Tensor, with_spline: bool = True) -> dict:
+    """Relative L2 errors of values and gradients over a split, for the CNN, linear and cubic upsampling."""
+    model.eval()
+    d, s, k = model.dim, model.scale, model.halo
+    preds = torch.cat([model.forward_valid(inp[i:i + 64]) for i in range(0, inp.shape[0], 64)])
+    crop = (slice(None),) + (slice(s * k, -s * k),) * d
+    candidates = {"cnn": preds, "linear": upsample_linear(inp, s, d)[crop]}
+    if with_spline:
+        candidates["spline"] = spline_upsample(inp, s, k, d)
+    g_t = _grad_fine(tgt, d)
+    out = {"loss": float(F.mse_loss(preds, tgt))}
+    for name, p in candidates.items():
+        out[f"value_{name}"] = _rel(p, tgt)
+        out[f"grad_{name}"] = _rel(_grad_fine(p, d), g_t)
+    return out
+
+
+def table(m: dict) -> str:
+    rows = ["| relative L2 error (held-out trajectories) | CNN | linear | cubic spline |", "|---|---|---|---|"]
+    for q in ("value", "grad"):
+        rows.append(f"| {q}s | {m[f'{q}_cnn']:.4f} | {m[f'{q}_linear']:.4f} | {m.get(f'{q}_spline', float('nan')):.4f} |")
+    return "\n".join(rows)
+
+
+def _images(writer, model, inp, tgt, epoch):
+    d, s, k = model.dim, model.scale, model.halo
+    with torch.no_grad():
+        pred = model.forward_valid(inp[:1])[0]
+    x = inp[0][(slice(k, -k),) * d].repeat_interleave(s, 0).repeat_interleave(s, 1)
+    if d == 3:
+        x = x.repeat_interleave(s, 2)
+    mid = (lambda f: f[f.shape[0] // 2]) if d == 3 else (lambda f: f)
+    top = float(tgt[0].max()) or 1.0
+    for name, f in (("input", x), ("target", tgt[0]), ("prediction", pred)):
+        writer.add_image(f"val/{name}", (mid(f) / top).clamp(0, 1).unsqueeze(0), epoch)
+
+
+# --- main --------------------------------------------------------------------------------------------------
+def main(argv=None) -> int:
+    try:
+        cfg = parse_args(sys.argv[1:] if argv is None else argv)
+        blob = None
+        if cfg.resume:
+            blob = read_checkpoint(cfg.out)  # ValueError when missing or corrupt
+            old = blob["config"]
+            for key in ("dim", "width", "depth", "scale"):
+                if old.get(key) != getattr(cfg, key):
+                    raise ValueError(f"--resume: checkpoint {cfg.out} has {key}={old.get(key)}, the run asks {getattr(cfg, key)}")
+    except (_UsageError, ValueError) as err:
+        print(f"train.py: error: {err}", file=sys.stderr)
+        return 2
+
+    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    device = torch.device(cfg.device if not cfg.device.startswith("cuda") or world == 1
+                          else f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if world > 1:
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    master = rank == 0
+    t0 = time.perf_counter()
+
+    # Data: rank 0 generates (or loads) the cache first, the others then load it.
+    dcfg = cfg.data_config()
+    cache = Path(cfg.cache_dir)
+    if master:
+        data = make_dataset(dcfg, cache, progress=True)
+    if world > 1:
+        torch.distributed.barrier()
+    if not master:
+        data = make_dataset(dcfg, cache)
+    x_tr, y_tr = normalised(data["train"], cfg.roughness, cfg.dim)
+    x_va, y_va = normalised(data["val"], cfg.roughness, cfg.dim)
+    t_data = time.perf_counter() - t0
+
+    torch.manual_seed(cfg.seed)
+    model = UpsampleCNN(cfg.dim, cfg.scale, cfg.width, cfg.depth).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    start = 0
+    if blob is not None:
+        model.load_state_dict(blob["model"])
+        opt.load_state_dict(blob["optimizer"])
+        start = int(blob["epoch"])
+    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+
+    writer = None
+    if master:
+        from torch.utils.tensorboard import SummaryWriter
+        writer = SummaryWriter(cfg.logdir)
+        print(f"data: {x_tr.shape[0]} train / {x_va.shape[0]} val patches ({t_data:.1f} s); "
+              f"model {sum(p.numel() for p in model.parameters())} parameters; world {world}")
+
+    n = x_tr.shape[0]
+    steps_per_epoch = math.ceil(n / (cfg.batch_size * world))
+    metrics = blob.get("metrics", {}) if blob else {}
+    for epoch in range(start, cfg.epochs):
+        model.train()
+        for group in opt.param_groups:  # cosine decay to 10% over the run, a function of the epoch only
+            group["lr"] = cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * epoch / cfg.epochs)))
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
+        mine = perm[rank::world]
+        total, count = 0.0, 0
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not master, leave=False)
+        for step in bar:
+            idx = mine[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+            if idx.numel() == 0:  # ranks with fewer samples still take part in every all-reduce
+                idx = mine[:cfg.batch_size]
+            xb, yb = x_tr[idx].to(device), y_tr[idx].to(device)
+            loss = F.mse_loss(net(xb, valid=True), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total, count = total + float(loss.detach()), count + 1
+        if master:
+            metrics = evaluate(model, x_va.to(device), y_va.to(device), with_spline=epoch == cfg.epochs - 1)
+            metrics["train_loss"] = total / max(count, 1)
+            writer.add_scalar("train/loss", metrics["train_loss"], epoch + 1)
+            writer.add_scalar("val/loss", metrics["loss"], epoch + 1)
+            for key in ("value_cnn", "grad_cnn", "value_linear", "grad_linear"):
+                writer.add_scalar(f"val/{key}", metrics[key], epoch + 1)
+            _images(writer, model, x_va, y_va, epoch + 1)
+            metrics["train_seconds"] = time.perf_counter() - t0
+            save_checkpoint(cfg.out, model,
+                            config=dataclasses.asdict(cfg), optimizer_state=opt.state_dict(), epoch=epoch + 1,
+                            metrics=metrics)
+            print(f"epoch {epoch + 1}: train {metrics['train_loss']:.3e}  val {metrics['loss']:.3e}  "
+                  f"value cnn/linear {metrics['value_cnn']:.4f}/{metrics['value_linear']:.4f}  "
+                  f"grad cnn/linear {metrics['grad_cnn']:.4f}/{metrics['grad_linear']:.4f}", flush=True)
+    if master:
+        if "value_spline" not in metrics:
+            metrics.update(evaluate(model, x_va, y_va))
+        print(table(metrics))
+        print(f"total {time.perf_counter() - t0:.1f} s -> {cfg.out}")
+        writer.close()
+    if world > 1:
+        torch.distributed.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
