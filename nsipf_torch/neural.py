@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 
 import torch
 import torch.nn.functional as F
@@ -74,6 +75,17 @@ class NeuralInterp:
         """Load a checkpoint (``ValueError`` on a wrong dimension, architecture or a corrupt file)."""
         model, _ = load_model(path, dim=grid.dim)
         return cls(model, grid, **kw)
+
+    def plan_capacity(self, X: torch.Tensor, margin: float = 1.5) -> int:
+        """Set ``capacity`` to ``margin`` x the tiles X's stencils occupy now; returns it. Host sync: call
+        it outside the step (at start-up and with the diagnostics every k steps), and also when
+        ``last_overflow`` reports tiles left on the fallback."""
+        if self.tile is None:
+            return 1
+        occupied = int((self._tile_load(X) > 0).sum())
+        total = X.shape[0] * self.n_tiles
+        self.capacity = max(1, min(total, math.ceil(margin * occupied)))
+        return self.capacity
 
     # -- the fine field ---------------------------------------------------------------------------------
     def _check(self, c: torch.Tensor, X: torch.Tensor | None):

@@ -53,6 +53,11 @@ def test_overflow_is_counted_and_falls_back():
     interp = NeuralInterp(_model(3), grid, tile=4, capacity=1)
     g = interp.grad_c(c, X)
     assert int(interp.last_overflow) > 0 and torch.isfinite(g).all()
+    # Re-planning outside the step sizes the capacity to the occupancy: no overflow, same as full grid.
+    interp.plan_capacity(X, margin=1.0)
+    full = NeuralInterp(_model(3), grid, tile=None)
+    torch.testing.assert_close(interp.grad_c(c, X), full.grad_c(c, X), rtol=1e-12, atol=1e-12)
+    assert int(interp.last_overflow) == 0
 
 
 @pytest.mark.parametrize("dim", [2, 3])
