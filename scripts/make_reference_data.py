@@ -1,0 +1,121 @@
+"""Write small converged FD reference solutions of the canonical problems into tests/data/.
+
+For each problem (MODEL.md §5: gamma = 0.01, chi = 1, M0 = 1, T = 0.2) and dimension, the FD solver
+(nsipf_torch/fd.py) runs at a fine N and at the next coarser N; the fine solution at t = T/2 and t = T is
+block-averaged to 16^d cells (metrics.block_average, the grid of rel_l2) and saved as float32 with its
+metadata. The rel_l2 between the two resolutions is printed and stored, as the evidence of convergence, with
+the mean |x|^2 trajectories (MODEL.md §5 behaviour figures) of both runs.
+
+    python scripts/make_reference_data.py                       # 3D at 96^3 (vs 64^3) and 2D at 512^2 (vs 256^2)
+    python scripts/make_reference_data.py --dim 2 --N 256 --coarse-N 128 --problems two_blobs
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from nsipf_torch.fd import fd_solve  # noqa: E402
+from nsipf_torch.grid import Grid, resolve_dtype  # noqa: E402
+from nsipf_torch.initial import get_ic  # noqa: E402
+from nsipf_torch.metrics import block_average, rel_l2  # noqa: E402
+from nsipf_torch.validation import mean_r2  # noqa: E402
+
+GAMMA, CHI, M0, T = 0.01, 1.0, 1.0, 0.2
+COARSE = 16
+
+
+def annulus_fraction(rho: torch.Tensor, grid: Grid, R: float = 0.35, width: float = 0.12) -> float:
+    """Fraction of the mass within ``width`` of the ring |(x, y)| = R, z = 0 (MODEL.md §5, annuli)."""
+    mesh = grid.mesh()
+    rxy = torch.sqrt(mesh[0] ** 2 + mesh[1] ** 2)
+    dist2 = (rxy - R) ** 2 + (mesh[2] ** 2 if grid.dim == 3 else 0.0)
+    near = (dist2 <= width**2).to(rho.dtype)
+    return float(grid.integrate(rho * near) / grid.integrate(rho))
+
+
+def run(name: str, dim: int, N: int, dt: float, dtype: torch.dtype, limiter: str):
+    grid = Grid(N, dim=dim, dtype=dtype)
+    grid64 = grid.to(dtype=torch.float64)
+    ic = get_ic(name)
+    rho, c = ic.rho0(grid, M0)[None], ic.c0(grid)[None]
+    n_half = round(T / 2 / dt)
+    snaps, traj = {}, [(0.0, float(mean_r2(rho.double(), grid64)), annulus_fraction(rho[0].double(), grid64))]
+    mass0 = float(grid64.integrate(rho.double()))
+    drift = [0.0]
+
+    def record(k, t, rho, c, n_sub):
+        if k % 10 == 0:
+            traj.append((round(t, 6), float(mean_r2(rho.double(), grid64)),
+                         annulus_fraction(rho[0].double(), grid64)))
+        if k == n_half:
+            snaps["half"] = (rho.clone(), c.clone())
+        drift[0] = max(drift[0], abs(float(grid64.integrate(rho.double())) - mass0) / mass0)
+
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        rho, c, total = fd_solve(rho, c, T, dt, GAMMA, CHI, grid, limiter=limiter, callback=record)
+    wall = time.perf_counter() - t0
+    snaps["T"] = (rho, c)
+    return snaps, {"N": N, "wall_s": round(wall, 1), "substeps": total, "trajectory": traj,
+                   "mass_drift": drift[0], "min_rho": float(rho.min()), "min_c": float(c.min())}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dim", type=int, nargs="+", default=[3, 2])
+    ap.add_argument("--N", type=int, default=None, help="fine N (default 96 in 3D, 512 in 2D)")
+    ap.add_argument("--coarse-N", type=int, default=None, help="comparison N (default 64 in 3D, 256 in 2D)")
+    ap.add_argument("--problems", nargs="+", default=["blob", "two_blobs", "annuli"])
+    ap.add_argument("--dt", type=float, default=1e-3)
+    ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--limiter", default="minmod")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--summary", default="out/fd_reference_summary.json", help="JSON of all measured figures")
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "tests" / "data"))
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    dtype = resolve_dtype(args.dtype)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {}
+    for dim in args.dim:
+        N = args.N or {3: 96, 2: 512}[dim]
+        Nc = args.coarse_N or {3: 64, 2: 256}[dim]
+        for name in args.problems:
+            fine, info = run(name, dim, N, args.dt, dtype, args.limiter)
+            coarse, info_c = run(name, dim, Nc, args.dt, dtype, args.limiter)
+            conv = {key: {"rho": float(rel_l2(coarse[key][0].double(), fine[key][0].double(), COARSE, dim)),
+                          "c": float(rel_l2(coarse[key][1].double(), fine[key][1].double(), COARSE, dim))}
+                    for key in ("half", "T")}
+            arrays = {}
+            for key in ("half", "T"):
+                rho, c = fine[key]
+                arrays[f"rho_{key}"] = block_average(rho.double(), COARSE, dim)[0].numpy().astype(np.float32)
+                arrays[f"c_{key}"] = block_average(c.double(), COARSE, dim)[0].numpy().astype(np.float32)
+            path = out / f"fd_{name}_{dim}d.npz"
+            np.savez_compressed(
+                path, **arrays, t_half=T / 2, t_T=T, N=N, coarse=COARSE, dt=args.dt, limiter=args.limiter,
+                c_update="exp", dtype=args.dtype, gamma=GAMMA, chi=CHI, M0=M0, substeps=info["substeps"],
+                compared_N=Nc, rel_l2_rho_vs_compared_T=conv["T"]["rho"])
+            summary[f"{name}_{dim}d"] = {"fine": info, "coarse": info_c, "rel_l2_coarse_vs_fine": conv,
+                                         "file": path.name, "bytes": path.stat().st_size}
+            print(f"{name} {dim}D: N={N} ({info['wall_s']} s, {info['substeps']} sub-steps) vs N={Nc} "
+                  f"({info_c['wall_s']} s): rel_l2 rho T/2 {conv['half']['rho']:.4f}, T {conv['T']['rho']:.4f}; "
+                  f"c T {conv['T']['c']:.4f}; mean|x|^2 at T {info['trajectory'][-1][1]:.4f}; "
+                  f"{path.name} {path.stat().st_size} B", flush=True)
+    json_path = Path(args.summary)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(summary, indent=1))
+    print(f"summary -> {json_path}")
+
+
+if __name__ == "__main__":
+    main()
