@@ -54,7 +54,7 @@ def main(argv=None):
     rho0, c0, gamma, chi = family(args.B, rgrid, args.seed)
     times = [args.T * (k + 1) / args.snapshots for k in range(args.snapshots)]
     compile_s = 0.0
-    if args.compile:  # compile (or load from the inductor cache) on a two-member warm-up of the same shape
+    if args.compile:  # compile (or load from the inductor cache) on one outer step of the same shape
         t0 = time.perf_counter()
         solve_radial(rho0, c0, gamma, chi, rgrid, [args.dt], args.dt, compile=True)
         compile_s = time.perf_counter() - t0

@@ -250,3 +250,17 @@ def test_radial_against_3d_fd_64(radial_reference):
     e32, e64 = _fd_vs_radial(32, radial_reference), _fd_vs_radial(64, radial_reference)
     print(f"\n[radial vs 3D FD] 32^3: {e32:.4f}, 64^3: {e64:.4f}, order {math.log2(e32 / e64):.2f}")
     assert e64 < 0.01 and math.log2(e32 / e64) > 1.6, (e32, e64)
+
+
+@pytest.mark.slow
+def test_compiled_substep_matches_eager():
+    # torch.compile fuses the same arithmetic; it may contract or reorder float operations, so we allow
+    # round-off (1e-12 relative in float64), not bitwise equality. Slow: compiling takes ~15-40 s.
+    g = RadialGrid(64, 1.5, 3)
+    rho0 = gaussian_shell_averages(g, torch.tensor([0.1, 0.2]))
+    c0 = torch.tensor([[10.0], [1.0]], dtype=torch.float64) * torch.exp(-g.r**2 / 0.18)
+    args = (rho0, c0, 0.01, torch.tensor([1.0, 2.0]), g, [0.01, 0.02], 1e-3)
+    rho_e, c_e = solve_radial(*args)
+    rho_c, c_c = solve_radial(*args, compile=True)
+    assert float((rho_c - rho_e).abs().max() / rho_e.abs().max()) < 1e-12
+    assert float((c_c - c_e).abs().max() / c_e.abs().max()) < 1e-12
