@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parent
 @dataclass
 class TrainConfig:
     dim: int = 3
-    epochs: int = 12
+    epochs: int = 20
     batch_size: int = 4
     lr: float = 2e-3
     width: int = 8

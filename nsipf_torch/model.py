@@ -6,7 +6,7 @@ One dimension-generic definition serves 2D and 3D (``dim``):
 
 - ``up`` is linear (bilinear/trilinear, ``align_corners=False``) upsampling by ``s``: the network only
   learns a residual on top of it.
-- ``body`` is ``depth`` *valid* 3^d convolutions with ReLU between them. The last one has s^d channels,
+- ``body`` is ``depth`` *valid* 3^d convolutions with leaky ReLU between them. The last one has s^d channels,
   which ``shuffle`` (sub-pixel upsampling, spelled out with einops) turns into an s-times finer field.
 - Each valid convolution eats one cell per side, so the receptive radius is ``halo = depth`` coarse cells.
   :meth:`UpsampleCNN.forward_valid` maps a padded block of n + 2*halo cells to s*n fine cells using only
@@ -22,7 +22,7 @@ One dimension-generic definition serves 2D and 3D (``dim``):
   network is then exactly equivariant to mirroring, so with the reflective padding its output is exactly
   even about each wall: its normal derivative vanishes there. Without this, a generic kernel would turn
   an even input into an output with a spurious wall slope.
-- Amplitude: no biases and a positively homogeneous activation (ReLU) make the network *exactly*
+- Amplitude: no biases and a positively homogeneous activation (leaky ReLU) make the network *exactly*
   scale-equivariant, f(a c) = a f(c) for a > 0. Every tile of a member is treated identically whatever its
   amplitude, and no per-member normalisation has to be passed around (c >= 0 in this project).
 """
@@ -34,6 +34,8 @@ import torch.nn.functional as F
 from einops import rearrange
 
 ARCH = "UpsampleCNN-v1"
+NEGATIVE_SLOPE = 0.1  # leaky ReLU: positively homogeneous like ReLU, but no dead units (c >= 0 inputs and no
+                      # biases killed every plain-ReLU unit within a few hundred Adam steps)
 
 _SHUFFLE = {
     2: "b (s1 s2) x y -> b (x s1) (y s2)",
@@ -118,7 +120,7 @@ class UpsampleCNN(nn.Module):
             w = symmetrise_kernel(conv.weight, self.dim, s if i == last else None)
             x = conv_nd(x, w)
             if i < last:
-                x = F.relu(x)
+                x = F.leaky_relu(x, NEGATIVE_SLOPE)
         residual = rearrange(x, _SHUFFLE[self.dim], **{f"s{i + 1}": s for i in range(self.dim)})
         up = upsample_linear(c_padded, s, self.dim)
         crop = (slice(None),) + tuple(slice(s * k, m - s * k) for m in up.shape[1:])

@@ -81,7 +81,7 @@ def test_wall_condition(dim):
 
 @pytest.mark.parametrize("dim", [2, 3])
 def test_scale_equivariance(dim):
-    # No biases + ReLU: f(a c) = a f(c) for a > 0 (exact up to round-off).
+    # No biases + leaky ReLU: f(a c) = a f(c) for a > 0 (exact up to round-off).
     model = _random_model(dim)
     c = torch.rand(2, *(8,) * dim, dtype=torch.float64)
     torch.testing.assert_close(model(37.5 * c), 37.5 * model(c), rtol=1e-12, atol=1e-12)
