@@ -6,6 +6,7 @@ Commands (run from the repository root):
     python train.py --dim 2                            # 2D -> checkpoints/nsipf_2d.pt
     python train.py --roughness off --out checkpoints/ablation_smooth_3d.pt   # no-roughness ablation
     python train.py --resume                           # continue the run in --out for more --epochs
+    python train.py --evaluate checkpoints/nsipf_3d.pt --roughness off   # a model's table on other inputs
     OMP_NUM_THREADS=1 torchrun --nproc_per_node=2 train.py --threads 1   # DistributedDataParallel (gloo on
                                                        # the CPU, nccl on CUDA), same result layout
 
@@ -75,6 +76,7 @@ class TrainConfig:
     threads: int = 1            # torch threads per process (0: torch's default). 1 because on a shared CPU
                                 # OpenMP threads spin-wait: 2 threads measured up to 18x slower here
     device: str = "cpu"
+    evaluate: str = ""          # a checkpoint: print its validation table on this config's data; no training
 
     def validate(self):
         if self.dim not in (2, 3):
@@ -215,6 +217,20 @@ def main(argv=None) -> int:
     except (_UsageError, ValueError) as err:
         print(f"train.py: error: {err}", file=sys.stderr)
         return 2
+
+    if cfg.evaluate:
+        try:
+            from nsipf_torch.model import load_model
+            model, _ = load_model(cfg.evaluate, dim=cfg.dim)
+        except ValueError as err:
+            print(f"train.py: error: {err}", file=sys.stderr)
+            return 2
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        cfg.depth, cfg.scale, cfg.width = model.depth, model.scale, model.width  # the data's halo = the model's
+        data = make_dataset(cfg.data_config(), Path(cfg.cache_dir))
+        print(table(evaluate(model, *normalised(data["val"], cfg.roughness, cfg.dim))))
+        return 0
 
     world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
     device = torch.device(cfg.device if not cfg.device.startswith("cuda") or world == 1

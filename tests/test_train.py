@@ -26,7 +26,7 @@ def _run(tmp, cache, *extra, out="ck.pt"):
     return train.main(argv)
 
 
-def test_checkpoint_contents_and_loading(tmp_path, cache):
+def test_checkpoint_contents_and_loading(tmp_path, cache, capsys):
     assert _run(tmp_path, cache, "--epochs", "1") == 0
     blob = torch.load(tmp_path / "ck.pt", weights_only=True)  # only tensors and plain values
     assert set(blob) >= {"arch", "model_args", "model", "config", "optimizer", "epoch", "metrics"}
@@ -37,6 +37,10 @@ def test_checkpoint_contents_and_loading(tmp_path, cache):
         load_model(tmp_path / "ck.pt", dim=3)
     assert any((tmp_path / "runs").iterdir())  # TensorBoard events
     assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]  # atomic write left no temporary file
+    # --evaluate prints the validation table of a checkpoint and trains nothing.
+    capsys.readouterr()
+    assert _run(tmp_path, cache, "--evaluate", str(tmp_path / "ck.pt"), "--roughness", "off") == 0
+    assert "| values |" in capsys.readouterr().out
 
 
 def test_resume_equals_uninterrupted_run(tmp_path, cache):
