@@ -35,7 +35,7 @@ from nsipf_torch.grid import Grid, resolve_device, resolve_dtype
 from nsipf_torch.initial import get_ic
 from nsipf_torch.interp import make_interp
 from nsipf_torch.io import ensure_writable_dir, save_json
-from nsipf_torch.runners import FDRunner, ParticleRunner
+from nsipf_torch.runners import FDRunner, ParticleRunner, neural_interp
 
 PAPER_TABLE1 = {"FDM": (7.31, 56.89, 742.24), "SIPF-spline": (2955.73, 3919.37, 7599.54),
                 "NSIPF": (8.69, 33.12, 243.86)}
@@ -97,8 +97,7 @@ def make_runner(method: str, grid: Grid, P: int):
     if method == "FDM":
         return FDRunner(grid, ic, members, 1.0)
     if method == "NSIPF":
-        from nsipf_torch.neural import load_neural_interp
-        interp = load_neural_interp(None, grid)
+        interp = neural_interp(None, grid)
     else:
         interp = make_interp(method.split("-")[1], grid)
     return ParticleRunner(grid, ic, members, 1.0, P, interp)

@@ -42,7 +42,7 @@ from nsipf_torch.io import ensure_writable_dir, load_torch, save_json, save_npz,
 from nsipf_torch.metrics import rel_l2
 from nsipf_torch.params import Params
 from nsipf_torch.plotting import centre_line, plot_cross_section, plot_diagnostics, plot_line_profiles
-from nsipf_torch.runners import FDRunner, ParticleRunner
+from nsipf_torch.runners import FDRunner, ParticleRunner, neural_interp
 from nsipf_torch.stencils import LIMITERS
 from nsipf_torch.vtk import write_pvd, write_vti, write_vtu_points
 
@@ -188,8 +188,7 @@ def make_runner(cfg: SimConfig, grid: Grid, ic, members: list[dict]):
     if cfg.method == "fdm":
         return FDRunner(grid, ic, members, cfg.M0, limiter=cfg.limiter, c_update=cfg.c_update)
     if cfg.method == "nsipf":
-        from nsipf_torch.neural import load_neural_interp
-        interp = load_neural_interp(cfg.model, grid)
+        interp = neural_interp(cfg.model, grid)
     else:
         interp = make_interp(cfg.interp, grid)
     return ParticleRunner(grid, ic, members, cfg.M0, cfg.P, interp, c_update=cfg.c_update, deposit_method=cfg.deposit)

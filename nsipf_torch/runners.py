@@ -12,6 +12,7 @@ decides between classical SIPF and NSIPF.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -21,6 +22,23 @@ from .deposit import deposit
 from .diagnostics import field_diagnostics
 from .grid import Grid
 from .sipf import initial_state, noise_generators, sipf_run
+
+
+CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
+
+
+def default_checkpoint(dim: int) -> Path:
+    """The shipped CNN for a dimension, made by train.py's documented command (README)."""
+    return CHECKPOINTS / f"nsipf_{dim}d.pt"
+
+
+def neural_interp(model_path: str | Path | None, grid: Grid):
+    """NSIPF's interpolator from a checkpoint (the shipped one for grid.dim when ``model_path`` is None).
+
+    A missing, corrupt, wrong-dimension or wrong-architecture file is a ``ValueError`` naming it.
+    """
+    from .neural import NeuralInterp
+    return NeuralInterp.from_checkpoint(model_path or default_checkpoint(grid.dim), grid)
 
 
 class FDRunner:
