@@ -1,0 +1,102 @@
+"""Wall time of the FD reference solver on two_blobs 3D (MODEL.md §5: T = 0.2, dt = 1e-3) per resolution.
+
+Prints one line per run: N, dtype, threads, wall seconds, outer steps, sub-steps (the combined bound of
+MODEL.md §6), ms per sub-step; optionally the batching gain (a B = 4 chi sweep against 4 single runs with the
+same forced sub-step count). Timings are not asserted anywhere; they go into docs/VALIDATION.md.
+
+    python scripts/time_fd.py --N 32 64 128 --dtype float32
+    python scripts/time_fd.py --N 32 --batch-check
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from nsipf_torch.fd import fd_advance, fd_solve, fd_substep_count  # noqa: E402
+from nsipf_torch.grid import Grid, resolve_device, resolve_dtype  # noqa: E402
+from nsipf_torch.initial import get_ic  # noqa: E402
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_run(N, dtype, device, T, dt, ic="two_blobs"):
+    grid = Grid(N, dim=3, dtype=dtype, device=device)
+    rho, c = get_ic(ic).rho0(grid)[None], get_ic(ic).c0(grid)[None]
+    sync(device)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        rho, c, total = fd_solve(rho, c, T, dt, 0.01, 1.0, grid)
+    sync(device)
+    wall = time.perf_counter() - t0
+    return wall, total, float(rho.min()), float(grid.integrate(rho)[0])
+
+
+def batch_check(N, dtype, device, steps, dt):
+    """B = 4 chi sweep vs 4 single runs, same forced sub-step count: wall times and bitwise equality."""
+    grid = Grid(N, dim=3, dtype=dtype, device=device)
+    ic = get_ic("two_blobs")
+    chis = torch.tensor([0.5, 1.0, 1.5, 2.0], dtype=dtype, device=device)
+    rho = ic.rho0(grid)[None].repeat(4, *([1] * 3))
+    c = ic.c0(grid)[None].repeat(4, *([1] * 3))
+    n_sub = fd_substep_count(c, dt, 0.01, chis, grid.h, 3, rho=rho)
+    with torch.inference_mode():
+        t0 = time.perf_counter()
+        rb, cb = rho, c
+        for _ in range(steps):
+            rb, cb, _ = fd_advance(rb, cb, dt, 0.01, chis, grid, n_sub=n_sub)
+        sync(device)
+        batched = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        same = True
+        for b in range(4):
+            rs, cs = rho[b:b + 1], c[b:b + 1]
+            for _ in range(steps):
+                rs, cs, _ = fd_advance(rs, cs, dt, 0.01, float(chis[b]), grid, n_sub=n_sub)
+            same &= bool(torch.equal(rs[0], rb[b]) and torch.equal(cs[0], cb[b]))
+        sync(device)
+        singles = time.perf_counter() - t0
+    return batched, singles, n_sub, same
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--N", type=int, nargs="+", default=[32, 64])
+    ap.add_argument("--dtype", nargs="+", default=["float32"])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--T", type=float, default=0.2)
+    ap.add_argument("--dt", type=float, default=1e-3)
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    ap.add_argument("--batch-check", action="store_true", help="also time B = 4 against 4 single runs")
+    ap.add_argument("--batch-steps", type=int, default=20)
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    print(f"# two_blobs 3D, T={args.T}, dt={args.dt}, device={device}, threads={torch.get_num_threads()}")
+    print("N dtype wall_s outer_steps substeps ms_per_substep min_rho mass")
+    for name in args.dtype:
+        dtype = resolve_dtype(name)
+        for N in args.N:
+            wall, total, rmin, mass = time_run(N, dtype, device, args.T, args.dt)
+            steps = round(args.T / args.dt)
+            print(f"{N} {name} {wall:.2f} {steps} {total} {1e3 * wall / total:.2f} {rmin:.3g} {mass:.9f}",
+                  flush=True)
+        if args.batch_check:
+            N = args.N[0]
+            batched, singles, n_sub, same = batch_check(N, dtype, device, args.batch_steps, args.dt)
+            print(f"# batch B=4 chi sweep at {N}^3 {name}, {args.batch_steps} steps x {n_sub} sub-steps: "
+                  f"batched {batched:.2f} s, 4 singles {singles:.2f} s (x{singles / batched:.2f}), "
+                  f"bitwise equal: {same}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
