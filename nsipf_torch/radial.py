@@ -31,8 +31,8 @@ Positivity bound of the radial stencil (the radial form of MODEL.md §6)
     (both exactly 1 for a Cartesian axis) every sub-step satisfies
         dt_sub * (2 gamma kappa_D / dr^2 + kappa_A max|v| / dr) <= 0.4,
     which bounds the outflow by 0.8 rho_i; SSP-RK2 is a convex combination of such Euler steps.
-    kappa_D = 1 (d = 2: exactly 2 dr/V_i (A-+A+) = 2 in every cell) and 3/2 (d = 3, set by the centre
-    cell); kappa_A = 4/3 (d = 2) and 12/7 (d = 3), both set by cell 1. In a batch every member takes the
+    kappa_D = 1 for d = 2 (dr (A_{i-1/2} + A_{i+1/2}) / V_i = 2 in every cell) and 3/2 for d = 3 (set by
+    the centre cell); kappa_A = 4/3 (d = 2) and 12/7 (d = 3), both set by cell 1. In a batch every member takes the
     largest sub-step count, so batched and single runs stay bitwise comparable.
 """
 from __future__ import annotations
@@ -47,6 +47,9 @@ from .field import C_UPDATES, update_c
 from .grid import resolve_device, resolve_dtype
 from .params import check_finite
 from .stencils import LIMITERS, divergence, face_differences, upwind_flux
+
+__all__ = ["RadialGrid", "solve_radial", "radial_advance", "radial_mass", "gaussian_shell_averages",
+           "substeps_needed", "POSITIVITY_BOUND"]
 
 POSITIVITY_BOUND = 0.4  # the project's sub-step bound (issue 2 §4), see the module docstring
 
@@ -228,8 +231,8 @@ def radial_advance(rho, c, dt, gamma, chi, rgrid: RadialGrid, limiter: str = "mi
     rho, c: (B, Nr); gamma, chi: floats or (B,) tensors. ``n_sub=None`` picks the sub-step count from the
     radial positivity bound (:func:`substeps_needed`, the largest over the batch); an explicit count is
     used as given, as in ``fd.fd_advance`` (e.g. to compare batched with single runs bitwise).
-    ``compile`` fuses the sub-step with ``torch.compile`` (several times faster on the CPU for
-    B x Nr ~ 1e5; the first call per shape compiles for ~15-20 s).
+    ``compile`` fuses the sub-step with ``torch.compile`` (about 6x faster per sub-step on the CPU for
+    B x Nr ~ 1e5; the first call per shape compiles for ~20-30 s, so it pays only for long runs).
     """
     if n_sub is None:
         n_sub = substeps_needed(rho, c, dt, gamma, chi, rgrid, c_update)
