@@ -111,10 +111,10 @@ def main(argv=None):
                   f"({info_c['wall_s']} s): rel_l2 rho T/2 {conv['half']['rho']:.4f}, T {conv['T']['rho']:.4f}; "
                   f"c T {conv['T']['c']:.4f}; mean|x|^2 at T {info['trajectory'][-1][1]:.4f}; "
                   f"{path.name} {path.stat().st_size} B", flush=True)
-    json_path = Path(args.summary)
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(summary, indent=1))
-    print(f"summary -> {json_path}")
+            json_path = Path(args.summary)  # rewritten after every problem so a cut-short run keeps its figures
+            json_path.parent.mkdir(parents=True, exist_ok=True)
+            json_path.write_text(json.dumps(summary, indent=1))
+    print(f"summary -> {args.summary}")
 
 
 if __name__ == "__main__":
