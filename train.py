@@ -16,8 +16,9 @@ samples equally). The data (``nsipf_torch.data``) is generated once, seeded, and
 
 Outputs
 - ``--out``: checkpoint after every epoch, written atomically (temporary file, then rename). It holds the
-  model weights, the model arguments, the full config, the optimizer state, the epoch and the validation
-  metrics: only tensors and plain Python values (``torch.load(..., weights_only=True)``). Load it with
+  model weights of the epoch with the lowest validation loss ("model", with its "metrics"), the latest
+  weights ("last_model") and optimizer state that --resume continues, the model arguments, the full config
+  and the epoch: only tensors and plain Python values (``torch.load(..., weights_only=True)``). Load it with
   ``nsipf_torch.model.load_model(path, dim)``.
 - ``--logdir``: TensorBoard scalars (train and validation loss; validation errors of the CNN, linear and
   cubic-spline upsampling for values and gradients) and validation images (slices of input, target,
@@ -52,14 +53,14 @@ ROOT = Path(__file__).resolve().parent
 @dataclass
 class TrainConfig:
     dim: int = 3
-    epochs: int = 20
+    epochs: int = 15
     batch_size: int = 4
-    lr: float = 2e-3
+    lr: float = 1e-3
     width: int = 8
     depth: int = 3
     scale: int = 2
     roughness: str = "on"       # on: SIPF-field input (persistent particles); off: blurred+downsampled only
-    n_traj: int = 32
+    n_traj: int = 64
     n_val_traj: int = 8
     snapshots: int = 6
     grids_per_traj: int = 3
@@ -260,7 +261,7 @@ def main(argv=None) -> int:
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     start = 0
     if blob is not None:
-        model.load_state_dict(blob["model"])
+        model.load_state_dict(blob["last_model"])
         opt.load_state_dict(blob["optimizer"])
         start = int(blob["epoch"])
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
@@ -274,7 +275,8 @@ def main(argv=None) -> int:
 
     n = x_tr.shape[0]
     steps_per_epoch = math.ceil(n / (cfg.batch_size * world))
-    metrics = blob.get("metrics", {}) if blob else {}
+    metrics = blob.get("last_metrics", {}) if blob else {}
+    best = (blob["model"], blob["metrics"]) if blob else None
     for epoch in range(start, cfg.epochs):
         model.train()
         for group in opt.param_groups:  # cosine decay to 10% over the run, a function of the epoch only
@@ -294,7 +296,7 @@ def main(argv=None) -> int:
             opt.step()
             total, count = total + float(loss.detach()), count + 1
         if master:
-            metrics = evaluate(model, x_va.to(device), y_va.to(device), with_spline=epoch == cfg.epochs - 1)
+            metrics = evaluate(model, x_va.to(device), y_va.to(device), with_spline=False)
             metrics["train_loss"] = total / max(count, 1)
             writer.add_scalar("train/loss", metrics["train_loss"], epoch + 1)
             writer.add_scalar("val/loss", metrics["loss"], epoch + 1)
@@ -302,16 +304,22 @@ def main(argv=None) -> int:
                 writer.add_scalar(f"val/{key}", metrics[key], epoch + 1)
             _images(writer, model, x_va, y_va, epoch + 1)
             metrics["train_seconds"] = time.perf_counter() - t0
-            save_checkpoint(cfg.out, model,
-                            config=dataclasses.asdict(cfg), optimizer_state=opt.state_dict(), epoch=epoch + 1,
-                            metrics=metrics)
+            # Model selection on the validation loss: "model" holds the best epoch's weights (what
+            # load_model returns); "last_model" + "optimizer" the latest state, which --resume continues.
+            if best is None or metrics["loss"] <= best[1]["loss"]:
+                best = ({k: v.detach().clone() for k, v in model.state_dict().items()}, dict(metrics, epoch=epoch + 1))
+            save_checkpoint(cfg.out, model, config=dataclasses.asdict(cfg), optimizer_state=opt.state_dict(),
+                            epoch=epoch + 1, metrics=best[1], weights=best[0],
+                            extra={"last_model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                                   "last_metrics": metrics})
             print(f"epoch {epoch + 1}: train {metrics['train_loss']:.3e}  val {metrics['loss']:.3e}  "
                   f"value cnn/linear {metrics['value_cnn']:.4f}/{metrics['value_linear']:.4f}  "
                   f"grad cnn/linear {metrics['grad_cnn']:.4f}/{metrics['grad_linear']:.4f}", flush=True)
     if master:
-        if "value_spline" not in metrics:
-            metrics.update(evaluate(model, x_va, y_va))
-        print(table(metrics))
+        model.load_state_dict(best[0])
+        final = evaluate(model, x_va, y_va)
+        print(f"best epoch {best[1]['epoch']} (validation loss {best[1]['loss']:.3e})")
+        print(table(final))
         print(f"total {time.perf_counter() - t0:.1f} s -> {cfg.out}")
         writer.close()
     if world > 1:

@@ -144,7 +144,7 @@ class UpsampleCNN(nn.Module):
 
 
 def save_checkpoint(path, model: UpsampleCNN, *, config: dict, optimizer_state=None, epoch: int = 0,
-                    metrics: dict | None = None) -> None:
+                    metrics: dict | None = None, weights: dict | None = None, extra: dict | None = None) -> None:
     """Write atomically: a temporary file beside ``path``, then ``os.replace`` (a crash leaves the old one)."""
     import os
     from pathlib import Path
@@ -154,11 +154,12 @@ def save_checkpoint(path, model: UpsampleCNN, *, config: dict, optimizer_state=N
     blob = {
         "arch": ARCH,
         "model_args": model.model_args(),
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "model": {k: v.detach().cpu() for k, v in (weights or model.state_dict()).items()},
         "config": dict(config),
         "optimizer": optimizer_state,
         "epoch": int(epoch),
         "metrics": dict(metrics or {}),
+        **(extra or {}),
     }
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:

@@ -29,7 +29,7 @@ def _run(tmp, cache, *extra, out="ck.pt"):
 def test_checkpoint_contents_and_loading(tmp_path, cache, capsys):
     assert _run(tmp_path, cache, "--epochs", "1") == 0
     blob = torch.load(tmp_path / "ck.pt", weights_only=True)  # only tensors and plain values
-    assert set(blob) >= {"arch", "model_args", "model", "config", "optimizer", "epoch", "metrics"}
+    assert set(blob) >= {"arch", "model_args", "model", "last_model", "config", "optimizer", "epoch", "metrics"}
     assert blob["epoch"] == 1 and blob["config"]["dim"] == 2 and blob["model_args"]["width"] == 4
     model, meta = load_model(tmp_path / "ck.pt", dim=2)
     assert model.dim == 2 and meta["epoch"] == 1
@@ -52,8 +52,9 @@ def test_resume_equals_uninterrupted_run(tmp_path, cache):
     a = torch.load(tmp_path / "straight.pt", weights_only=True)
     b = torch.load(tmp_path / "resumed.pt", weights_only=True)
     assert b["epoch"] == 2
-    for key in a["model"]:
-        assert torch.equal(a["model"][key], b["model"][key]), key
+    for part in ("model", "last_model"):  # the best epoch's weights and the latest ones
+        for key in a[part]:
+            assert torch.equal(a[part][key], b[part][key]), (part, key)
 
 
 @pytest.mark.parametrize("argv,match", [
