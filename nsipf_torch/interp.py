@@ -12,9 +12,9 @@ reflection about the wall (scipy.ndimage ``mode='reflect'``, half-sample symmetr
 
 - ``trilinear``: the (multi)linear interpolant of the reflected field. Between a wall and the outermost
   centre the reflected field is constant along that axis, so there the proxy is the clamped one and that
-  gradient component is 0. The gradient is the exact piecewise derivative: per cell a table of the d
-  edge differences at its 2^(d-1) corners, one row gather per particle, then (d-1)-linear weights. It is
-  checked against autograd through ``F.grid_sample`` in the tests.
+  gradient component is 0. The gradient is the exact piecewise derivative: 2^d gathers of the corner
+  values per particle, the d edge differences at the corners, then (d-1)-linear interpolation (lerps).
+  It is checked against autograd through ``F.grid_sample`` on an asymmetric field in the tests.
 - ``spline``: the classical SIPF proxy, a tensor-product cubic B-spline that interpolates c at the cell
   centres, reflected at the walls (C^2, zero normal derivative on the walls). Coefficients: one banded
   (tridiagonal) solve per axis; evaluation: a 4^d-point window per particle; gradient: analytic from the
@@ -55,77 +55,61 @@ class TrilinearInterp:
 
     def __init__(self, grid: Grid):
         self.grid = grid
-        d = grid.dim
-        # For axis a, the other axes in increasing order; their corner bits enumerate the table's last axis
-        # with the first other axis most significant.
-        self._others = [[b for b in range(d) if b != a] for a in range(d)]
-        self._corners = list(itertools.product((0, 1), repeat=d - 1))
+        d, N = grid.dim, grid.N
+        self._strides = [N ** (d - 1 - a) for a in range(d)]
+        # corners of a cell as bit tuples (first axis most significant) and their flat offsets in c
+        self._corners = list(itertools.product((0, 1), repeat=d))
+        self._offsets = [sum(bit * st for bit, st in zip(bits, self._strides)) for bits in self._corners]
 
-    def _cells(self, X: torch.Tensor):
-        """Lower-corner cell index i0 in [0, N-2], fraction t in [0, 1], and the open-interior mask."""
-        N = self.grid.N
+    def _corner_values(self, c: torch.Tensor, X: torch.Tensor):
+        """Values of c at the 2^d centres around each particle, fractions t, and the open-interior mask.
+
+        Index i0 is the lower corner in [0, N-2] and t in [0, 1]; beyond the outermost centres s is clamped,
+        which is the reflected (Neumann) field's linear interpolant there. Each corner is one gather from
+        the flat c (small enough to stay in cache), offset by a view rather than by adding to the indices.
+        """
+        N, d = self.grid.N, self.grid.dim
         s = _index_coords(X, self.grid)
-        inside = (s > 0) & (s < N - 1)  # beyond the outer centres the proxy is constant along that axis
-        s = s.clamp(0, N - 1)
+        inside = (s > 0) & (s < N - 1)
+        s = s.clamp_(0, N - 1)
         i0 = torch.floor(s).clamp_(max=N - 2)
-        return i0.long(), s - i0, inside
+        t = s - i0
+        i0 = i0.long()
+        flat = i0[..., 0] * self._strides[0]
+        for a in range(1, d):
+            flat = flat + i0[..., a] * self._strides[a]
+        flat = flat + (torch.arange(X.shape[0], device=X.device) * N**d).reshape(-1, 1)
+        flat = flat.reshape(-1)
+        cf = c.reshape(-1)
+        values = {bits: cf.narrow(0, off, cf.numel() - off).index_select(0, flat).reshape(X.shape[:2])
+                  for bits, off in zip(self._corners, self._offsets)}
+        return values, t, inside
 
-    def difference_table(self, c: torch.Tensor) -> torch.Tensor:
-        """(B * (N-1)^d, d, 2^(d-1)): per cell, the edge differences / h along each axis at the corners of the others."""
-        d, N, h = self.grid.dim, self.grid.N, self.grid.h
-        per_axis = []
-        for a in range(d):
-            diff = (c.narrow(a + 1, 1, N - 1) - c.narrow(a + 1, 0, N - 1)) * (1.0 / h)
-            cols = []
-            for bits in self._corners:
-                v = diff
-                for b, bit in zip(self._others[a], bits):
-                    v = v.narrow(b + 1, bit, N - 1)
-                cols.append(v.reshape(c.shape[0], -1))
-            per_axis.append(torch.stack(cols, dim=-1))  # (B, (N-1)^d, 2^(d-1))
-        return torch.stack(per_axis, dim=-2).reshape(-1, d, len(self._corners))
-
-    def _flat_rows(self, i0: torch.Tensor) -> torch.Tensor:
-        B, d, M = i0.shape[0], self.grid.dim, self.grid.N - 1
-        strides = torch.tensor([M ** (d - 1 - a) for a in range(d)], dtype=torch.long, device=i0.device)
-        offsets = (torch.arange(B, device=i0.device, dtype=torch.long) * M**d).reshape(B, 1)
-        return (i0 * strides).sum(-1) + offsets
-
-    def _weights(self, t: torch.Tensor) -> torch.Tensor:
-        """(B, P, d, 2^(d-1)): for axis a, the multilinear weights of the other axes' corners."""
-        pairs = torch.stack((1.0 - t, t), dim=-1)  # (B, P, d, 2)
-        per_axis = []
-        for a in range(self.grid.dim):
-            w = None
-            for b in self._others[a]:
-                wb = pairs[..., b, :]
-                w = wb if w is None else (w.unsqueeze(-1) * wb.unsqueeze(-2)).flatten(-2)
-            per_axis.append(w)
-        return torch.stack(per_axis, dim=-2)
+    @staticmethod
+    def _multilinear(values: list, ts: list) -> torch.Tensor:
+        """Interpolate 2^k values (first axis most significant) with fractions ts, one lerp level per axis."""
+        for t in reversed(ts):
+            values = [torch.lerp(values[2 * i], values[2 * i + 1], t) for i in range(len(values) // 2)]
+        return values[0]
 
     def grad_c(self, c: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
         _check(c, X, self.grid)
-        B, P, d = X.shape
-        i0, t, inside = self._cells(X)
-        rows = self.difference_table(c).index_select(0, self._flat_rows(i0).reshape(-1))
-        rows = rows.reshape(B, P, d, -1)
-        return (rows * self._weights(t)).sum(-1) * inside
+        d, inv_h = self.grid.dim, 1.0 / self.grid.h
+        v, t, inside = self._corner_values(c, X)
+        ts = list(t.unbind(-1))
+        comps = []
+        for a in range(d):
+            # the edge differences along a at the 2^(d-1) corners of the other axes, then (d-1)-linear
+            others = itertools.product((0, 1), repeat=d - 1)
+            diffs = [v[o[:a] + (1,) + o[a:]] - v[o[:a] + (0,) + o[a:]] for o in others]
+            comps.append(self._multilinear(diffs, ts[:a] + ts[a + 1:]))
+        # the gradient component is 0 where that coordinate is clamped (constant reflected proxy)
+        return torch.stack(comps, dim=-1).mul_(inside).mul_(inv_h)
 
     def value(self, c: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
         _check(c, X, self.grid)
-        B, P, d = X.shape
-        N = self.grid.N
-        i0, t, _ = self._cells(X)
-        flat_c = c.reshape(-1)
-        base = (torch.arange(B, device=X.device) * N**d).reshape(B, 1)
-        out = torch.zeros(B, P, dtype=c.dtype, device=c.device)
-        for bits in itertools.product((0, 1), repeat=d):
-            idx, w = base.expand(B, P), torch.ones(B, P, dtype=c.dtype, device=c.device)
-            for a, bit in enumerate(bits):
-                idx = idx + (i0[..., a] + bit) * N ** (d - 1 - a)
-                w = w * (t[..., a] if bit else 1.0 - t[..., a])
-            out = out + w * flat_c[idx]
-        return out
+        v, t, _ = self._corner_values(c, X)
+        return self._multilinear([v[bits] for bits in self._corners], list(t.unbind(-1)))
 
 
 def _bspline_weights(t: torch.Tensor):
