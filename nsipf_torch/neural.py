@@ -15,8 +15,9 @@ Local evaluation (the paper's source of speed): with ``tile=T`` the grid is cut 
 the CNN runs only on the tiles the particles' sampling stencils touch. Each tile is cut from the grid
 padded once with the wall reflection, with a halo equal to the CNN's receptive radius, and the CNN runs
 without padding (``forward_valid``), so a tile's output equals the full-grid output to round-off. The
-tile list has a fixed capacity K (``capacity``; default: all tiles, which is exact): the K tiles holding
-most particle stencils are chosen with ``topk``, and everything stays on the device with static shapes,
+tile list has a fixed capacity K (``capacity``; default None: all tiles, which is evaluated as the whole
+grid at once, the same field without the halo overhead; :meth:`plan_capacity` sizes it from the particles,
+outside the step): the K tiles holding most particle stencils are chosen with ``topk``, and everything stays on the device with static shapes,
 with no ``nonzero()`` and no host synchronisation. Occupied tiles beyond the capacity keep the linear
 upsampling of c (a finite, consistent fallback); ``last_overflow`` (a tensor, read it outside the step)
 counts them.
@@ -120,12 +121,15 @@ class NeuralInterp:
         d, k = self.grid.dim, self.model.halo
         with torch.no_grad():
             cp = pad_symmetric(c, k, d)
-            if self.tile is None or X is None:
+            B = c.shape[0]
+            total = B * self.n_tiles
+            if self.tile is None or X is None or self.capacity is None or self.capacity >= total:
+                # Every tile would be evaluated: the whole grid at once is the same field, cheaper (no halos).
+                self.last_overflow = torch.zeros((), dtype=torch.long, device=c.device)
                 return self.model.forward_valid(cp)
-            B, T, N = c.shape[0], self.tile, self.grid.N
+            T, N = self.tile, self.grid.N
             nt = N // T
-            total = B * nt**d
-            K = min(self.capacity or total, total)
+            K = self.capacity
             load = self._tile_load(X)
             chosen = torch.topk(load, K, sorted=False).indices  # (K,) flat (b, tx, ty[, tz]) indices
             self.last_overflow = ((load > 0).sum() - (load[chosen] > 0).sum())

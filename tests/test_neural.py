@@ -42,6 +42,7 @@ def test_tiled_equals_full_grid(dim, N, tile):
     torch.testing.assert_close(tiled.grad_c(c, X), full.grad_c(c, X), rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(tiled.value(c, X), full.value(c, X), rtol=1e-12, atol=1e-12)
     assert int(tiled.last_overflow) == 0
+    # No capacity: the whole grid at once (every tile), the same field.
     torch.testing.assert_close(tiled_all.fine_field(c, X), full.fine_field(c), rtol=1e-12, atol=1e-12)
 
 
