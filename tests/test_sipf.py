@@ -177,3 +177,88 @@ def test_draw_noise_per_member_streams():
     assert not torch.equal(draw_noise(noise_generators([3], rank=1), 1, 100, 3)[0], a[0])
     with pytest.raises(ValueError, match="generator per member"):
         draw_noise(noise_generators(seeds), 3, 10, 3)
+
+
+# ------------------------------------------------------------------------------------------------------
+# Agreement with the FD solver on two_blobs (3D, N = 32, dt = 1e-3). The reference is the FD solution on
+# the same 32^3 grid (nsipf_torch.fd, MUSCL-minmod + Strang), so the comparison isolates the particle
+# method's own error: Monte Carlo noise plus the interpolator's bias. (Against a converged 128^3 solution
+# both carry the ~0.2 floor of 32^3, MODEL.md §6.)
+
+def _sipf_vs_fd(interp_name, P, T, seeds):
+    from nsipf_torch.fd import fd_solve
+    from nsipf_torch.metrics import rel_l2
+
+    grid = Grid(32, dim=3)
+    ic = get_ic("two_blobs")
+    rho_fd, _, _ = fd_solve(ic.rho0(grid)[None], ic.c0(grid)[None], T, 1e-3, 0.01, 1.0, grid)
+    state = sipf_run(initial_state(ic, grid, P, seeds), noise_generators(seeds), round(T / 1e-3), grid=grid,
+                     dt=1e-3, gamma=0.01, chi=1.0, M0=1.0, interp=make_interp(interp_name, grid))
+    rho = deposit(state.X, grid, 1.0)
+    return rel_l2(rho, rho_fd.expand_as(rho))
+
+
+@pytest.mark.parametrize("interp_name, tol", [("trilinear", 0.2), ("spline", 0.15)])
+def test_agrees_with_fd_two_blobs_short(interp_name, tol):
+    # measured at P = 2e4, T = 0.05 (seeds 0, 1): trilinear 0.127, 0.118; spline 0.084, 0.089.
+    # Tolerance: measured + ~50% margin (seed-to-seed spread is 0.01).
+    err = _sipf_vs_fd(interp_name, 20_000, 0.05, [0])
+    assert float(err[0]) < tol, err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("interp_name", ["trilinear", "spline"])
+def test_agrees_with_fd_two_blobs_full(interp_name):
+    # the issue's setting: N = 32, P = 2e5, dt = 1e-3, to T = 0.2. Measured: trilinear 0.148, 0.149 (seeds 0, 1);
+    # spline 0.17-0.19 at P = 2e4. Tolerance 0.25: above the measured values, below 32^3's floor + margin.
+    err = _sipf_vs_fd(interp_name, 200_000, 0.2, [0])
+    assert float(err[0]) < 0.25, err
+
+
+# ------------------------------------------------------------------------------------------------------
+# Convergence (slow; the figures go to docs/VALIDATION_sipf.md).
+
+def _rho_at(grid, P, T, dt, seeds, interp_name="trilinear", fine_per_step=1, noise_seeds=None):
+    """Deposited rho at T; with fine_per_step = m each step's noise is the normalised sum of m fine draws."""
+    ic = get_ic("two_blobs")
+    state = initial_state(ic, grid, P, seeds)
+    gens = noise_generators(noise_seeds or seeds)
+    interp = make_interp(interp_name, grid)
+    B = len(seeds)
+    for _ in range(round(T / dt)):
+        noise = sum(draw_noise(gens, B, P, 3) for _ in range(fine_per_step)) / math.sqrt(fine_per_step)
+        state = sipf_step(state, noise, grid=grid, dt=dt, gamma=0.01, chi=1.0, M0=1.0, interp=interp)
+    return state, deposit(state.X, grid, 1.0)
+
+
+@pytest.mark.slow
+def test_convergence_in_P_slope_minus_half():
+    from nsipf_torch.metrics import rel_l2
+    from nsipf_torch.validation import observed_orders
+
+    grid, T = Grid(32, dim=3), 0.05
+    _, rho_ref = _rho_at(grid, 640_000, T, 1e-3, [999])
+    Ps, errs = [5_000, 20_000, 80_000], []
+    for P in Ps:
+        _, rho = _rho_at(grid, P, T, 1e-3, [1, 2, 3, 4])
+        errs.append(float(rel_l2(rho, rho_ref.expand_as(rho)).mean()))
+    slope, _ = observed_orders(Ps, errs)
+    # Monte Carlo error ~ P^(-1/2); the reference's own noise (P_ref = 8 x 80k) flattens the last point by ~6%
+    assert -0.65 < slope < -0.35, (errs, slope)
+
+
+@pytest.mark.slow
+def test_convergence_in_dt_first_order_with_coupled_noise():
+    from nsipf_torch.validation import observed_orders
+
+    grid, T, P = Grid(32, dim=3), 0.05, 20_000
+    dt_ref, ratios = 2.5e-4, [16, 8, 4]  # dt = 4e-3, 2e-3, 1e-3
+    ref, _ = _rho_at(grid, P, T, dt_ref, [5])
+    dts, errs = [], []
+    for m in ratios:
+        state, _ = _rho_at(grid, P, T, dt_ref * m, [5], fine_per_step=m)
+        dts.append(dt_ref * m)
+        errs.append(float((state.X - ref.X).norm(dim=-1).pow(2).mean().sqrt()))  # strong (pathwise) error
+    slope, _ = observed_orders(dts, errs)
+    # Euler-Maruyama with additive noise: strong order 1
+    assert 0.7 < slope < 1.3, (errs, slope)
