@@ -32,8 +32,14 @@ def _strides(grid: Grid, device) -> torch.Tensor:
 def cell_index(X: torch.Tensor, grid: Grid) -> torch.Tensor:
     """Flat NGP cell index of each particle within its member, (B, P) int64, clamped to the grid."""
     _check_X(X, grid)
-    idx = torch.floor((X + grid.L) * (1.0 / grid.h)).long().clamp_(0, grid.N - 1)
-    return (idx * _strides(grid, X.device)).sum(dim=-1)
+    q = torch.floor((X + grid.L) * (1.0 / grid.h)).clamp_(0, grid.N - 1)
+    exact_in_float = grid.N**grid.dim <= (2**24 if X.dtype == torch.float32 else 2**53)
+    if exact_in_float:  # integer-valued floats: combine before the one int64 conversion (int64 ops are slow)
+        flat = q[..., 0]
+        for a in range(1, grid.dim):
+            flat = flat * grid.N + q[..., a]
+        return flat.long()
+    return (q.long() * _strides(grid, X.device)).sum(dim=-1)
 
 
 def _member_offsets(B: int, ncell: int, device) -> torch.Tensor:
