@@ -1,0 +1,97 @@
+"""Particle-steps per second of the SIPF step (issue 3 performance figures; grows into benchmark.py).
+
+    python scripts/time_sipf.py                       # P = 1e4, 1e5, 1e6 at N = 64, both interpolators
+    python scripts/time_sipf.py --compile --P 1e6 --interp trilinear
+    python scripts/time_sipf.py --breakdown --P 1e6   # where the time goes: noise, deposit, grad_c, move
+
+Reports wall-clock and process-CPU time per step (the CPU may be shared: CPU time shows the cost when
+wall time is inflated by other load) and the load average at the start.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from nsipf_torch.deposit import deposit  # noqa: E402
+from nsipf_torch.field import update_c  # noqa: E402
+from nsipf_torch.grid import Grid, resolve_dtype  # noqa: E402
+from nsipf_torch.initial import get_ic  # noqa: E402
+from nsipf_torch.interp import make_interp  # noqa: E402
+from nsipf_torch.particles import em_move  # noqa: E402
+from nsipf_torch.sipf import draw_noise, initial_state, noise_generators, sipf_advance, sipf_run  # noqa: E402
+
+
+def _clock(fn, n):
+    fn()
+    t, c = time.perf_counter(), time.process_time()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - t) / n, (time.process_time() - c) / n
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--P", default="1e4,1e5,1e6", help="comma-separated particle counts")
+    ap.add_argument("--N", type=int, default=64)
+    ap.add_argument("--interp", default="trilinear,spline")
+    ap.add_argument("--ic", default="two_blobs")
+    ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the pure step (sipf_advance)")
+    ap.add_argument("--breakdown", action="store_true", help="also time the parts of the step separately")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    grid = Grid(args.N, dim=3, dtype=resolve_dtype(args.dtype))
+    ic = get_ic(args.ic)
+    seeds = list(range(args.batch))
+    print(f"# N={args.N} dtype={args.dtype} B={args.batch} threads={torch.get_num_threads()} "
+          f"compile={args.compile} loadavg={os.getloadavg()[0]:.1f} torch={torch.__version__}")
+    print("| interp | P | ms/step (wall) | ms/step (CPU) | particle-steps/s (wall) | particle-steps/s (CPU) |")
+    print("|---|---|---|---|---|---|")
+    for name in args.interp.split(","):
+        interp = make_interp(name, grid)
+        step_fn = torch.compile(sipf_advance, dynamic=False) if args.compile else None
+        for P in (int(float(p)) for p in args.P.split(",")):
+            state = initial_state(ic, grid, P, seeds)
+            gens = noise_generators(seeds)
+            kw = dict(grid=grid, dt=1e-3, gamma=0.01, chi=1.0, M0=1.0, interp=interp, step_fn=step_fn)
+            state = sipf_run(state, gens, 1, **kw)  # warm-up (and compilation)
+            steps = max(1, args.steps if P < 10**6 or name == "trilinear" else 2)
+            box = [state]
+
+            def run():
+                box[0] = sipf_run(box[0], gens, 1, **kw)
+            wall, cpu = _clock(run, steps)
+            n = P * args.batch
+            print(f"| {name} | {P:.0e} | {wall * 1e3:.1f} | {cpu * 1e3:.1f} | {n / wall:.3g} | {n / cpu:.3g} |",
+                  flush=True)
+            if args.breakdown:
+                X, c = box[0].X, box[0].c
+                B = X.shape[0]
+                rho = deposit(X, grid, 1.0)
+                g = interp.grad_c(c, X)
+                noise = draw_noise(gens, B, P, 3, grid.dtype)
+                parts = {
+                    "noise": lambda: draw_noise(gens, B, P, 3, grid.dtype),
+                    "deposit": lambda: deposit(X, grid, 1.0),
+                    "update_c": lambda: update_c(c, rho, 1e-3),
+                    "grad_c": lambda: interp.grad_c(c, X),
+                    "move": lambda: em_move(X, g, noise, 1e-3, 0.01, 1.0, L=grid.L),
+                }
+                for part, fn in parts.items():
+                    w, cp = _clock(fn, steps)
+                    print(f"|   {part} | | {w * 1e3:.1f} | {cp * 1e3:.1f} | | |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
