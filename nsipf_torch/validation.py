@@ -32,7 +32,8 @@ def _images(x0: float, L: float, s: float) -> list[float]:
     return out
 
 
-def neumann_gaussian_1d(x: torch.Tensor, x0: float, sigma: float, t: float, gamma: float, L: float = 1.0) -> torch.Tensor:
+def neumann_gaussian_1d(x: torch.Tensor, x0: float, sigma: float, t: float, gamma: float,
+                        L: float = 1.0) -> torch.Tensor:
     """Point values of the 1-D Neumann heat solution started from the image-summed unit Gaussian."""
     s = math.sqrt(sigma**2 + 2.0 * gamma * t)
     out = torch.zeros_like(x, dtype=torch.float64)
@@ -112,3 +113,13 @@ def mean_r2(rho: torch.Tensor, grid: Grid) -> torch.Tensor:
     """Mean |x|^2 of the density, (B,) (the behaviour figure of MODEL.md §5)."""
     r2 = grid.r2().to(rho.dtype)
     return grid.integrate(rho * r2) / grid.integrate(rho)
+
+
+def ring_fraction(rho: torch.Tensor, grid: Grid, R: float = 0.35, width: float = 0.12) -> torch.Tensor:
+    """Fraction of the mass within ``width`` of the circle |(x, y)| = R in the plane z = 0 (the ring in
+    2D), (B,): the `annuli` behaviour figure of MODEL.md §5 (inner ring R = 0.35)."""
+    mesh = grid.mesh()
+    rxy = torch.sqrt(mesh[0] ** 2 + mesh[1] ** 2)
+    dist2 = (rxy - R) ** 2 + (mesh[2] ** 2 if grid.dim == 3 else 0.0)
+    near = (dist2 <= width**2).to(rho.dtype)
+    return grid.integrate(rho * near) / grid.integrate(rho)

@@ -26,19 +26,10 @@ from nsipf_torch.fd import fd_solve  # noqa: E402
 from nsipf_torch.grid import Grid, resolve_dtype  # noqa: E402
 from nsipf_torch.initial import get_ic  # noqa: E402
 from nsipf_torch.metrics import block_average, rel_l2  # noqa: E402
-from nsipf_torch.validation import mean_r2  # noqa: E402
+from nsipf_torch.validation import mean_r2, ring_fraction  # noqa: E402
 
 GAMMA, CHI, M0, T = 0.01, 1.0, 1.0, 0.2
 COARSE = 16
-
-
-def annulus_fraction(rho: torch.Tensor, grid: Grid, R: float = 0.35, width: float = 0.12) -> float:
-    """Fraction of the mass within ``width`` of the ring |(x, y)| = R, z = 0 (MODEL.md §5, annuli)."""
-    mesh = grid.mesh()
-    rxy = torch.sqrt(mesh[0] ** 2 + mesh[1] ** 2)
-    dist2 = (rxy - R) ** 2 + (mesh[2] ** 2 if grid.dim == 3 else 0.0)
-    near = (dist2 <= width**2).to(rho.dtype)
-    return float(grid.integrate(rho * near) / grid.integrate(rho))
 
 
 def run(name: str, dim: int, N: int, dt: float, dtype: torch.dtype, limiter: str):
@@ -47,14 +38,14 @@ def run(name: str, dim: int, N: int, dt: float, dtype: torch.dtype, limiter: str
     ic = get_ic(name)
     rho, c = ic.rho0(grid, M0)[None], ic.c0(grid)[None]
     n_half = round(T / 2 / dt)
-    snaps, traj = {}, [(0.0, float(mean_r2(rho.double(), grid64)), annulus_fraction(rho[0].double(), grid64))]
+    snaps, traj = {}, [(0.0, float(mean_r2(rho.double(), grid64)), float(ring_fraction(rho.double(), grid64)[0]))]
     mass0 = float(grid64.integrate(rho.double()))
     drift = [0.0]
 
     def record(k, t, rho, c, n_sub):
         if k % 10 == 0:
             traj.append((round(t, 6), float(mean_r2(rho.double(), grid64)),
-                         annulus_fraction(rho[0].double(), grid64)))
+                         float(ring_fraction(rho.double(), grid64)[0])))
         if k == n_half:
             snaps["half"] = (rho.clone(), c.clone())
         drift[0] = max(drift[0], abs(float(grid64.integrate(rho.double())) - mass0) / mass0)
