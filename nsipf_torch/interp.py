@@ -148,7 +148,7 @@ class SplineInterp:
 
     name = "spline"
 
-    def __init__(self, grid: Grid, chunk: int = 1 << 17):
+    def __init__(self, grid: Grid, chunk: int = 1 << 14):
         self.grid, self.chunk = grid, int(chunk)
         N, d = grid.N, grid.dim
         diag = [5.0] + [4.0] * (N - 2) + [5.0]
@@ -164,14 +164,14 @@ class SplineInterp:
         self._pad_index = torch.tensor([1, 0] + list(range(N)) + [N - 1, N - 2], dtype=torch.long)
 
     def _solve_axis(self, c: torch.Tensor, axis: int) -> torch.Tensor:
-        u = c.movedim(axis, 0).contiguous()
-        N = u.shape[0]
-        out = torch.empty_like(u)
-        out[0] = (6.0 * u[0]) * self._inv_pivot[0]
+        # in place on one contiguous copy with the axis leading: each row update is one or two fused kernels
+        out = (6.0 * c).movedim(axis, 0).contiguous()
+        N = out.shape[0]
+        out[0].mul_(self._inv_pivot[0])
         for i in range(1, N):
-            out[i] = (6.0 * u[i] - out[i - 1]) * self._inv_pivot[i]
+            out[i].sub_(out[i - 1]).mul_(self._inv_pivot[i])
         for i in range(N - 2, -1, -1):
-            out[i] = out[i] - self._upper[i] * out[i + 1]
+            out[i].sub_(out[i + 1], alpha=self._upper[i])
         return out.movedim(0, axis)
 
     def coefficients(self, c: torch.Tensor) -> torch.Tensor:
@@ -215,11 +215,14 @@ class SplineInterp:
             offs = (offs.unsqueeze(-1) + torch.arange(4) * step).reshape(-1)
         return row.unsqueeze(-1) + offs.to(X.device), t
 
-    def _contract(self, V: torch.Tensor, ws) -> torch.Tensor:
-        """V (n, 4, ..., 4) against one (n, 4) weight vector per axis, last axis first."""
-        for a in reversed(range(len(ws))):
-            V = (V * ws[a].reshape(ws[a].shape[0], *(1,) * a, 4)).sum(-1)
-        return V
+    @staticmethod
+    def _contract_first(V: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """sum_k V[:, k, ...] w[:, k]: contract the leading window axis with contiguous slices (no inner reductions)."""
+        shape = (w.shape[0],) + (1,) * (V.ndim - 2)
+        out = V[:, 0] * w[:, 0].reshape(shape)
+        for k in range(1, 4):
+            out = out + V[:, k] * w[:, k].reshape(shape)
+        return out
 
     def _evaluate(self, c: torch.Tensor, X: torch.Tensor, gradient: bool) -> torch.Tensor:
         _check(c, X, self.grid)
@@ -227,18 +230,27 @@ class SplineInterp:
         table = self.line_table(c)
         rows, t = self._rows(X)
         t = t.reshape(-1, d)
+        inv_h = 1.0 / self.grid.h
         out = []
         # static chunks over particles bound the (n, 4^d) window buffer; the loop is data-independent
         for lo in range(0, B * P, self.chunk):
             sel = rows[lo:lo + self.chunk]
             V = table.index_select(0, sel.reshape(-1)).reshape(sel.shape[0], *(4,) * d)
             w, dw = _bspline_weights(t[lo:lo + self.chunk])
-            ws, dws = list(w.unbind(-2)), list(dw.unbind(-2))
-            if gradient:
-                g = [self._contract(V, ws[:a] + [dws[a] * (1.0 / self.grid.h)] + ws[a + 1:]) for a in range(d)]
-                out.append(torch.stack(g, dim=-1))
-            else:
-                out.append(self._contract(V, ws))
+            # prefix[a]: V contracted with the value weights of axes < a; gradient a continues from it with dw
+            prefix = [V]
+            for a in range(d - 1 if gradient else d):
+                prefix.append(self._contract_first(prefix[-1], w[:, a]))
+            if not gradient:
+                out.append(prefix[d])
+                continue
+            comps = []
+            for a in range(d):
+                g = self._contract_first(prefix[a], dw[:, a])
+                for b in range(a + 1, d):
+                    g = self._contract_first(g, w[:, b])
+                comps.append(g * inv_h)
+            out.append(torch.stack(comps, dim=-1))
         res = torch.cat(out, dim=0)
         return res.reshape(B, P, d) if gradient else res.reshape(B, P)
 
