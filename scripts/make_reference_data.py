@@ -6,7 +6,8 @@ block-averaged to 16^d cells (metrics.block_average, the grid of rel_l2) and sav
 metadata. The rel_l2 between the two resolutions is printed and stored, as the evidence of convergence, with
 the mean |x|^2 trajectories (MODEL.md §5 behaviour figures) of both runs.
 
-    python scripts/make_reference_data.py                       # 3D at 96^3 (vs 64^3) and 2D at 512^2 (vs 256^2)
+    python scripts/make_reference_data.py                       # 3D at 96^3 (vs 64^3) and 2D at 256^2 (vs 128^2)
+    python scripts/make_reference_data.py --dim 3 --problems annuli --N 128 --coarse-N 64 --device cuda
     python scripts/make_reference_data.py --dim 2 --N 256 --coarse-N 128 --problems two_blobs
 """
 from __future__ import annotations
@@ -32,8 +33,8 @@ GAMMA, CHI, M0, T = 0.01, 1.0, 1.0, 0.2
 COARSE = 16
 
 
-def run(name: str, dim: int, N: int, dt: float, dtype: torch.dtype, limiter: str):
-    grid = Grid(N, dim=dim, dtype=dtype)
+def run(name: str, dim: int, N: int, dt: float, dtype: torch.dtype, limiter: str, device="cpu"):
+    grid = Grid(N, dim=dim, dtype=dtype, device=device)
     grid64 = grid.to(dtype=torch.float64)
     ic = get_ic(name)
     rho, c = ic.rho0(grid, M0)[None], ic.c0(grid)[None]
@@ -62,13 +63,14 @@ def run(name: str, dim: int, N: int, dt: float, dtype: torch.dtype, limiter: str
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dim", type=int, nargs="+", default=[3, 2])
-    ap.add_argument("--N", type=int, default=None, help="fine N (default 96 in 3D, 512 in 2D)")
-    ap.add_argument("--coarse-N", type=int, default=None, help="comparison N (default 64 in 3D, 256 in 2D)")
+    ap.add_argument("--N", type=int, default=None, help="fine N (default 96 in 3D, 256 in 2D)")
+    ap.add_argument("--coarse-N", type=int, default=None, help="comparison N (default 64 in 3D, 128 in 2D)")
     ap.add_argument("--problems", nargs="+", default=["blob", "two_blobs", "annuli"])
     ap.add_argument("--dt", type=float, default=1e-3)
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--limiter", default="minmod")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     ap.add_argument("--summary", default="out/fd_reference_summary.json", help="JSON of all measured figures")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "tests" / "data"))
     args = ap.parse_args(argv)
@@ -78,19 +80,19 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     summary = {}
     for dim in args.dim:
-        N = args.N or {3: 96, 2: 512}[dim]
-        Nc = args.coarse_N or {3: 64, 2: 256}[dim]
+        N = args.N or {3: 96, 2: 256}[dim]
+        Nc = args.coarse_N or {3: 64, 2: 128}[dim]
         for name in args.problems:
-            fine, info = run(name, dim, N, args.dt, dtype, args.limiter)
-            coarse, info_c = run(name, dim, Nc, args.dt, dtype, args.limiter)
+            fine, info = run(name, dim, N, args.dt, dtype, args.limiter, args.device)
+            coarse, info_c = run(name, dim, Nc, args.dt, dtype, args.limiter, args.device)
             conv = {key: {"rho": float(rel_l2(coarse[key][0].double(), fine[key][0].double(), COARSE, dim)),
                           "c": float(rel_l2(coarse[key][1].double(), fine[key][1].double(), COARSE, dim))}
                     for key in ("half", "T")}
             arrays = {}
             for key in ("half", "T"):
                 rho, c = fine[key]
-                arrays[f"rho_{key}"] = block_average(rho.double(), COARSE, dim)[0].numpy().astype(np.float32)
-                arrays[f"c_{key}"] = block_average(c.double(), COARSE, dim)[0].numpy().astype(np.float32)
+                arrays[f"rho_{key}"] = block_average(rho.double(), COARSE, dim)[0].cpu().numpy().astype(np.float32)
+                arrays[f"c_{key}"] = block_average(c.double(), COARSE, dim)[0].cpu().numpy().astype(np.float32)
             path = out / f"fd_{name}_{dim}d.npz"
             np.savez_compressed(
                 path, **arrays, t_half=T / 2, t_T=T, N=N, coarse=COARSE, dt=args.dt, limiter=args.limiter,
