@@ -4,9 +4,9 @@ Commands (run from the repository root):
 
     python train.py                                    # 3D -> checkpoints/nsipf_3d.pt (the shipped model)
     python train.py --dim 2                            # 2D -> checkpoints/nsipf_2d.pt
-    python train.py --roughness off --out checkpoints/ablation_smooth_3d.pt   # no-roughness ablation
+    python train.py --roughness on --out checkpoints/ablation_rough_3d.pt     # the roughness ablation
     python train.py --resume                           # continue the run in --out for more --epochs
-    python train.py --evaluate checkpoints/nsipf_3d.pt --roughness off   # a model's table on other inputs
+    python train.py --evaluate checkpoints/nsipf_3d.pt --roughness on    # a model's table on rough inputs
     OMP_NUM_THREADS=1 torchrun --nproc_per_node=2 train.py --threads 1   # DistributedDataParallel (gloo on
                                                        # the CPU, nccl on CUDA), same result layout
 
@@ -59,7 +59,8 @@ class TrainConfig:
     width: int = 8
     depth: int = 3
     scale: int = 2
-    roughness: str = "on"       # on: SIPF-field input (persistent particles); off: blurred+downsampled only
+    roughness: str = "off"      # off: blurred+downsampled input (the paper's); on: the SIPF field of persistent
+                                # particles. "on" wins on patches but loses end to end (docs/VALIDATION_nsipf.md)
     n_traj: int = 64
     n_val_traj: int = 8
     snapshots: int = 6
