@@ -48,6 +48,8 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     ap.add_argument("--compile", action="store_true", help="torch.compile the pure step (sipf_advance)")
     ap.add_argument("--breakdown", action="store_true", help="also time the parts of the step separately")
+    ap.add_argument("--batch-vs-single", action="store_true",
+                    help="time one batch of --batch members against --batch single-member runs (same seeds)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -56,6 +58,8 @@ def main(argv=None):
     seeds = list(range(args.batch))
     print(f"# N={args.N} dtype={args.dtype} B={args.batch} threads={torch.get_num_threads()} "
           f"compile={args.compile} loadavg={os.getloadavg()[0]:.1f} torch={torch.__version__}")
+    if args.batch_vs_single:
+        return batch_vs_single(args, grid, ic)
     print("| interp | P | ms/step (wall) | ms/step (CPU) | particle-steps/s (wall) | particle-steps/s (CPU) |")
     print("|---|---|---|---|---|---|")
     for name in args.interp.split(","):
@@ -91,6 +95,28 @@ def main(argv=None):
                 for part, fn in parts.items():
                     w, cp = _clock(fn, steps)
                     print(f"|   {part} | | {w * 1e3:.1f} | {cp * 1e3:.1f} | | |", flush=True)
+
+
+def batch_vs_single(args, grid, ic):
+    """Wall and CPU time of `steps` steps: one batched run of B members vs B separate single runs."""
+    B = max(2, args.batch)
+    print(f"| interp | P | B | batched: s (wall / CPU) | {B} singles: s (wall / CPU) | speed-up (wall) |")
+    print("|---|---|---|---|---|---|")
+    for name in args.interp.split(","):
+        interp = make_interp(name, grid)
+        kw = dict(grid=grid, dt=1e-3, gamma=0.01, chi=1.0, M0=1.0, interp=interp)
+        for P in (int(float(p)) for p in args.P.split(",")):
+            seeds = list(range(B))
+
+            def batched():
+                sipf_run(initial_state(ic, grid, P, seeds), noise_generators(seeds), args.steps, **kw)
+
+            def singles():
+                for s in seeds:
+                    sipf_run(initial_state(ic, grid, P, [s]), noise_generators([s]), args.steps, **kw)
+            wb, cb = _clock(batched, 1)
+            ws, cs = _clock(singles, 1)
+            print(f"| {name} | {P:.0e} | {B} | {wb:.2f} / {cb:.2f} | {ws:.2f} / {cs:.2f} | {ws / wb:.2f} |", flush=True)
 
 
 if __name__ == "__main__":
