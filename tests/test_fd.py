@@ -211,22 +211,28 @@ def test_substep_count_respects_the_combined_bound():
 
 # ------------------------------------------------------------------------------------------ batching
 
-def test_batched_chi_sweep_equals_single_runs_bitwise():
-    # B = 4 chi sweep against 4 single runs with the same forced sub-step count: elementwise ops per member,
-    # so bitwise equal on the CPU (theory).
-    grid = Grid(16, dim=3)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("swept", ["chi", "gamma"])
+def test_batched_sweep_equals_single_runs_bitwise(swept, dtype):
+    # B = 4 sweep of chi (or gamma) against 4 single runs with the same forced sub-step count: elementwise
+    # ops per member, so bitwise equal on the CPU (theory).
+    grid = Grid(16, dim=3, dtype=dtype)
     ic = get_ic("two_blobs")
-    chis = torch.tensor([0.0, 0.5, 1.0, 2.0], dtype=torch.float64)
+    values = torch.tensor([0.0, 0.5, 1.0, 2.0] if swept == "chi" else [0.0, 0.01, 0.02, 0.05],
+                          dtype=torch.float64)  # value / h is rounded once to the field dtype on both paths
+    coeffs = {"gamma": 0.01, "chi": 1.0}
     rho = ic.rho0(grid)[None].repeat(4, 1, 1, 1)
     c = ic.c0(grid)[None].repeat(4, 1, 1, 1)
-    n_sub = fd_substep_count(c, 2e-3, 0.01, chis, grid.h, grid.dim, rho=rho)
+    batch = dict(coeffs, **{swept: values})
+    n_sub = fd_substep_count(c, 2e-3, batch["gamma"], batch["chi"], grid.h, grid.dim, rho=rho)
     rb, cb = rho, c
     for _ in range(10):
-        rb, cb, _ = fd_advance(rb, cb, 2e-3, 0.01, chis, grid, n_sub=n_sub)
+        rb, cb, _ = fd_advance(rb, cb, 2e-3, batch["gamma"], batch["chi"], grid, n_sub=n_sub)
     for b in range(4):
+        single = dict(coeffs, **{swept: float(values[b])})
         rs, cs = rho[b:b + 1], c[b:b + 1]
         for _ in range(10):
-            rs, cs, _ = fd_advance(rs, cs, 2e-3, 0.01, float(chis[b]), grid, n_sub=n_sub)
+            rs, cs, _ = fd_advance(rs, cs, 2e-3, single["gamma"], single["chi"], grid, n_sub=n_sub)
         assert torch.equal(rs[0], rb[b]) and torch.equal(cs[0], cb[b]), b
 
 
