@@ -33,10 +33,11 @@ def limited_slopes(q: torch.Tensor, axis: int, limiter: str) -> torch.Tensor:
     n = q.shape[axis]
     a = _narrow(dq, axis, 0, n - 2)  # backward difference of cells 1..N-2
     b = _narrow(dq, axis, 1, n - 2)  # forward difference
-    same_sign = a * b > 0
     if limiter == "minmod":
-        s = torch.where(same_sign, torch.sign(a) * torch.minimum(a.abs(), b.abs()), torch.zeros_like(a))
+        # (sign a + sign b)/2 is ±1 when the signs agree and 0 otherwise: minmod without a branch
+        s = (torch.sign(a) + torch.sign(b)) * (0.5 * torch.minimum(a.abs(), b.abs()))
     elif limiter == "vanleer":
+        same_sign = a * b > 0
         s = torch.where(same_sign, 2 * a * b / torch.where(same_sign, a + b, torch.ones_like(a)),
                         torch.zeros_like(a))
     elif limiter == "upwind":
