@@ -268,3 +268,22 @@ def test_convergence_in_dt_first_order_with_coupled_noise():
     # particles converges only at ~0.5: a few per cent of the paths separate (NGP counts and the trilinear
     # gradient are discontinuous in X), see docs/VALIDATION_sipf.md.
     assert 0.8 < slope < 1.25, (errs, slope)
+
+
+@pytest.mark.slow
+def test_compiled_step_matches_eager():
+    """torch.compile(sipf_advance) (the fast CPU path, BENCHMARKS) computes the same step up to fused round-off."""
+    from nsipf_torch.sipf import sipf_advance
+
+    grid = Grid(16, dim=3)
+    seeds = [1, 2]
+    kw = dict(grid=grid, dt=1e-3, gamma=torch.tensor([0.01, 0.02], dtype=torch.float64), chi=1.0, M0=1.0,
+              interp=make_interp("trilinear", grid))
+    ic = get_ic("two_blobs")
+    eager = sipf_run(initial_state(ic, grid, 1000, seeds), noise_generators(seeds), 3, **kw)
+    compiled = sipf_run(initial_state(ic, grid, 1000, seeds), noise_generators(seeds), 3,
+                        step_fn=torch.compile(sipf_advance, dynamic=False), **kw)
+    # fused kernels may contract a*b+c into FMAs: differences of a few ulps, not more (no particle changes cell
+    # in 3 steps at these sizes)
+    torch.testing.assert_close(compiled.X, eager.X, rtol=0, atol=1e-12)
+    torch.testing.assert_close(compiled.c, eager.c, rtol=1e-12, atol=0)
