@@ -11,7 +11,6 @@ from nsipf_torch.deposit import deposit
 from nsipf_torch.grid import Grid
 from nsipf_torch.initial import get_ic
 from nsipf_torch.interp import make_interp
-from nsipf_torch.particles import reflect
 from nsipf_torch.sipf import (SIPFState, draw_noise, initial_state, noise_generators, particle_diagnostics,
                               sipf_run, sipf_step)
 from nsipf_torch.validation import neumann_gaussian_1d, neumann_gaussian_cells_1d
