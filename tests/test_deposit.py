@@ -9,15 +9,6 @@ from nsipf_torch.deposit import cell_index, deposit, deposit_counts
 from nsipf_torch.grid import Grid
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: with 2 OpenMP threads on the shared 2-core CPU these tests ran ~10x slower (measured)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _particles_with_walls(B, P, dim, dtype, seed=0):
     """Random particles plus, in member 0, particles exactly on the walls and in the corners."""
     gen = torch.Generator().manual_seed(seed)

@@ -11,15 +11,6 @@ from nsipf_torch.grid import Grid
 from nsipf_torch.interp import INTERPS, SplineInterp, TrilinearInterp, make_interp
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: with 2 OpenMP threads on the shared 2-core CPU these tests ran ~10x slower (measured)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _random_points(B, P, dim, seed, scale=1.0):
     gen = torch.Generator().manual_seed(seed)
     X = (torch.rand(B, P, dim, generator=gen, dtype=torch.float64) * 2 - 1) * scale

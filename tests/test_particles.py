@@ -10,15 +10,6 @@ from nsipf_torch.initial import get_ic, member_generator
 from nsipf_torch.particles import em_move, initial_particles, reflect
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: with 2 OpenMP threads on the shared 2-core CPU these tests ran ~10x slower (measured)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _reflect_by_bouncing(x: np.ndarray, L: float) -> np.ndarray:
     """Independent reference: bounce off the walls one reflection at a time until inside."""
     x = x.copy()

@@ -18,15 +18,6 @@ from nsipf_torch.validation import neumann_gaussian_1d, neumann_gaussian_cells_1
 FALSE_ALARM = 1e-3  # of each statistical acceptance test below
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: with 2 OpenMP threads on the shared 2-core CPU these tests ran ~10x slower (measured)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # ------------------------------------------------------------------------------------------------------
 # Pure diffusion (chi = 0): reflected Brownian motion is sampled exactly by Euler-Maruyama + reflection,
 # whatever dt, so the particle law after n steps IS the Neumann heat kernel from the start point.
