@@ -28,6 +28,11 @@ set use disjoint seed streams, so validation is held out *by whole radial trajec
    - ``target``: the exact c(r, t) at the (s n)^d fine cell centres of the central n^d cells.
    Values are raw (not normalised): the CNN is scale-equivariant and the loss normalises per sample.
 
+Which input to train on: a CNN trained on ``rough`` beats linear and spline upsampling on rough patches,
+but it learns to denoise away the holes the particles dig into c, and end to end it fails (3D two_blobs
+rho error 2.7 against 0.22; MODEL.md §6 "over-smoothing c is wrong"). The shipped models are trained on
+``smooth`` (``train.py --roughness off``, the default); see docs/VALIDATION_nsipf.md.
+
 The result is cached in ``cache_dir`` under a name hashed from the config (``torch.save`` of tensors and
 plain values; ``torch.load(weights_only=True)``). Caches are not committed.
 """
@@ -52,7 +57,7 @@ DEFAULT_CACHE = Path(os.environ.get("NSIPF_CACHE", Path(__file__).resolve().pare
 @dataclass(frozen=True)
 class DataConfig:
     dim: int = 3
-    n_traj: int = 32            # radial trajectories for training (the paper used 50 solutions)
+    n_traj: int = 64            # radial trajectories for training (the paper used 50 solutions)
     n_val_traj: int = 8         # held-out trajectories for validation
     snapshots: int = 6          # snapshot times in (0, T], plus t = 0
     grids_per_traj: int = 3     # (N, shift, P) grids per trajectory
