@@ -14,6 +14,8 @@ Examples (CUDA is used when present; --device cpu forces the CPU):
   python simulate.py --method sipf --sweep chi=0.5,1,2 --batch 4 --ic blob
   python simulate.py --method fdm --ic-file my_ic.npz              # keys rho0, c0 on an N^d grid
   python simulate.py --ic blob --checkpoint-every 50 --out runs/b; python simulate.py --resume runs/b
+  torchrun --nproc_per_node=4 simulate.py --method sipf --P 4000000 --N 128     # particles sharded over 4 GPUs
+  torchrun --nnodes=2 --nproc_per_node=8 --rdzv-backend=c10d --rdzv-endpoint=HOST:29500 simulate.py ...
 
 Outputs in --out DIR: config.json; snap_KKKK.npz and final.npz (keys t, x, rho, c with a leading batch
 axis, and gamma, chi, seed per member; particles with --save-particles); diagnostics.csv; PNG
@@ -32,6 +34,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from nsipf_torch.distributed import World, close_world, init_world
 from nsipf_torch.diagnostics import DiagnosticsLog, NonFiniteError, check_finite, mass_near_ring
 from nsipf_torch.deposit import DEPOSITS
 from nsipf_torch.field import C_UPDATES
@@ -81,6 +84,7 @@ class SimConfig:
     vtk: bool = False
     checkpoint_every: int = 0
     resume: str | None = None
+    compile: bool = False
     progress: bool = True
 
 
@@ -128,6 +132,8 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
     add("--vtk", action="store_true", default=d.vtk, help="also write ParaView files (.vti fields, .vtu particles, .pvd series)")
     add("--checkpoint-every", type=int, default=d.checkpoint_every, help="write DIR/state.pt every K steps (0: never)")
     add("--resume", default=d.resume, help="continue the run saved in this directory (its state.pt and config)")
+    add("--compile", action="store_true", default=d.compile,
+        help="torch.compile the particle step (deposit and gather in separate regions); compile time is extra")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    **({} if suppress_defaults else {"default": True}), help="hide the progress bar")
     return p
@@ -184,14 +190,21 @@ def validate(cfg: SimConfig):
     return params, grid, ic, members
 
 
-def make_runner(cfg: SimConfig, grid: Grid, ic, members: list[dict]):
+def make_runner(cfg: SimConfig, grid: Grid, ic, members: list[dict], world: World = World()):
+    if world.size > 1:
+        if cfg.method == "fdm":
+            raise UsageError("fdm is not sharded: run it without torchrun (one process)")
+        if cfg.checkpoint_every or cfg.resume:
+            raise UsageError("--checkpoint-every/--resume need a single process (the state is not gathered from ranks)")
+        world.shard(cfg.P)  # P must split evenly: refuse up front, on every rank
     if cfg.method == "fdm":
         return FDRunner(grid, ic, members, cfg.M0, limiter=cfg.limiter, c_update=cfg.c_update)
     if cfg.method == "nsipf":
         interp = neural_interp(cfg.model, grid)
     else:
         interp = make_interp(cfg.interp, grid)
-    return ParticleRunner(grid, ic, members, cfg.M0, cfg.P, interp, c_update=cfg.c_update, deposit_method=cfg.deposit)
+    return ParticleRunner(grid, ic, members, cfg.M0, cfg.P, interp, c_update=cfg.c_update, deposit_method=cfg.deposit,
+                          world=world, compile=cfg.compile)
 
 
 def resume_config(argv: list[str]) -> SimConfig:
@@ -213,30 +226,39 @@ def resume_config(argv: list[str]) -> SimConfig:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     cfg = SimConfig(**vars(build_parser().parse_args(argv)))
+    world = World()
     try:
         if cfg.resume is not None:
             cfg = resume_config(argv)
         params, grid, ic, members = validate(cfg)
-        runner = make_runner(cfg, grid, ic, members)
-        out = ensure_writable_dir(cfg.resume or cfg.out)
+        world = init_world(grid.device)
+        runner = make_runner(cfg, grid, ic, members, world)
+        out = ensure_writable_dir(cfg.resume or cfg.out) if world.is_main else Path(cfg.out)
     except ValueError as err:
         print(f"simulate.py: error: {err}", file=sys.stderr)
+        close_world(world)
         return 2
-    return run(cfg, params, grid, runner, members, out)
+    try:
+        return run(cfg, params, grid, runner, members, out, world)
+    finally:
+        close_world(world)
 
 
-def run(cfg: SimConfig, params: Params, grid: Grid, runner, members: list[dict], out: Path) -> int:
+def run(cfg: SimConfig, params: Params, grid: Grid, runner, members: list[dict], out: Path,
+        world: World = World()) -> int:
+    """The time loop. Every rank steps and takes part in the collectives; only rank 0 writes and reports."""
+    main_rank = world.is_main
     n_steps = math.ceil(params.T / cfg.dt - 1e-9) if params.T > 0 else 0
     snap_steps = sorted({round(k * n_steps / cfg.snapshots) for k in range(cfg.snapshots + 1)})
     per_member = {k: np.array([m[k] for m in members]) for k in ("gamma", "chi", "seed")}
     x = grid.centres()
-    log = DiagnosticsLog(out, members)
+    log = DiagnosticsLog(out if main_rank else None, members)
     step, substeps, snaps = 0, 0, []
     if cfg.resume is not None:
         state = load_torch(out / "state.pt")
         runner.load_state_dict(state["runner"])
         step, substeps, snaps, log.rows = state["step"], state["substeps"], [out / s for s in state["snaps"]], state["log"]
-    else:
+    elif main_rank:
         save_json(out / "config.json", {"config": asdict(cfg), "params": params.to_dict(), "members": members,
                                         "device": str(grid.device), "torch": torch.__version__})
 
@@ -244,10 +266,11 @@ def run(cfg: SimConfig, params: Params, grid: Grid, runner, members: list[dict],
         return params.T if k == n_steps else k * cfg.dt
 
     def save_snapshot(k: int) -> None:
-        rho, c = runner.fields()
+        rho, c = runner.fields()  # a collective with several ranks
         extra = {"X": runner.particles(cfg.save_particles)} if cfg.save_particles and hasattr(runner, "particles") else {}
         path = out / f"snap_{len(snaps):04d}.npz"
-        save_npz(path, t=time_at(k), step=k, x=x, rho=rho, c=c, **per_member, **extra)
+        if main_rank:
+            save_npz(path, t=time_at(k), step=k, x=x, rho=rho, c=c, **per_member, **extra)
         snaps.append(path)
 
     def save_state(k: int) -> None:
@@ -259,7 +282,7 @@ def run(cfg: SimConfig, params: Params, grid: Grid, runner, members: list[dict],
         save_snapshot(0)
     status, start = 0, time.perf_counter()
     bar = tqdm(total=n_steps, initial=step, desc=f"{cfg.method} {cfg.ic_file or cfg.ic} N={grid.N}",
-               disable=not cfg.progress, unit="step")
+               disable=not (cfg.progress and main_rank), unit="step")
     try:
         while step < n_steps:
             substeps += runner.advance(time_at(step + 1) - time_at(step))
@@ -280,6 +303,8 @@ def run(cfg: SimConfig, params: Params, grid: Grid, runner, members: list[dict],
     finally:
         bar.close()
     wall = time.perf_counter() - start
+    if not main_rank:
+        return status
     if status == 0:
         save_npz(out / "final.npz", **dict(np.load(snaps[-1])))
     log.close()
@@ -330,7 +355,7 @@ def summary(cfg, grid, log, members, wall, n_steps, substeps, snaps, out) -> Non
     drift = float(((mass - cfg.M0).abs() / cfg.M0).max())
     sub = f" ({substeps} FD sub-steps)" if cfg.method == "fdm" else ""
     print(f"{cfg.method} {cfg.ic_file or cfg.ic}, N = {grid.N}, {len(members)} member(s): "
-          f"{n_steps} steps{sub} in {wall:.1f} s")
+          f"{n_steps} steps{sub} in {wall:.1f} s on {grid.device}")
     print(f"  mass {float(mass[-1].mean()):.15g} (max relative drift {drift:.1e}); mean |x|^2 "
           f"{float(r2[0].mean()):.4f} -> {float(r2[-1].mean()):.4f} at t = {ts[-1]:.4g}")
     if float(neg.max()) > 0:

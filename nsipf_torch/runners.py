@@ -21,7 +21,8 @@ from . import fd
 from .deposit import deposit
 from .diagnostics import field_diagnostics
 from .grid import Grid
-from .sipf import initial_state, noise_generators, sipf_run
+from .distributed import World, sharded_deposit
+from .sipf import compiled_advance, initial_state, noise_generators, sipf_run
 
 
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
@@ -81,15 +82,18 @@ class ParticleRunner:
     """SIPF / NSIPF: P particles per member carry rho, c lives on the grid (paper eqs. 32-34)."""
 
     def __init__(self, grid: Grid, ic, members: Sequence[dict], M0: float, P: int, interp,
-                 c_update: str = "exp", deposit_method: str = "ngp"):
+                 c_update: str = "exp", deposit_method: str = "ngp", world: World = World(), compile: bool = False):
         seeds = [m["seed"] for m in members]
-        self.grid, self.M0, self.P, self.interp = grid, M0, P, interp
+        self.grid, self.M0, self.P, self.interp, self.world = grid, M0, P, interp, world
         self.c_update, self.deposit_method = c_update, deposit_method
         self.gamma = torch.tensor([m["gamma"] for m in members], dtype=grid.dtype, device=grid.device)
         self.chi = torch.tensor([m["chi"] for m in members], dtype=grid.dtype, device=grid.device)
-        self.state = initial_state(ic, grid, P, seeds)
-        self.generators = noise_generators(seeds)
-        self.step_fn = None  # e.g. a torch.compile'd sipf_advance
+        state = initial_state(ic, grid, P, seeds)
+        # each rank keeps its slice of the one global sample per member: the start is world-size independent
+        self.state = state._replace(X=state.X[:, world.shard(P)].contiguous())
+        self.generators = noise_generators(seeds, rank=world.rank)
+        self.deposit_fn = None if world.size == 1 else sharded_deposit(world, grid, M0, P, deposit_method)
+        self.step_fn = compiled_advance() if compile else None
 
     @property
     def X(self) -> torch.Tensor:
@@ -103,20 +107,24 @@ class ParticleRunner:
     def advance(self, dt: float) -> int:
         self.state = sipf_run(self.state, self.generators, 1, grid=self.grid, dt=dt, gamma=self.gamma, chi=self.chi,
                               M0=self.M0, interp=self.interp, c_update=self.c_update,
-                              deposit_method=self.deposit_method, step_fn=self.step_fn)
+                              deposit_method=self.deposit_method, step_fn=self.step_fn, deposit_fn=self.deposit_fn)
         return 1
 
     def fields(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(rho, c) on the grid; with several ranks a collective: every rank must call it."""
+        if self.deposit_fn is not None:
+            return self.deposit_fn(self.X), self.c
         return deposit(self.X, self.grid, self.M0, self.deposit_method), self.c
 
     def diagnostics(self) -> dict[str, torch.Tensor]:
         rho, c = self.fields()
-        mean_r2 = (self.X * self.X).sum(dim=-1).mean(dim=-1)  # exact particle second moment
-        return field_diagnostics(rho, c, self.grid, mean_r2=mean_r2)
+        r2_sum = self.world.all_reduce_((self.X * self.X).sum(dim=-1).sum(dim=-1))
+        return field_diagnostics(rho, c, self.grid, mean_r2=r2_sum / self.P)  # exact particle second moment
 
     def checked(self) -> dict[str, torch.Tensor]:
-        """The tensors that must stay finite."""
-        return {"X (particle positions)": self.X, "c": self.c}
+        """The tensors that must stay finite; with several ranks, a bad particle anywhere shows on every rank."""
+        bad = self.world.all_reduce_((~torch.isfinite(self.X)).sum(dim=(-2, -1)))
+        return {"X (particle positions)": torch.where(bad > 0, torch.nan, 0.0), "c": self.c}
 
     def particles(self, M: int) -> torch.Tensor:
         """The first M particles of every member (a uniform subsample: the sample order is random)."""

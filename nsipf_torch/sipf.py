@@ -50,26 +50,61 @@ def initial_state(ic: InitialCondition, grid: Grid, P: int, seeds: Sequence[int]
     return SIPFState(X, c, 0)
 
 
-def sipf_advance(X: torch.Tensor, c: torch.Tensor, noise: torch.Tensor, *, grid: Grid, dt: float, gamma, chi,
-                 M0: float, interp, c_update: str = "exp", deposit_method: str = "ngp"):
-    """The tensor kernel of one step: (X^n, c^n, xi^n) -> (X^{n+1}, c^{n+1}). Pure; what to compile."""
-    rho = deposit(X, grid, M0, deposit_method)
-    c = update_c(c, rho, dt, c_update)
-    grad = interp.grad_c(c, X)
-    return em_move(X, grad, noise, dt, gamma, chi, L=grid.L), c
+def field_update(X: torch.Tensor, c: torch.Tensor, *, grid: Grid, dt: float, M0: float, c_update: str = "exp",
+                 deposit_method: str = "ngp", deposit_fn=None) -> torch.Tensor:
+    """Deposit (paper eq. 32) and the c-update (paper eq. 33): (X^n, c^n) -> c^{n+1}.
+
+    ``deposit_fn(X) -> rho`` replaces the local deposit, e.g. by the sharded one of
+    :func:`nsipf_torch.distributed.sharded_deposit` (local counts, then an all-reduce).
+    """
+    rho = deposit(X, grid, M0, deposit_method) if deposit_fn is None else deposit_fn(X)
+    return update_c(c, rho, dt, c_update)
+
+
+def particle_move(X: torch.Tensor, c: torch.Tensor, noise: torch.Tensor, *, grid: Grid, dt: float, gamma, chi,
+                  interp) -> torch.Tensor:
+    """The gradient of the interpolated c at the particles and the reflected Euler-Maruyama move (eq. 34)."""
+    return em_move(X, interp.grad_c(c, X), noise, dt, gamma, chi, L=grid.L)
+
+
+def make_advance(field_fn=field_update, move_fn=particle_move):
+    """Compose the two halves of a step; pass ``torch.compile``d halves for the fast path.
+
+    Deposit and gather stay in separate compiled regions on purpose: PyTorch issue 191571 reports Inductor
+    silently returning stale values when it fuses a ``scatter_add_`` with a gather (CUDA, B = 1).
+    """
+    def advance(X, c, noise, *, grid, dt, gamma, chi, M0, interp, c_update="exp", deposit_method="ngp",
+                deposit_fn=None):
+        c = field_fn(X, c, grid=grid, dt=dt, M0=M0, c_update=c_update, deposit_method=deposit_method,
+                     deposit_fn=deposit_fn)
+        return move_fn(X, c, noise, grid=grid, dt=dt, gamma=gamma, chi=chi, interp=interp), c
+    return advance
+
+
+sipf_advance = make_advance()
+sipf_advance.__doc__ = """The tensor kernel of one step: (X^n, c^n, xi^n) -> (X^{n+1}, c^{n+1}). Pure, no host syncs.
+
+Keywords: grid, dt, gamma, chi, M0, interp, c_update="exp", deposit_method="ngp", deposit_fn=None.
+"""
+
+
+def compiled_advance(**compile_kwargs):
+    """``sipf_advance`` with each half compiled by ``torch.compile`` (default ``dynamic=False``)."""
+    compile_kwargs.setdefault("dynamic", False)
+    return make_advance(torch.compile(field_update, **compile_kwargs), torch.compile(particle_move, **compile_kwargs))
 
 
 def sipf_step(state: SIPFState, noise: torch.Tensor, *, grid: Grid, dt: float, gamma, chi, M0: float, interp,
-              c_update: str = "exp", deposit_method: str = "ngp") -> SIPFState:
+              c_update: str = "exp", deposit_method: str = "ngp", deposit_fn=None) -> SIPFState:
     """One SIPF step (paper eqs. 32–34); gamma, chi are floats or per-member (B,) tensors."""
     X, c = sipf_advance(state.X, state.c, noise, grid=grid, dt=dt, gamma=gamma, chi=chi, M0=M0, interp=interp,
-                        c_update=c_update, deposit_method=deposit_method)
+                        c_update=c_update, deposit_method=deposit_method, deposit_fn=deposit_fn)
     return SIPFState(X, c, state.step + 1)
 
 
 def sipf_run(state: SIPFState, generators: Sequence[torch.Generator], nsteps: int, *, grid: Grid, dt: float, gamma,
              chi, M0: float, interp, c_update: str = "exp", deposit_method: str = "ngp", callback=None,
-             step_fn=None) -> SIPFState:
+             step_fn=None, deposit_fn=None) -> SIPFState:
     """Take ``nsteps`` steps: draw the noise on the host side, then the pure step; the one SIPF loop.
 
     ``callback(state)`` runs after every step (diagnostics every k steps, snapshots, checkpoints);
@@ -80,7 +115,7 @@ def sipf_run(state: SIPFState, generators: Sequence[torch.Generator], nsteps: in
     for _ in range(int(nsteps)):
         noise = draw_noise(generators, B, P, d, state.X.dtype, state.X.device)
         X, c = advance(state.X, state.c, noise, grid=grid, dt=dt, gamma=gamma, chi=chi, M0=M0, interp=interp,
-                       c_update=c_update, deposit_method=deposit_method)
+                       c_update=c_update, deposit_method=deposit_method, deposit_fn=deposit_fn)
         state = SIPFState(X, c, state.step + 1)
         if callback is not None:
             callback(state)

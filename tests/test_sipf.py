@@ -260,20 +260,33 @@ def test_convergence_in_dt_first_order_with_coupled_noise():
     assert 0.8 < slope < 1.25, (errs, slope)
 
 
-@pytest.mark.slow
-def test_compiled_step_matches_eager():
-    """torch.compile(sipf_advance) (the fast CPU path, BENCHMARKS) computes the same step up to fused round-off."""
-    from nsipf_torch.sipf import sipf_advance
+def _compiled_vs_eager(grid: Grid, seeds):
+    """Three steps eager and with compiled_advance() (deposit and gather in separate compiled regions)."""
+    from nsipf_torch.sipf import compiled_advance
 
-    grid = Grid(16, dim=3)
-    seeds = [1, 2]
-    kw = dict(grid=grid, dt=1e-3, gamma=torch.tensor([0.01, 0.02], dtype=torch.float64), chi=1.0, M0=1.0,
-              interp=make_interp("trilinear", grid))
+    gamma = torch.tensor([0.01, 0.02][: len(seeds)], dtype=torch.float64)
+    kw = dict(grid=grid, dt=1e-3, gamma=gamma, chi=1.0, M0=1.0, interp=make_interp("trilinear", grid))
     ic = get_ic("two_blobs")
     eager = sipf_run(initial_state(ic, grid, 1000, seeds), noise_generators(seeds), 3, **kw)
     compiled = sipf_run(initial_state(ic, grid, 1000, seeds), noise_generators(seeds), 3,
-                        step_fn=torch.compile(sipf_advance, dynamic=False), **kw)
+                        step_fn=compiled_advance(), **kw)
+    return compiled, eager
+
+
+@pytest.mark.slow
+def test_compiled_step_matches_eager():
+    """The compiled step (the fast CPU path, BENCHMARKS) computes the same step up to fused round-off."""
+    compiled, eager = _compiled_vs_eager(Grid(16, dim=3), [1, 2])
     # fused kernels may contract a*b+c into FMAs: differences of a few ulps, not more (no particle changes cell
     # in 3 steps at these sizes)
     torch.testing.assert_close(compiled.X, eager.X, rtol=0, atol=1e-12)
     torch.testing.assert_close(compiled.c, eager.c, rtol=1e-12, atol=0)
+
+
+@pytest.mark.gpu
+def test_compiled_step_matches_eager_cuda_batch_of_one():
+    """PyTorch issue 191571 (stale values when Inductor fuses scatter_add_ with a gather) bites at B = 1 on
+    CUDA: the compiled step, with deposit and gather in separate regions, must match the eager one."""
+    compiled, eager = _compiled_vs_eager(Grid(16, dim=3, device="cuda"), [1])
+    torch.testing.assert_close(compiled.c, eager.c, rtol=1e-12, atol=0)
+    torch.testing.assert_close(compiled.X, eager.X, rtol=0, atol=1e-12)
