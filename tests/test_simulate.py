@@ -132,3 +132,29 @@ def test_resume_errors(tmp_path, capsys):
     capsys.readouterr()
     assert simulate.main(["--resume", str(run), "--N", "16"]) == 2
     assert "conflicts" in capsys.readouterr().err
+
+
+def test_nan_mid_run_stops_with_step_and_quantity(tmp_path, capsys, monkeypatch):
+    """A NaN appearing at step 5 stops the run there, names rho and the step, and keeps the last good snapshot."""
+    from nsipf_torch import fd
+
+    real, calls = fd.fd_advance, {"n": 0}
+
+    def poisoned(rho, c, *args, **kwargs):
+        rho, c, n_sub = real(rho, c, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 5:
+            rho = rho.clone()
+            rho[0, 1, 1, 1] = float("nan")
+        return rho, c, n_sub
+
+    monkeypatch.setattr(fd, "fd_advance", poisoned)
+    out = tmp_path / "nan"
+    argv = ["--method", "fdm", "--N", "8", "--T", "0.008", "--dt", "0.001", "--snapshots", "4", "--diag-every", "1",
+            "--no-progress", "--out", str(out)]
+    assert simulate.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "NaN or Inf in rho at step 5" in err and "snap_0002.npz" in err
+    assert (out / "snap_0002.npz").exists() and not (out / "snap_0003.npz").exists()
+    assert not (out / "final.npz").exists()
+    assert np.isfinite(np.load(out / "snap_0002.npz")["rho"]).all()
