@@ -1,6 +1,6 @@
 """NSIPF's neural interpolator (MODEL.md §2 step 3 and §3): the interpolator protocol through the CNN.
 
-    interp = NeuralInterp(model, grid, tile=8, capacity=None)
+    interp = NeuralInterp(model, grid, tile="auto", capacity=None)
     interp.grad_c(c, X) -> (B, P, d)      interp.value(c, X) -> (B, P)      interp.fine_field(c, X)
 
 1. The grid field c (B, N, ..., N) goes through the CNN (:class:`nsipf_torch.model.UpsampleCNN`, no
@@ -50,7 +50,9 @@ class NeuralInterp:
 
     name = "neural"
 
-    def __init__(self, model: UpsampleCNN, grid: Grid, tile: int | None = 8, capacity: int | None = None):
+    def __init__(self, model: UpsampleCNN, grid: Grid, tile: int | str | None = "auto", capacity: int | None = None):
+        if tile == "auto":  # 8 cells (halo overhead (8+6)^3/8^3 = 5.4) when it divides N, else 4, else no tiles
+            tile = next((t for t in (8, 4) if grid.N % t == 0), None)
         if not isinstance(model, UpsampleCNN):
             raise ValueError(f"model must be an UpsampleCNN, got {type(model).__name__}")
         if model.dim != grid.dim:

@@ -93,6 +93,8 @@ def test_checkpoint_dimension_mismatch(tmp_path):
         NeuralInterp(_model(2), Grid(8, dim=3))
     with pytest.raises(ValueError, match="tile"):
         NeuralInterp(_model(3), Grid(8, dim=3), tile=3)
+    assert NeuralInterp(_model(3), Grid(12, dim=3)).tile == 4  # "auto": 8 if it divides N, else 4, else none
+    assert NeuralInterp(_model(3), Grid(10, dim=3)).tile is None
 
 
 def test_nsipf_step_conserves_mass_and_signs():
