@@ -91,8 +91,8 @@ class TrainConfig:
             raise ValueError(f"--data-T must be a positive number, got {self.data_T}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"--lr must be a positive number, got {self.lr}")
-        if self.roughness not in ("on", "off"):
-            raise ValueError(f"--roughness must be 'on' or 'off', got {self.roughness!r}")
+        if self.roughness not in ("on", "off", "mix"):
+            raise ValueError(f"--roughness must be 'on', 'off' or 'mix', got {self.roughness!r}")
         if self.threads < 0:
             raise ValueError(f"--threads must be >= 0, got {self.threads}")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
@@ -135,7 +135,11 @@ def parse_args(argv) -> TrainConfig:
 # --- data --------------------------------------------------------------------------------------------------
 def normalised(split: dict, roughness: str, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(inputs, targets) divided by each input's maximum (all samples weigh the same; c >= 0)."""
-    inp = split["rough" if roughness == "on" else "smooth"].to(torch.float32)
+    if roughness == "mix":  # half the patches rough, half smooth (a fixed, seeded choice per patch)
+        pick = torch.rand(split["rough"].shape[0], generator=torch.Generator().manual_seed(0)) < 0.5
+        inp = torch.where(pick.reshape(-1, *([1] * dim)), split["rough"], split["smooth"]).to(torch.float32)
+    else:
+        inp = split["rough" if roughness == "on" else "smooth"].to(torch.float32)
     tgt = split["target"].to(torch.float32)
     scale = inp.flatten(1).amax(dim=1).clamp(min=1e-12).reshape(-1, *([1] * dim))
     return inp / scale, tgt / scale
