@@ -361,6 +361,9 @@ def summary(cfg, grid, log, members, wall, n_steps, substeps, snaps, out) -> Non
     if float(neg.max()) > 0:
         print(f"  WARNING: the euler c-update drove c negative in up to {int(neg.max())} cells "
               f"(min c = {float(log.series('min_c')[1].min()):.3g}); --c-update exp keeps c >= 0")
+    if "tile_overflow" in log.rows[-1] and max(r["tile_overflow"] for r in log.rows) > 0:
+        print(f"  note: the CNN skipped up to {int(max(r['tile_overflow'] for r in log.rows))} occupied tiles in a step "
+              "(they kept linear upsampling); lower --diag-every to re-plan the tile list more often")
     if cfg.ic == "annuli" and cfg.ic_file is None:
         last = np.load(snaps[-1])
         rho = torch.from_numpy(last["rho"]).double()

@@ -94,6 +94,12 @@ class ParticleRunner:
         self.generators = noise_generators(seeds, rank=world.rank)
         self.deposit_fn = None if world.size == 1 else sharded_deposit(world, grid, M0, P, deposit_method)
         self.step_fn = compiled_advance() if compile else None
+        self.replan()
+
+    def replan(self) -> None:
+        """Size the neural interpolator's tile list from the particles now (a host sync: outside the step)."""
+        if hasattr(self.interp, "plan_capacity"):
+            self.interp.plan_capacity(self.X)
 
     @property
     def X(self) -> torch.Tensor:
@@ -119,7 +125,12 @@ class ParticleRunner:
     def diagnostics(self) -> dict[str, torch.Tensor]:
         rho, c = self.fields()
         r2_sum = self.world.all_reduce_((self.X * self.X).sum(dim=-1).sum(dim=-1))
-        return field_diagnostics(rho, c, self.grid, mean_r2=r2_sum / self.P)  # exact particle second moment
+        diag = field_diagnostics(rho, c, self.grid, mean_r2=r2_sum / self.P)  # exact particle second moment
+        if hasattr(self.interp, "last_overflow"):  # occupied tiles the CNN skipped last step (linear upsampling)
+            overflow = self.interp.last_overflow
+            diag["tile_overflow"] = torch.zeros(rho.shape[0], dtype=torch.long) + (0 if overflow is None else overflow.cpu())
+            self.replan()
+        return diag
 
     def checked(self) -> dict[str, torch.Tensor]:
         """The tensors that must stay finite; with several ranks, a bad particle anywhere shows on every rank."""
