@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from nsipf_torch import fd
 from nsipf_torch.distributed import World, close_world, init_world
 from nsipf_torch.diagnostics import DiagnosticsLog, NonFiniteError, check_finite, mass_near_ring
 from nsipf_torch.deposit import DEPOSITS
@@ -50,6 +51,7 @@ from nsipf_torch.stencils import LIMITERS
 from nsipf_torch.vtk import write_pvd, write_vti, write_vtu_points
 
 METHODS = ("fdm", "sipf", "nsipf")
+MAX_FD_SUBSTEPS = 10_000  # per outer step: beyond this a --dt is a mistake, not a request to wait for days
 
 
 @dataclass
@@ -164,6 +166,8 @@ def validate(cfg: SimConfig):
             raise UsageError(f"unknown --{flag} {value!r}; choose one of {', '.join(c for c in choices if c)}")
     if not (math.isfinite(cfg.dt) and cfg.dt > 0):
         raise UsageError(f"--dt must be a finite number > 0, got {cfg.dt}")
+    if math.isfinite(cfg.T) and 0 < cfg.T < cfg.dt:
+        raise UsageError(f"--dt {cfg.dt} is longer than the whole run --T {cfg.T}")
     for flag, value, low in (("snapshots", cfg.snapshots, 1), ("diag-every", cfg.diag_every, 1), ("batch", cfg.batch, 1),
                              ("P", cfg.P, 1), ("save-particles", cfg.save_particles, 0),
                              ("checkpoint-every", cfg.checkpoint_every, 0)):
@@ -198,7 +202,12 @@ def make_runner(cfg: SimConfig, grid: Grid, ic, members: list[dict], world: Worl
             raise UsageError("--checkpoint-every/--resume need a single process (the state is not gathered from ranks)")
         world.shard(cfg.P)  # P must split evenly: refuse up front, on every rank
     if cfg.method == "fdm":
-        return FDRunner(grid, ic, members, cfg.M0, limiter=cfg.limiter, c_update=cfg.c_update)
+        runner = FDRunner(grid, ic, members, cfg.M0, limiter=cfg.limiter, c_update=cfg.c_update)
+        n_sub = fd.fd_substep_count(runner.c, cfg.dt, runner.gamma, runner.chi, grid.h, grid.dim, rho=runner.rho)
+        if n_sub > MAX_FD_SUBSTEPS:
+            raise UsageError(f"--dt {cfg.dt} would need {n_sub} positive FD sub-steps per step at N = {grid.N} "
+                             f"(more than {MAX_FD_SUBSTEPS}); use a smaller --dt")
+        return runner
     if cfg.method == "nsipf":
         interp = neural_interp(cfg.model, grid)
     else:

@@ -172,12 +172,9 @@ def save_checkpoint(path, model: UpsampleCNN, *, config: dict, optimizer_state=N
 
 def read_checkpoint(path) -> dict:
     """The raw checkpoint dict; ``ValueError`` naming the file when it is missing, corrupt or not ours."""
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError as err:
-        raise ValueError(f"checkpoint {str(path)!r} does not exist") from err
-    except Exception as err:  # unpickling errors, truncated zip archives, ...
-        raise ValueError(f"checkpoint {str(path)!r} is corrupt or not a torch checkpoint: {err}") from err
+    from .io import load_torch  # weights_only=True; missing/corrupt/truncated files are one-line ValueErrors
+
+    blob = load_torch(path)
     if not isinstance(blob, dict) or blob.get("arch") != ARCH or "model_args" not in blob or "model" not in blob:
         found = blob.get("arch") if isinstance(blob, dict) else type(blob).__name__
         raise ValueError(f"checkpoint {str(path)!r} has architecture {found!r}, expected {ARCH!r}")
