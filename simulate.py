@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from nsipf_torch import fd
 from nsipf_torch.distributed import World, close_world, init_world
-from nsipf_torch.diagnostics import DiagnosticsLog, NonFiniteError, check_finite, mass_near_ring
+from nsipf_torch.diagnostics import DiagnosticsLog, NonFiniteError, check_finite
 from nsipf_torch.deposit import DEPOSITS
 from nsipf_torch.field import C_UPDATES
 from nsipf_torch.grid import Grid, resolve_device, resolve_dtype
@@ -48,6 +48,7 @@ from nsipf_torch.params import Params
 from nsipf_torch.plotting import centre_line, plot_cross_section, plot_diagnostics, plot_line_profiles
 from nsipf_torch.runners import FDRunner, ParticleRunner, neural_interp
 from nsipf_torch.stencils import LIMITERS
+from nsipf_torch.validation import ring_fraction
 from nsipf_torch.vtk import write_pvd, write_vti, write_vtu_points
 
 METHODS = ("fdm", "sipf", "nsipf")
@@ -56,7 +57,7 @@ MAX_FD_SUBSTEPS = 10_000  # per outer step: beyond this a --dt is a mistake, not
 
 @dataclass
 class SimConfig:
-    method: str = "fdm"
+    method: str = "nsipf"
     ic: str = "annuli"
     ic_file: str | None = None
     dim: int = 3
@@ -74,7 +75,7 @@ class SimConfig:
     limiter: str = "minmod"
     model: str | None = None
     device: str = "auto"
-    dtype: str = "float64"
+    dtype: str = "float32"
     out: str = "runs/latest"
     snapshots: int = 4
     diag_every: int = 10
@@ -377,7 +378,7 @@ def summary(cfg, grid, log, members, wall, n_steps, substeps, snaps, out) -> Non
         last = np.load(snaps[-1])
         rho = torch.from_numpy(last["rho"]).double()
         cpu = grid.to(device="cpu", dtype=torch.float64)
-        inner, outer = (float(mass_near_ring(rho, cpu, R).mean()) / cfg.M0 for R in (0.35, 0.7))
+        inner, outer = (float(ring_fraction(rho, cpu, R).mean()) for R in (0.35, 0.7))
         print(f"  where the mass went at t = {float(last['t']):.4g}: {inner:.1%} within 0.12 of the inner ring "
               f"(R = 0.35), {outer:.1%} within 0.12 of the outer ring (R = 0.7)")
     print(f"  outputs in {out}/")

@@ -109,6 +109,36 @@ class TrainConfig:
                           T=self.data_T, Nr=self.data_Nr, seed=self.data_seed)
 
 
+HELP = {
+    "dim": "space dimension of the model: 3 (default) or 2",
+    "epochs": "passes over the training patches",
+    "batch_size": "patches per optimiser step and process (the paper's 4)",
+    "lr": "Adam learning rate",
+    "width": "CNN channels per hidden layer",
+    "depth": "3^d convolutions in the residual branch (also the receptive radius in coarse cells)",
+    "scale": "upsampling factor s: the CNN maps N^d cells to (sN)^d",
+    "roughness": "input of the training patches: off = blurred and downsampled (the paper's), on = the SIPF field "
+                 "of persistent particles, mix = half of each (on/mix lose end to end: docs/VALIDATION.md)",
+    "n_traj": "radial training trajectories (seeded problems solved by the radial FD solver)",
+    "n_val_traj": "held-out radial trajectories for validation (whole trajectories, never snapshots)",
+    "snapshots": "times per trajectory at which patches are cut",
+    "grids_per_traj": "random SIPF grids (N in 32-128, sub-cell shift) per trajectory",
+    "patches_per_grid": "patches cut per grid and snapshot",
+    "P_max": "most particles per problem for the roughness of the SIPF field",
+    "data_seed": "seed of the training-data generator",
+    "data_T": "final time of the radial trajectories",
+    "data_Nr": "radial cells of the radial solver on [0, 1.5]",
+    "seed": "seed of the weights and of the batch order",
+    "out": "checkpoint path (default: checkpoints/nsipf_{dim}d.pt)",
+    "resume": "continue the run saved in --out for more --epochs",
+    "logdir": "TensorBoard directory (losses, validation errors and image slices)",
+    "cache_dir": "where the generated training data is cached",
+    "threads": "torch threads per process (0: torch's default; 1 avoids OpenMP spin-waits on a shared CPU)",
+    "device": "cpu or cuda",
+    "evaluate": "a checkpoint: print its validation table on this config's data, train nothing",
+}
+
+
 class _UsageError(Exception):
     pass
 
@@ -119,14 +149,15 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parse_args(argv) -> TrainConfig:
-    parser = _Parser(prog="train.py", description=__doc__.split("\n")[0])
+    parser = _Parser(prog="train.py", description=__doc__.split("\n")[0],
+                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         if f.type in ("bool", bool):
-            parser.add_argument(flag, action="store_true", default=f.default)
+            parser.add_argument(flag, action="store_true", default=f.default, help=HELP[f.name])
         else:
             kind = {"int": int, "float": float, "str": str}[f.type if isinstance(f.type, str) else f.type.__name__]
-            parser.add_argument(flag, type=kind, default=f.default)
+            parser.add_argument(flag, type=kind, default=f.default, help=HELP[f.name])
     cfg = TrainConfig(**vars(parser.parse_args(argv)))
     cfg.validate()
     return cfg

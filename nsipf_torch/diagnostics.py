@@ -98,15 +98,3 @@ class DiagnosticsLog:
         if self.writer is not None:
             self.writer.close()
 
-
-def ring_distance(grid: Grid, R: float) -> torch.Tensor:
-    """Distance of each cell centre to the circle |(x, y)| = R in the plane z = 0 (the rings of `annuli`)."""
-    mesh = grid.mesh()
-    d = torch.sqrt(mesh[0] ** 2 + mesh[1] ** 2) - R
-    return torch.sqrt(d**2 + mesh[2] ** 2) if grid.dim == 3 else d.abs()
-
-
-def mass_near_ring(rho: torch.Tensor, grid: Grid, R: float, width: float = 0.12) -> torch.Tensor:
-    """Per-member mass within ``width`` of the ring of radius R (MODEL.md §5, `annuli`)."""
-    near = (ring_distance(grid, R) <= width).to(rho.dtype)
-    return grid.integrate(rho * near)

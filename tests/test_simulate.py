@@ -10,7 +10,7 @@ import pytest
 import simulate
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--N", "8", "--T", "0.004", "--dt", "0.002", "--snapshots", "2", "--no-progress"]
+TINY = ["--N", "8", "--T", "0.004", "--dt", "0.002", "--snapshots", "2", "--dtype", "float64", "--no-progress"]
 
 
 def test_fdm_outputs(tmp_path, capsys):
