@@ -60,7 +60,7 @@ class TrainConfig:
     depth: int = 3
     scale: int = 2
     roughness: str = "off"      # off: blurred+downsampled input (the paper's); on: the SIPF field of persistent
-                                # particles. "on" wins on patches but loses end to end (docs/VALIDATION_nsipf.md)
+                                # particles. "on" wins on patches but loses end to end (docs/VALIDATION.md)
     n_traj: int = 64
     n_val_traj: int = 8
     snapshots: int = 6

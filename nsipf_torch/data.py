@@ -31,7 +31,7 @@ set use disjoint seed streams, so validation is held out *by whole radial trajec
 Which input to train on: a CNN trained on ``rough`` beats linear and spline upsampling on rough patches,
 but it learns to denoise away the holes the particles dig into c, and end to end it fails (3D two_blobs
 rho error 2.7 against 0.22; MODEL.md §6 "over-smoothing c is wrong"). The shipped models are trained on
-``smooth`` (``train.py --roughness off``, the default); see docs/VALIDATION_nsipf.md.
+``smooth`` (``train.py --roughness off``, the default); see docs/VALIDATION.md.
 
 The result is cached in ``cache_dir`` under a name hashed from the config (``torch.save`` of tensors and
 plain values; ``torch.load(weights_only=True)``). Caches are not committed.

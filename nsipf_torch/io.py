@@ -57,11 +57,19 @@ def load_torch(path: str | Path, map_location: str | torch.device = "cpu") -> An
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"file {str(path)!r} does not exist")
+    if path.stat().st_size == 0:
+        raise ValueError(f"cannot load {str(path)!r}: the file is empty")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"cannot load {str(path)!r} safely: {first}") from err
+        text = str(err)
+        if "GLOBAL" in text.upper() and "operand" not in text:  # the unpickler met a class or function to import
+            why = "it holds pickled objects other than tensors and plain values (refused: weights_only=True)"
+        elif "Weights only load failed" in text:
+            why = "it is corrupt or not a torch checkpoint"
+        else:  # zip reader errors, short reads
+            why = f"it is truncated or corrupt ({type(err).__name__})"
+        raise ValueError(f"cannot load {str(path)!r}: {why}") from err
 
 
 def _to_numpy(value: Any) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Validation of the 2D/3D finite-volume reference solver (nsipf_torch/fd.py; issue 2 §4 and its tests).
 
 Tolerances are either from theory (round-off, exact positivity, second order) or measured margins; each
-assertion says which. docs/VALIDATION_fd.md records the measured figures.
+assertion says which. docs/VALIDATION.md records the measured figures.
 """
 import math
 from pathlib import Path

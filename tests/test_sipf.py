@@ -208,7 +208,7 @@ def test_agrees_with_fd_two_blobs_full(interp_name):
 
 
 # ------------------------------------------------------------------------------------------------------
-# Convergence (slow; the figures go to docs/VALIDATION_sipf.md).
+# Convergence (slow; the figures go to docs/VALIDATION.md).
 
 def _rho_at(grid, P, T, dt, seeds, interp_name="trilinear", fine_per_step=1, noise_seeds=None):
     """Deposited rho at T; with fine_per_step = m each step's noise is the normalised sum of m fine draws."""
@@ -256,7 +256,7 @@ def test_convergence_in_dt_first_order_with_coupled_noise():
     print(f"\nconvergence in dt: dt={dts} median |dX|={errs} slope={slope:.3f} pairwise={pairs}")
     # Euler-Maruyama with additive noise: strong order 1; measured 1.05, 0.98 (pairwise). The RMS over
     # particles converges only at ~0.5: a few per cent of the paths separate (NGP counts and the trilinear
-    # gradient are discontinuous in X), see docs/VALIDATION_sipf.md.
+    # gradient are discontinuous in X), see docs/VALIDATION.md.
     assert 0.8 < slope < 1.25, (errs, slope)
 
 
