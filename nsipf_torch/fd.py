@@ -30,7 +30,7 @@ import torch
 
 from .field import C_UPDATES, update_c
 from .grid import Grid
-from .params import check_finite
+from .params import check_finite, per_member
 from .stencils import LIMITERS, divergence, face_differences, upwind_flux
 
 __all__ = ["CFL", "LIMITERS", "C_UPDATES", "fd_substep", "fd_substep_count", "fd_advance", "fd_solve",
@@ -39,20 +39,9 @@ __all__ = ["CFL", "LIMITERS", "C_UPDATES", "fd_substep", "fd_substep_count", "fd
 CFL = 0.4  # combined positivity bound of MODEL.md §6 (MUSCL's own bound is about 1/2)
 
 
-def _per_member(value, like: torch.Tensor, dim: int, scale: float = 1.0):
-    """value * scale: a Python float stays a float; a (B,) tensor becomes (B, 1, ..., 1) in like's dtype.
-
-    The product is formed in float64 and rounded once, so a float and a one-member tensor give the same bits.
-    """
-    if isinstance(value, torch.Tensor):
-        scaled = value.to(device=like.device, dtype=torch.float64) * scale
-        return scaled.to(like.dtype).reshape(-1, *([1] * dim))
-    return float(value) * scale
-
-
 def _drift_velocities(c: torch.Tensor, chi, h: float, dim: int) -> list[torch.Tensor]:
     """Face velocities v = chi (c_{i+1} - c_i) / h along every axis (the drift of paper eq. 1)."""
-    chi_over_h = _per_member(chi, c, dim, 1.0 / h)
+    chi_over_h = per_member(chi, c, dim, 1.0 / h)
     return [chi_over_h * face_differences(c, axis) for axis in range(-dim, 0)]
 
 
@@ -62,7 +51,7 @@ def fd_rhs(rho: torch.Tensor, v: list[torch.Tensor], gamma, h: float, limiter: s
     ``v`` are the face velocities of :func:`_drift_velocities` (c frozen), ``gamma`` a float or (B,) tensor.
     """
     dim = len(v)
-    gamma_over_h = _per_member(gamma, rho, dim, 1.0 / h)
+    gamma_over_h = per_member(gamma, rho, dim, 1.0 / h)
     out = None
     for k, axis in enumerate(range(-dim, 0)):
         flux = gamma_over_h * face_differences(rho, axis) - upwind_flux(rho, v[k], axis, limiter)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+import torch
+
 
 def check_finite(name: str, value: float) -> float:
     """Return ``float(value)`` or raise ``ValueError`` naming the value when it is NaN or infinite."""
@@ -16,6 +18,20 @@ def check_finite(name: str, value: float) -> float:
     if not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
     return value
+
+
+def per_member(value, like: torch.Tensor, trailing: int, scale: float = 1.0):
+    """value * scale for broadcasting over a batch: a Python float stays a float; a (B,) tensor becomes
+    (B, 1, ..., 1) with ``trailing`` ones, in like's device and dtype (B must match like's batch).
+
+    The product is formed in float64 and rounded once, so a float and a one-member tensor give the same bits.
+    """
+    if isinstance(value, torch.Tensor):
+        if value.ndim == 1 and value.shape[0] != like.shape[0]:
+            raise ValueError(f"per-member parameter must have shape ({like.shape[0]},), got {tuple(value.shape)}")
+        scaled = value.to(device=like.device, dtype=torch.float64) * scale
+        return scaled.to(like.dtype).reshape(-1, *([1] * trailing)) if value.ndim else scaled.to(like.dtype)
+    return float(value) * scale
 
 
 @dataclass(frozen=True)

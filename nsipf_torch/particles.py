@@ -14,6 +14,7 @@ import torch
 
 from .grid import Grid
 from .initial import InitialCondition, member_generator
+from .params import per_member
 
 
 def reflect(X: torch.Tensor, L: float) -> torch.Tensor:
@@ -28,25 +29,14 @@ def reflect(X: torch.Tensor, L: float) -> torch.Tensor:
     return y - L
 
 
-def _per_member(value, X: torch.Tensor):
-    """A float, or a (B,) tensor broadcast over (B, P, d)."""
-    if isinstance(value, torch.Tensor):
-        if value.ndim == 0:
-            return value.to(X.dtype)
-        if value.shape != (X.shape[0],):
-            raise ValueError(f"per-member parameter must have shape ({X.shape[0]},), got {tuple(value.shape)}")
-        return value.to(device=X.device, dtype=X.dtype).reshape(-1, 1, 1)
-    return float(value)
-
-
 def em_move(X: torch.Tensor, grad_c: torch.Tensor, noise: torch.Tensor, dt: float, gamma, chi,
             L: float = 1.0) -> torch.Tensor:
     """One Euler-Maruyama step (paper eq. 34) followed by reflection at the walls.
 
     gamma and chi are floats or per-member tensors of shape (B,); noise is standard normal (B, P, d).
     """
-    gamma = _per_member(gamma, X)
-    chi = _per_member(chi, X)
+    gamma = per_member(gamma, X, 2)
+    chi = per_member(chi, X, 2)
     sigma = torch.sqrt(2.0 * gamma * dt) if isinstance(gamma, torch.Tensor) else (2.0 * gamma * dt) ** 0.5
     return reflect(X + (chi * dt) * grad_c + sigma * noise, L)
 
