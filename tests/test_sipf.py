@@ -210,54 +210,27 @@ def test_agrees_with_fd_two_blobs_full(interp_name):
 # ------------------------------------------------------------------------------------------------------
 # Convergence (slow; the figures go to docs/VALIDATION.md).
 
-def _rho_at(grid, P, T, dt, seeds, interp_name="trilinear", fine_per_step=1, noise_seeds=None):
-    """Deposited rho at T; with fine_per_step = m each step's noise is the normalised sum of m fine draws."""
-    ic = get_ic("two_blobs")
-    state = initial_state(ic, grid, P, seeds)
-    gens = noise_generators(noise_seeds or seeds)
-    interp = make_interp(interp_name, grid)
-    B = len(seeds)
-    for _ in range(round(T / dt)):
-        noise = sum(draw_noise(gens, B, P, 3) for _ in range(fine_per_step)) / math.sqrt(fine_per_step)
-        state = sipf_step(state, noise, grid=grid, dt=dt, gamma=0.01, chi=1.0, M0=1.0, interp=interp)
-    return state, deposit(state.X, grid, 1.0)
-
-
 @pytest.mark.slow
 def test_convergence_in_P_slope_minus_half():
-    from nsipf_torch.metrics import rel_l2
-    from nsipf_torch.validation import observed_orders
+    from nsipf_torch.convergence import convergence_in_P
 
-    grid, T = Grid(32, dim=3), 0.05
-    _, rho_ref = _rho_at(grid, 640_000, T, 1e-3, [999])
-    Ps, errs = [5_000, 20_000, 80_000], []
-    for P in Ps:
-        _, rho = _rho_at(grid, P, T, 1e-3, [1, 2, 3, 4])
-        errs.append(float(rel_l2(rho, rho_ref.expand_as(rho)).mean()))
-    slope, _ = observed_orders(Ps, errs)
-    print(f"\nconvergence in P: P={Ps} rel_l2={errs} slope={slope:.3f}")
+    r = convergence_in_P(Grid(32, dim=3), 0.05, [5_000, 20_000, 80_000], 640_000, [1, 2, 3, 4])
+    print(f"\nconvergence in P: {r}")
     # Monte Carlo error ~ P^(-1/2); the reference's own noise (P_ref = 8 x 80k) flattens the last point by ~6%
-    assert -0.65 < slope < -0.35, (errs, slope)
+    assert -0.65 < r["slope"] < -0.35, r
 
 
 @pytest.mark.slow
 def test_convergence_in_dt_first_order_with_coupled_noise():
-    from nsipf_torch.validation import observed_orders
+    from nsipf_torch.convergence import convergence_in_dt
 
-    grid, T, P = Grid(32, dim=3), 0.05, 20_000
-    dt_ref, ratios = 1.25e-4, [16, 8, 4]  # dt = 2e-3, 1e-3, 5e-4, each step's noise the sum of the fine path's
-    ref, _ = _rho_at(grid, P, T, dt_ref, [5])
-    dts, errs = [], []
-    for m in ratios:
-        state, _ = _rho_at(grid, P, T, dt_ref * m, [5], fine_per_step=m)
-        dts.append(dt_ref * m)
-        errs.append(float((state.X - ref.X).norm(dim=-1).median()))  # typical pathwise error
-    slope, pairs = observed_orders(dts, errs)
-    print(f"\nconvergence in dt: dt={dts} median |dX|={errs} slope={slope:.3f} pairwise={pairs}")
+    # dt = 2e-3, 1e-3, 5e-4, each step's noise the normalised sum of the fine path's increments
+    r = convergence_in_dt(Grid(32, dim=3), 0.05, 20_000, 1.25e-4, [16, 8, 4])
+    print(f"\nconvergence in dt: {r}")
     # Euler-Maruyama with additive noise: strong order 1; measured 1.05, 0.98 (pairwise). The RMS over
     # particles converges only at ~0.5: a few per cent of the paths separate (NGP counts and the trilinear
     # gradient are discontinuous in X), see docs/VALIDATION.md.
-    assert 0.8 < slope < 1.25, (errs, slope)
+    assert 0.8 < r["slope"] < 1.25, r
 
 
 def _compiled_vs_eager(grid: Grid, seeds):

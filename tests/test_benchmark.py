@@ -1,0 +1,26 @@
+"""Smoke run of benchmark.py on tiny sizes: the tables are filled and the outputs carry their provenance."""
+import json
+
+import benchmark
+
+
+def test_tiny_suite_outputs(tmp_path, capsys):
+    out = tmp_path / "bench"
+    argv = ["--suite", "tiny", "--T", "0.004", "--dt", "0.002", "--P", "500", "--repeats", "2", "--steps2", "2",
+            "--baseline-steps", "1", "--dtype", "float64", "--no-progress", "--out", str(out)]
+    assert benchmark.main(argv) == 0
+    res = json.loads((out / "results.json").read_text())
+    for key in ("device", "torch", "commit", "config", "table1", "baseline", "table2"):
+        assert key in res
+    methods = {r["method"] for r in res["table1"]}
+    assert methods == {"FDM", "SIPF-spline", "NSIPF", "SIPF-trilinear"}
+    for row in res["table1"]:
+        # median within the min-max of the repeats; every run took all of its steps
+        assert row["min_s"] <= row["median_s"] <= row["max_s"] and row["steps"] == 2
+        assert (row["particle_steps_per_s"] is None) == (row["method"] == "FDM")
+    fdm_16 = [r for r in res["table1"] if r["method"] == "FDM" and r["N"] == 16][0]
+    assert fdm_16["substeps"] >= 2 and fdm_16["paper_s"] == 56.89  # res 2 of the paper's Table 1
+    assert res["baseline"]["scipy_s_per_step"] > 0 and res["baseline"]["speedup"] > 0
+    assert {r["case"] for r in res["table2"]} == {"spread", "hot"}
+    md = (out / "results.md").read_text()
+    assert "Table 1" in md and "Table 2" in md and "speedup" in md and res["commit"] in md
