@@ -106,8 +106,11 @@ def run_steps(runner, n_steps: int, dt: float, device: torch.device) -> tuple[fl
     """Seconds for ``n_steps`` steps of an already built runner (synchronised), and its FD sub-steps."""
     sync(device)
     start, substeps = time.perf_counter(), 0
-    for _ in range(n_steps):
+    replan = getattr(runner, "replan", None)  # NSIPF sizes its tile list every 10 steps, as simulate.py does
+    for k in range(n_steps):
         substeps += runner.advance(dt)
+        if replan is not None and (k + 1) % 10 == 0:
+            replan()
     sync(device)
     return time.perf_counter() - start, substeps
 
