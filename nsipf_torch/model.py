@@ -145,9 +145,10 @@ class UpsampleCNN(nn.Module):
 
 def save_checkpoint(path, model: UpsampleCNN, *, config: dict, optimizer_state=None, epoch: int = 0,
                     metrics: dict | None = None, weights: dict | None = None, extra: dict | None = None) -> None:
-    """Write atomically: a temporary file beside ``path``, then ``os.replace`` (a crash leaves the old one)."""
-    import os
+    """Write atomically through :func:`nsipf_torch.io.save_torch` (a crash leaves the old file)."""
     from pathlib import Path
+
+    from .io import save_torch
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -161,13 +162,7 @@ def save_checkpoint(path, model: UpsampleCNN, *, config: dict, optimizer_state=N
         "metrics": dict(metrics or {}),
         **(extra or {}),
     }
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        torch.save(blob, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    save_torch(path, blob)
 
 
 def read_checkpoint(path) -> dict:

@@ -28,7 +28,8 @@ from typing import NamedTuple, Sequence
 import numpy as np
 import torch
 
-from .deposit import deposit, deposit_counts
+from .deposit import counts_to_rho, deposit, deposit_counts
+from .diagnostics import field_diagnostics
 from .field import update_c
 from .grid import Grid
 from .initial import InitialCondition
@@ -148,21 +149,18 @@ def draw_noise(generators: Sequence[torch.Generator], B: int, P: int, d: int, dt
 def particle_diagnostics(state: SIPFState, grid: Grid, M0: float, c_floor: float = 0.0) -> dict[str, torch.Tensor]:
     """Per-member health figures (B,) computed outside the step; call every k steps.
 
-    mass: deposited mass (count * M0/P, exact); n_outside: particles outside [-L, L]^d (must be 0);
-    min_c, max_rho, mean_x2 (mean |x|^2 of the particles); n_negative_c: cells with c < c_floor
-    (the Euler update's failure mode, MODEL.md §6); finite: all of X and c finite.
+    The grid figures of :func:`nsipf_torch.diagnostics.field_diagnostics` (min/max rho, min c, mean |x|^2,
+    here the exact particle average), with the mass as count * M0/P (exact), plus n_outside (particles
+    outside [-L, L]^d: must be 0), n_negative_c (cells with c < c_floor, the Euler update's failure mode,
+    MODEL.md §6) and finite (all of X and c finite).
     """
     X, c = state.X, state.c
     P = X.shape[1]
     counts = deposit_counts(X, grid)
     axes = tuple(range(1, grid.dim + 1))
-    rho_max = counts.amax(dim=axes).to(grid.dtype) * (float(M0) / (P * grid.cell_volume))
-    return {
-        "mass": counts.sum(dim=axes).to(torch.float64) * (float(M0) / P),
-        "n_outside": (X.abs() > grid.L).any(dim=-1).sum(dim=-1),
-        "min_c": c.amin(dim=axes),
-        "max_rho": rho_max,
-        "mean_x2": (X * X).sum(dim=-1).mean(dim=-1),
-        "n_negative_c": (c < c_floor).sum(dim=axes),
-        "finite": torch.isfinite(X).all(dim=-1).all(dim=-1) & torch.isfinite(c).flatten(1).all(dim=-1),
-    }
+    diag = field_diagnostics(counts_to_rho(counts, grid, M0, P), c, grid, mean_r2=(X * X).sum(dim=-1).mean(dim=-1))
+    diag["mass"] = counts.sum(dim=axes).to(torch.float64) * (float(M0) / P)
+    diag["n_negative_c"] = (c < c_floor).sum(dim=axes)
+    diag["n_outside"] = (X.abs() > grid.L).any(dim=-1).sum(dim=-1)
+    diag["finite"] = torch.isfinite(X).all(dim=-1).all(dim=-1) & torch.isfinite(c).flatten(1).all(dim=-1)
+    return diag
