@@ -3,7 +3,8 @@
     python benchmark.py                         # quick suite: N in {32, 64} (<= 10 min on a 2-core CPU)
     python benchmark.py --suite paper           # adds N = 128 (<= 60 min on a 2-core CPU)
     python benchmark.py --suite gpu --device cuda   # GPU sizes: N = 128 rows, P up to 1e7
-    python benchmark.py --suite convergence     # the paper's Fig. 8: error against P and dt, with slopes (~5 min)
+    python benchmark.py --suite convergence     # the paper's Fig. 8: error against P and dt, with slopes (30 s)
+    python benchmark.py --Ns 128 --methods FDM,NSIPF --Ps 20000 --repeats 1   # one comparison at 128^3
 
 Table 1: two_blobs in 3D, T = 0.2, dt = 1e-3, every method with its documented defaults (FDM: MUSCL-minmod,
 automatic positive sub-steps; particles: NGP deposit, exact c-update). The paper's resolutions are unknown;
@@ -38,6 +39,7 @@ from nsipf_torch.runners import FDRunner, ParticleRunner, neural_interp
 
 PAPER_TABLE1 = {"FDM": (7.31, 56.89, 742.24), "SIPF-spline": (2955.73, 3919.37, 7599.54),
                 "NSIPF": (8.69, 33.12, 243.86)}
+PAPER_RESOLUTIONS = {32: 0, 64: 1, 128: 2}  # assumed: the paper's res 1, 2, 3 (MODEL.md §4)
 PAPER_TABLE2 = {"SIPF-spline": {1000: 211.27, 5000: 998.38, 10000: 1959.34},
                 "NSIPF": {1000: 31.97, 5000: 32.21, 10000: 32.42}}
 SUITES = {
@@ -62,6 +64,8 @@ class BenchConfig:
     steps2: int = 20
     baseline_steps: int = 3
     methods: list[str] = field(default_factory=lambda: ["FDM", "SIPF-spline", "NSIPF", "SIPF-trilinear"])
+    Ns: str = ""
+    Ps: str = ""
     progress: bool = True
 
 
@@ -81,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps2", type=int, default=d.steps2, help="steps per Table 2 run")
     p.add_argument("--baseline-steps", type=int, default=d.baseline_steps, help="steps of the scipy baseline")
     p.add_argument("--methods", default=",".join(d.methods), help="Table 1 rows, comma separated")
+    p.add_argument("--Ns", default=d.Ns, help="override the suite's Table 1 grid sizes, e.g. 128")
+    p.add_argument("--Ps", default=d.Ps, help="override the suite's Table 2 particle counts, e.g. 20000,1000000")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="quiet")
     return p
 
@@ -186,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(f"unknown method {m!r} in --methods")
         if cfg.repeats < 1 or cfg.P < 1 or cfg.steps2 < 1 or cfg.baseline_steps < 1:
             raise ValueError("--repeats, --P, --steps2 and --baseline-steps must be >= 1")
+        for flag, text in (("--Ns", cfg.Ns), ("--Ps", cfg.Ps)):
+            if text and not all(v.strip().replace(".", "", 1).replace("e", "", 1).isdigit() for v in text.split(",")):
+                raise ValueError(f"{flag} {text!r} must be a comma-separated list of positive numbers")
         if not (cfg.dt > 0 and cfg.T > 0):
             raise ValueError(f"--dt and --T must be > 0, got {cfg.dt} and {cfg.T}")
         device, dtype = resolve_device(cfg.device), resolve_dtype(cfg.dtype)
@@ -197,17 +206,22 @@ def main(argv: list[str] | None = None) -> int:
             "config": asdict(cfg), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     if cfg.suite == "convergence":
         return convergence_suite(cfg, meta, device, out)
-    suite = SUITES[cfg.suite]
+    suite = dict(SUITES[cfg.suite])
+    if cfg.Ns:
+        suite["Ns"] = tuple(int(n) for n in cfg.Ns.split(","))
+    if cfg.Ps:
+        suite["Ps"] = tuple(int(float(n)) for n in cfg.Ps.split(","))
     n_steps = round(cfg.T / cfg.dt)
     log = print if cfg.progress else (lambda *a, **k: None)
     log(f"# benchmark suite {cfg.suite} on {meta['device']}, torch {meta['torch']}, commit {meta['commit']}")
 
     table1 = []
-    for res, N in enumerate(suite["Ns"]):
+    for N in suite["Ns"]:
         grid = Grid(N, 3, 1.0, device, dtype)
+        res = PAPER_RESOLUTIONS.get(N)
         for method in cfg.methods:
             r = timed(lambda: make_runner(method, grid, cfg.P), n_steps, cfg.dt, cfg.repeats, device)
-            paper = PAPER_TABLE1.get(method, (None,) * 3)[res] if res < 3 else None
+            paper = PAPER_TABLE1.get(method, (None,) * 3)[res] if res is not None else None
             row = {"method": method, "N": N, **r, "steps_per_s": n_steps / r["median_s"],
                    "particle_steps_per_s": None if method == "FDM" else cfg.P * n_steps / r["median_s"],
                    "paper_s": paper}
