@@ -19,7 +19,9 @@ def test_tiny_suite_outputs(tmp_path, capsys):
         assert row["min_s"] <= row["median_s"] <= row["max_s"] and row["steps"] == 2
         assert (row["particle_steps_per_s"] is None) == (row["method"] == "FDM")
     fdm_16 = [r for r in res["table1"] if r["method"] == "FDM" and r["N"] == 16][0]
-    assert fdm_16["substeps"] >= 2 and fdm_16["paper_s"] == 56.89  # res 2 of the paper's Table 1
+    # the paper's figures stand beside ours only at its (assumed) resolutions 32^3, 64^3 and 128^3
+    assert fdm_16["substeps"] >= 2 and fdm_16["paper_s"] is None
+    assert benchmark.PAPER_TABLE1["FDM"][benchmark.PAPER_RESOLUTIONS[64]] == 56.89
     assert res["baseline"]["scipy_s_per_step"] > 0 and res["baseline"]["speedup"] > 0
     assert {r["case"] for r in res["table2"]} == {"spread", "hot"}
     md = (out / "results.md").read_text()
