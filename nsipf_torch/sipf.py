@@ -6,7 +6,7 @@ One step, for B independent members at once::
     c^{n+1}   = update_c(c^n, rho^n, dt)                        (paper eq. 33; exp by default)
     X^{n+1}   = reflect(X^n + chi grad c~^{n+1}(X^n) dt + sqrt(2 gamma dt) xi^n)    (paper eq. 34)
 
-``sipf_step`` contains no ``.item()`` and no data-dependent Python branch, so it can be compiled or
+``sipf_step`` holds no host synchronisation (no item calls) and no data-dependent Python branch, so it can be compiled or
 captured. The Brownian increments xi^n are drawn outside it by :func:`draw_noise`, one generator per
 member (``randn(generator=...)`` does not trace), and passed in. Diagnostics (:func:`particle_diagnostics`)
 are separate and meant to run every k steps.
