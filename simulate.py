@@ -217,8 +217,18 @@ def make_runner(cfg: SimConfig, grid: Grid, ic, members: list[dict], world: Worl
                           world=world, compile=cfg.compile)
 
 
-def resume_config(argv: list[str]) -> SimConfig:
-    """The saved config of --resume DIR; any flag given now that differs from it is an error."""
+def step_count(T: float, dt: float) -> int:
+    """Steps of size dt to reach T; the last one is shortened to land on T exactly."""
+    return math.ceil(T / dt - 1e-9) if T > 0 else 0
+
+
+def step_time(k: int, n_steps: int, T: float, dt: float) -> float:
+    """The time after k steps of the schedule of :func:`step_count`."""
+    return T if k == n_steps else k * dt
+
+
+def resume_config(argv: list[str]) -> tuple[SimConfig, dict]:
+    """The saved config and state of --resume DIR; any flag given now that differs from it is an error."""
     given = vars(build_parser(suppress_defaults=True).parse_args(argv))
     run_dir = Path(given.pop("resume"))
     state = load_torch(run_dir / "state.pt") if (run_dir / "state.pt").exists() else None
@@ -230,16 +240,16 @@ def resume_config(argv: list[str]) -> SimConfig:
             raise UsageError(f"--resume: --{key.replace('_', '-')} {value!r} conflicts with the saved {getattr(saved, key)!r}")
     saved.progress = given.get("progress", True)
     saved.resume = str(run_dir)
-    return saved
+    return saved, state
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     cfg = SimConfig(**vars(build_parser().parse_args(argv)))
-    world = World()
+    world, state = World(), None
     try:
         if cfg.resume is not None:
-            cfg = resume_config(argv)
+            cfg, state = resume_config(argv)
         params, grid, ic, members = validate(cfg)
         world = init_world(grid.device)
         runner = make_runner(cfg, grid, ic, members, world)
@@ -249,23 +259,22 @@ def main(argv: list[str] | None = None) -> int:
         close_world(world)
         return 2
     try:
-        return run(cfg, params, grid, runner, members, out, world)
+        return run(cfg, params, grid, runner, members, out, world, state)
     finally:
         close_world(world)
 
 
 def run(cfg: SimConfig, params: Params, grid: Grid, runner, members: list[dict], out: Path,
-        world: World = World()) -> int:
+        world: World = World(), state: dict | None = None) -> int:
     """The time loop. Every rank steps and takes part in the collectives; only rank 0 writes and reports."""
     main_rank = world.is_main
-    n_steps = math.ceil(params.T / cfg.dt - 1e-9) if params.T > 0 else 0
+    n_steps = step_count(params.T, cfg.dt)
     snap_steps = sorted({round(k * n_steps / cfg.snapshots) for k in range(cfg.snapshots + 1)})
     per_member = {k: np.array([m[k] for m in members]) for k in ("gamma", "chi", "seed")}
     x = grid.centres()
     log = DiagnosticsLog(out if main_rank else None, members)
     step, substeps, snaps = 0, 0, []
-    if cfg.resume is not None:
-        state = load_torch(out / "state.pt")
+    if state is not None:  # --resume: the state resume_config read
         runner.load_state_dict(state["runner"])
         step, substeps, snaps, log.rows = state["step"], state["substeps"], [out / s for s in state["snaps"]], state["log"]
     elif main_rank:
@@ -273,7 +282,7 @@ def run(cfg: SimConfig, params: Params, grid: Grid, runner, members: list[dict],
                                         "device": str(grid.device), "torch": torch.__version__})
 
     def time_at(k: int) -> float:
-        return params.T if k == n_steps else k * cfg.dt
+        return step_time(k, n_steps, params.T, cfg.dt)
 
     def save_snapshot(k: int) -> None:
         rho, c = runner.fields()  # a collective with several ranks
@@ -390,9 +399,9 @@ def compare_with_fdm(cfg: SimConfig, grid: Grid, members: list[dict], final: Pat
     keys = sorted({(m["gamma"], m["chi"]) for m in members})
     fd_members = [{"gamma": g, "chi": c, "seed": 0} for g, c in keys]
     ref = FDRunner(grid, ic, fd_members, cfg.M0, limiter=cfg.limiter)
-    n_steps = math.ceil(cfg.T / cfg.dt - 1e-9)
+    n_steps = step_count(cfg.T, cfg.dt)
     for k in tqdm(range(n_steps), desc="fdm reference", disable=not cfg.progress, unit="step"):
-        ref.advance(min(cfg.dt, cfg.T - k * cfg.dt))
+        ref.advance(step_time(k + 1, n_steps, cfg.T, cfg.dt) - step_time(k, n_steps, cfg.T, cfg.dt))
     rho_fd, c_fd = (f.cpu().double() for f in ref.fields())
     d = np.load(final)
     which = torch.tensor([keys.index((m["gamma"], m["chi"])) for m in members])
