@@ -36,6 +36,7 @@ from nsipf_torch.initial import get_ic
 from nsipf_torch.interp import make_interp
 from nsipf_torch.io import ensure_writable_dir, save_json
 from nsipf_torch.runners import FDRunner, ParticleRunner, neural_interp
+from nsipf_torch.sipf import compiled_advance
 
 PAPER_TABLE1 = {"FDM": (7.31, 56.89, 742.24), "SIPF-spline": (2955.73, 3919.37, 7599.54),
                 "NSIPF": (8.69, 33.12, 243.86)}
@@ -45,9 +46,20 @@ PAPER_TABLE2 = {"SIPF-spline": {1000: 211.27, 5000: 998.38, 10000: 1959.34},
 SUITES = {
     "quick": {"Ns": (32, 64), "Ps": (1_000, 5_000, 10_000, 20_000, 100_000, 1_000_000)},
     "paper": {"Ns": (32, 64, 128), "Ps": (1_000, 5_000, 10_000, 20_000, 100_000, 1_000_000)},
-    "gpu": {"Ns": (32, 64, 128), "Ps": (1_000, 5_000, 10_000, 20_000, 100_000, 1_000_000, 10_000_000)},
-    "tiny": {"Ns": (8, 16), "Ps": (100, 1_000)},  # the test suite's smoke run
+    "gpu": {"Ns": (32, 64, 128), "Ps": (1_000, 5_000, 10_000, 20_000, 100_000, 1_000_000, 10_000_000),
+            # the fast-path tables: NSIPF at P = 1e6, N = 128; CNN precision (speed at the large size, accuracy
+            # end to end at the accuracy table's N = 64, P = 2e5); deposit kernels; eager vs torch.compile
+            "fast_path": {"big": (128, 1_000_000), "accuracy": (64, 200_000), "deposit_Ps": (1_000_000, 10_000_000),
+                          # (method, N, P, torch.compile modes beside eager): the targets' sizes and the
+                          # launch-bound small runs that CUDA graphs (reduce-overhead) are for
+                          "compile": (("SIPF-trilinear", 64, 10_000_000, ("default", "reduce-overhead")),
+                                      ("NSIPF", 128, 1_000_000, ("default", "reduce-overhead")),
+                                      ("NSIPF", 64, 20_000, ("reduce-overhead",)),
+                                      ("SIPF-spline", 32, 20_000, ("reduce-overhead",)))}},
+    "tiny": {"Ns": (8, 16), "Ps": (100, 1_000),  # the test suite's smoke run (no compilation: that is slow here)
+             "fast_path": {"big": (16, 2_000), "accuracy": (16, 1_000), "deposit_Ps": (1_000,), "compile": ()}},
 }
+PRECISION_REFERENCE = Path(__file__).resolve().parent / "tests" / "data" / "fd_two_blobs_3d.npz"
 
 
 @dataclass
@@ -66,6 +78,7 @@ class BenchConfig:
     methods: list[str] = field(default_factory=lambda: ["FDM", "SIPF-spline", "NSIPF", "SIPF-trilinear"])
     Ns: str = ""
     Ps: str = ""
+    tables: str = "table1,baseline,table2,fast_path"
     progress: bool = True
 
 
@@ -87,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", default=",".join(d.methods), help="Table 1 rows, comma separated")
     p.add_argument("--Ns", default=d.Ns, help="override the suite's Table 1 grid sizes, e.g. 128")
     p.add_argument("--Ps", default=d.Ps, help="override the suite's Table 2 particle counts, e.g. 20000,1000000")
+    p.add_argument("--tables", default=d.tables, help="which parts to run, comma separated: table1, baseline, table2, "
+                   "fast_path (the last only in suites that define it: gpu, tiny)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="quiet")
     return p
 
@@ -96,13 +111,13 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def make_runner(method: str, grid: Grid, P: int):
+def make_runner(method: str, grid: Grid, P: int, precision: str = "fp32"):
     ic = get_ic("two_blobs")
     members = [{"gamma": 0.01, "chi": 1.0, "seed": 0}]
     if method == "FDM":
         return FDRunner(grid, ic, members, 1.0)
     if method == "NSIPF":
-        interp = neural_interp(None, grid)
+        interp = neural_interp(None, grid, precision)
     else:
         interp = make_interp(method.split("-")[1], grid)
     return ParticleRunner(grid, ic, members, 1.0, P, interp)
@@ -195,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
         for flag, text in (("--Ns", cfg.Ns), ("--Ps", cfg.Ps)):
             if text and not all(v.strip().replace(".", "", 1).replace("e", "", 1).isdigit() for v in text.split(",")):
                 raise ValueError(f"{flag} {text!r} must be a comma-separated list of positive numbers")
+        tables = set(cfg.tables.split(","))
+        if not tables <= {"table1", "baseline", "table2", "fast_path"}:
+            raise ValueError(f"--tables {cfg.tables!r} must name table1, baseline, table2 or fast_path")
         if not (cfg.dt > 0 and cfg.T > 0):
             raise ValueError(f"--dt and --T must be > 0, got {cfg.dt} and {cfg.T}")
         device, dtype = resolve_device(cfg.device), resolve_dtype(cfg.dtype)
@@ -216,48 +234,56 @@ def main(argv: list[str] | None = None) -> int:
     log(f"# benchmark suite {cfg.suite} on {meta['device']}, torch {meta['torch']}, commit {meta['commit']}")
 
     table1 = []
-    for N in suite["Ns"]:
-        grid = Grid(N, 3, 1.0, device, dtype)
-        res = PAPER_RESOLUTIONS.get(N)
-        for method in cfg.methods:
-            r = timed(lambda: make_runner(method, grid, cfg.P), n_steps, cfg.dt, cfg.repeats, device)
-            paper = PAPER_TABLE1.get(method, (None,) * 3)[res] if res is not None else None
-            row = {"method": method, "N": N, **r, "steps_per_s": n_steps / r["median_s"],
-                   "particle_steps_per_s": None if method == "FDM" else cfg.P * n_steps / r["median_s"],
-                   "paper_s": paper}
-            table1.append(row)
-            log(f"  table 1  {method:15s} N={N:4d}: {fmt(r)}")
+    if "table1" in tables:
+        for N in suite["Ns"]:
+            grid = Grid(N, 3, 1.0, device, dtype)
+            res = PAPER_RESOLUTIONS.get(N)
+            for method in cfg.methods:
+                r = timed(lambda: make_runner(method, grid, cfg.P), n_steps, cfg.dt, cfg.repeats, device)
+                paper = PAPER_TABLE1.get(method, (None,) * 3)[res] if res is not None else None
+                row = {"method": method, "N": N, **r, "steps_per_s": n_steps / r["median_s"],
+                       "particle_steps_per_s": None if method == "FDM" else cfg.P * n_steps / r["median_s"],
+                       "paper_s": paper}
+                table1.append(row)
+                log(f"  table 1  {method:15s} N={N:4d}: {fmt(r)}")
 
-    baseline = {"N": min(suite["Ns"][0], 32), "P": cfg.P}
-    baseline["scipy_s_per_step"] = scipy_baseline_step_time(baseline["N"], cfg.P, cfg.baseline_steps, cfg.dt)
-    grid = Grid(baseline["N"], 3, 1.0, device, dtype)
-    ours = timed(lambda: make_runner("SIPF-spline", grid, cfg.P), cfg.steps2, cfg.dt, cfg.repeats, device)
-    baseline["ours_s_per_step"] = ours["median_s"] / cfg.steps2
-    baseline["speedup"] = baseline["scipy_s_per_step"] / baseline["ours_s_per_step"]
-    log(f"  baseline scipy interpn {baseline['scipy_s_per_step']:.3g} s/step, ours {baseline['ours_s_per_step']:.3g}"
-        f" s/step: {baseline['speedup']:.0f}x")
+    baseline = {}
+    if "baseline" in tables:
+        baseline = {"N": min(suite["Ns"][0], 32), "P": cfg.P}
+        baseline["scipy_s_per_step"] = scipy_baseline_step_time(baseline["N"], cfg.P, cfg.baseline_steps, cfg.dt)
+        grid = Grid(baseline["N"], 3, 1.0, device, dtype)
+        ours = timed(lambda: make_runner("SIPF-spline", grid, cfg.P), cfg.steps2, cfg.dt, cfg.repeats, device)
+        baseline["ours_s_per_step"] = ours["median_s"] / cfg.steps2
+        baseline["speedup"] = baseline["scipy_s_per_step"] / baseline["ours_s_per_step"]
+        log(f"  baseline scipy interpn {baseline['scipy_s_per_step']:.3g} s/step, ours {baseline['ours_s_per_step']:.3g}"
+            f" s/step: {baseline['speedup']:.0f}x")
 
     table2 = []
-    N2 = min(cfg.N2, max(suite["Ns"]))
-    grid = Grid(N2, 3, 1.0, device, dtype)
-    for method in ("SIPF-spline", "NSIPF", "SIPF-trilinear"):
-        if method not in cfg.methods:
-            continue
-        for P in suite["Ps"]:
-            r = timed(lambda: make_runner(method, grid, P), cfg.steps2, cfg.dt, cfg.repeats, device)
-            table2.append({"method": method, "N": N2, "P": P, "case": "spread", **r,
-                           "s_per_step": r["median_s"] / cfg.steps2,
-                           "particle_steps_per_s": P * cfg.steps2 / r["median_s"],
-                           "paper_s": PAPER_TABLE2.get(method, {}).get(P)})
-            log(f"  table 2  {method:15s} P={P:>9,d}: {fmt(r)}")
-        P = max(suite["Ps"])
-        r = timed(lambda: make_runner(method, grid, P), cfg.steps2, cfg.dt, cfg.repeats, device, prepare=pack_hot)
-        table2.append({"method": method, "N": N2, "P": P, "case": "hot", **r, "s_per_step": r["median_s"] / cfg.steps2,
-                       "particle_steps_per_s": P * cfg.steps2 / r["median_s"], "paper_s": None})
-        log(f"  table 2  {method:15s} P={P:>9,d} hot: {fmt(r)}")
+    if "table2" in tables:
+        N2 = min(cfg.N2, max(suite["Ns"]))
+        grid = Grid(N2, 3, 1.0, device, dtype)
+        for method in ("SIPF-spline", "NSIPF", "SIPF-trilinear"):
+            if method not in cfg.methods:
+                continue
+            for P in suite["Ps"]:
+                r = timed(lambda: make_runner(method, grid, P), cfg.steps2, cfg.dt, cfg.repeats, device)
+                table2.append({"method": method, "N": N2, "P": P, "case": "spread", **r,
+                               "s_per_step": r["median_s"] / cfg.steps2,
+                               "particle_steps_per_s": P * cfg.steps2 / r["median_s"],
+                               "paper_s": PAPER_TABLE2.get(method, {}).get(P)})
+                log(f"  table 2  {method:15s} P={P:>9,d}: {fmt(r)}")
+            P = max(suite["Ps"])
+            r = timed(lambda: make_runner(method, grid, P), cfg.steps2, cfg.dt, cfg.repeats, device, prepare=pack_hot)
+            table2.append({"method": method, "N": N2, "P": P, "case": "hot", **r, "s_per_step": r["median_s"] / cfg.steps2,
+                           "particle_steps_per_s": P * cfg.steps2 / r["median_s"], "paper_s": None})
+            log(f"  table 2  {method:15s} P={P:>9,d} hot: {fmt(r)}")
 
     results = {**meta, "table1": table1, "baseline": baseline, "table2": table2}
-    save_json(out / "results.json", results)
+    save_json(out / "results.json", results)  # kept if a fast-path table below fails or runs out of time
+    if "fast_path" in suite and "fast_path" in tables:
+        results["fast_path"] = fast_path_tables(suite["fast_path"], cfg, device, dtype, log,
+                                                lambda fp: save_json(out / "results.json", {**results, "fast_path": fp}))
+        save_json(out / "results.json", results)
     md = render_markdown(results, n_steps)
     (out / "results.md").write_text(md)
     print(md)
@@ -306,6 +332,154 @@ def convergence_suite(cfg: BenchConfig, meta: dict, device: torch.device, out: P
     return 0
 
 
+# --- fast path (gpu suite): NSIPF at scale, CNN precision, deposit kernels, torch.compile ---------------------
+
+def _per_step(r: dict) -> dict:
+    return {"s_per_step": r["median_s"] / r["steps"], "min_s_per_step": r["min_s"] / r["steps"],
+            "max_s_per_step": r["max_s"] / r["steps"], "warmup_s": r["warmup_s"]}
+
+
+def _guarded(rows: list, row: dict, work, log, label: str) -> None:
+    """Run one measurement; a failure (e.g. out of memory, a compiler error) is recorded, not fatal."""
+    try:
+        row.update(work())
+    except Exception as err:  # noqa: BLE001 - a benchmark row reports what broke and the suite goes on
+        row["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
+        if "cuda" in str(err).lower():
+            torch.cuda.empty_cache()
+    rows.append(row)
+    log(f"  fast path {label}: " + (row.get("error") or ", ".join(
+        f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float))))
+
+
+def precision_accuracy(N: int, P: int, precisions, cfg: BenchConfig, device, dtype) -> list[dict]:
+    """NSIPF two_blobs end to end in each CNN precision, same seed and noise: rel_l2 of rho against the
+    converged FD reference at T/2 and T (as in the accuracy table), the rho difference from the fp32 run,
+    and the CNN's direct effect at the fp32 run's T/2 state (fine field and grad c at the particles)."""
+    from nsipf_torch.metrics import rel_l2
+    ref = np.load(PRECISION_REFERENCE)
+    grid = Grid(N, 3, 1.0, device, dtype)
+    rows, fp32_rho, fp32_half = [], {}, None
+    for precision in precisions:
+        runner = make_runner("NSIPF", grid, P, precision)
+        row, step, start = {"precision": precision, "N": N, "P": P}, 0, time.perf_counter()
+        for key in ("half", "T"):
+            while step < round(float(ref[f"t_{key}"]) / cfg.dt):
+                runner.advance(cfg.dt)
+                step += 1
+                if step % 10 == 0:
+                    runner.replan()
+            rho = runner.fields()[0].double().cpu()
+            target = torch.from_numpy(ref[f"rho_{key}"]).double()[None]
+            row[f"rho_err_{key}"] = float(rel_l2(rho, target).mean())
+            if precision == "fp32":
+                fp32_rho[key] = rho
+                if key == "half":
+                    fp32_half = (runner.X.clone(), runner.c.clone())
+            elif key in fp32_rho:
+                row[f"rho_diff_fp32_{key}"] = float(rel_l2(rho, fp32_rho[key]).mean())
+        sync(device)
+        row["wall_s"] = time.perf_counter() - start
+        rows.append(row)
+    if fp32_half is not None:  # the CNN alone, on one state: what the precision does before chaos amplifies it
+        X, c = fp32_half
+        base = neural_interp(None, grid, "fp32")
+        f0, g0 = base.fine_field(c).double(), base.grad_c(c, X).double()
+        for row in rows:
+            if row["precision"] != "fp32":
+                other = neural_interp(None, grid, row["precision"])
+                row["fine_field_rel_diff"] = float((other.fine_field(c).double() - f0).norm() / f0.norm())
+                row["grad_c_rel_diff"] = float((other.grad_c(c, X).double() - g0).norm() / g0.norm())
+    return rows
+
+
+def _deposit_candidates():
+    """The deposits measured: the package's NGP (one bincount of integer counts) and CIC (index_add_ of
+    weights), and NGP as a float index_add_ of ones (the alternative to bincount, measured, not shipped)."""
+    from nsipf_torch.deposit import _member_offsets, cell_index, deposit
+
+    def ngp_index_add(X, grid):
+        B = X.shape[0]
+        ncell = grid.N ** grid.dim
+        flat = (cell_index(X, grid) + _member_offsets(B, ncell, X.device)).reshape(-1)
+        rho = torch.zeros(B * ncell, dtype=grid.dtype, device=X.device)
+        return rho.index_add_(0, flat, torch.ones(flat.numel(), dtype=grid.dtype, device=X.device))
+
+    return {"NGP bincount (shipped)": lambda X, g: deposit(X, g, 1.0, "ngp"),
+            "NGP index_add_": ngp_index_add,
+            "CIC index_add_": lambda X, g: deposit(X, g, 1.0, "cic")}
+
+
+def time_calls(fn, calls: int, repeats: int, device) -> dict:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        sync(device)
+        times.append((time.perf_counter() - start) / calls)
+    return {"s_per_call": statistics.median(times), "min_s": min(times), "max_s": max(times)}
+
+
+def fast_path_tables(fp: dict, cfg: BenchConfig, device, dtype, log, checkpoint) -> dict:
+    """The gpu suite's extra tables (each row guarded; results.json is rewritten after each table)."""
+    steps = cfg.steps2
+    out = {"nsipf_big": [], "precision_speed": [], "precision_accuracy": [], "deposit": [], "compile": []}
+    precisions = ("fp32", "tf32", "bf16") if device.type == "cuda" else ("fp32", "bf16")
+
+    N, P = fp["big"]
+    grid = Grid(N, 3, 1.0, device, dtype)
+    for precision in precisions:
+        _guarded(out["precision_speed"], {"method": "NSIPF", "N": N, "P": P, "precision": precision},
+                 lambda: _per_step(timed(lambda: make_runner("NSIPF", grid, P, precision), steps, cfg.dt, cfg.repeats,
+                                         device)), log, f"NSIPF N={N} P={P:,} {precision}")
+    checkpoint(out)
+
+    N, P = fp["accuracy"]
+    try:
+        out["precision_accuracy"] = precision_accuracy(N, P, precisions, cfg, device, dtype)
+    except Exception as err:  # noqa: BLE001
+        out["precision_accuracy"] = [{"error": f"{type(err).__name__}: {err}"}]
+    for row in out["precision_accuracy"]:
+        log(f"  fast path accuracy {row}")
+    checkpoint(out)
+
+    N2 = min(cfg.N2, max(fp["big"][0], 16))
+    grid = Grid(N2, 3, 1.0, device, dtype)
+    candidates = _deposit_candidates()
+    for P in fp["deposit_Ps"]:
+        for case in ("spread", "hot"):
+            runner = make_runner("SIPF-trilinear", grid, P)
+            if case == "hot":
+                pack_hot(runner)
+            X = runner.X
+            for name, fn in candidates.items():
+                _guarded(out["deposit"], {"deposit": name, "N": N2, "P": P, "case": case},
+                         lambda: time_calls(lambda: fn(X, grid), 20, cfg.repeats, device), log,
+                         f"deposit {name} P={P:,} {case}")
+    checkpoint(out)
+
+    for method, N, P, modes in fp["compile"]:
+        grid = Grid(N, 3, 1.0, device, dtype)
+        base = make_runner(method, grid, P)  # one interpolator for every run: compiled code is reused, not redone
+        for mode in ("eager", *modes):
+            step_fn = None if mode == "eager" else compiled_advance(**({} if mode == "default" else {"mode": mode}))
+
+            def factory(grid=grid, P=P, step_fn=step_fn, interp=base.interp):
+                runner = ParticleRunner(grid, get_ic("two_blobs"), [{"gamma": 0.01, "chi": 1.0, "seed": 0}], 1.0, P,
+                                        interp)
+                runner.step_fn = step_fn
+                return runner
+            _guarded(out["compile"], {"method": method, "N": N, "P": P, "mode": mode},
+                     lambda: _per_step(timed(factory, steps, cfg.dt, cfg.repeats, device)), log,
+                     f"{method} N={N} P={P:,} {mode}")
+            torch._dynamo.reset()
+        checkpoint(out)
+    return out
+
+
 def pack_hot(runner) -> None:
     """Late aggregation: every particle inside the 2^3 cells around the centre (atomics contend there)."""
     if isinstance(runner, ParticleRunner):
@@ -321,10 +495,11 @@ def render_markdown(results: dict, n_steps: int) -> str:
     lines = [f"# nsipf_torch benchmark ({cfg['suite']} suite)", "",
              f"Device: {results['device']}; torch {results['torch']}; commit {results['commit']}; {results['date']}.",
              f"Command: `python benchmark.py {' '.join(sys.argv[1:])}`; dtype {cfg['dtype']}; median of {cfg['repeats']} "
-             "runs (min–max); warm-up excluded.", "",
-             f"## Table 1: two_blobs 3D, T = {cfg['T']}, dt = {cfg['dt']} ({n_steps} steps), P = {cfg['P']:,}", "",
-             "| method | N | wall time | steps/s | particle-steps/s | FD sub-steps | warm-up | paper (res = 32/64/128 assumed) |",
-             "|---|---|---|---|---|---|---|---|"]
+             "runs (min–max); warm-up excluded."]
+    if results["table1"]:
+        lines += ["", f"## Table 1: two_blobs 3D, T = {cfg['T']}, dt = {cfg['dt']} ({n_steps} steps), P = {cfg['P']:,}", "",
+                  "| method | N | wall time | steps/s | particle-steps/s | FD sub-steps | warm-up | paper (res = 32/64/128 "
+                  "assumed) |", "|---|---|---|---|---|---|---|---|"]
     for r in results["table1"]:
         ps = f"{r['particle_steps_per_s']:.3g}" if r["particle_steps_per_s"] else "–"
         sub = str(r["substeps"]) if r["method"] == "FDM" else "–"
@@ -332,19 +507,64 @@ def render_markdown(results: dict, n_steps: int) -> str:
         lines.append(f"| {r['method']} | {r['N']}³ | {fmt(r)} | {r['steps_per_s']:.3g} | {ps} | {sub} | "
                      f"{r['warmup_s']:.3g} s | {paper} |")
     b = results["baseline"]
-    lines += ["", f"## Paper-faithful baseline (timed per step): N = {b['N']}³, P = {b['P']:,}", "",
-              "| classical SIPF | s/step |", "|---|---|",
-              f"| scipy `interpn(method='cubic')`, CPU (the paper's approach) | {b['scipy_s_per_step']:.3g} |",
-              f"| ours, SIPF-spline | {b['ours_s_per_step']:.3g} |",
-              f"| **speedup** | **{b['speedup']:.0f}×** |", "",
-              f"## Table 2: time per step against P, N = {results['table2'][0]['N'] if results['table2'] else '–'}³, "
-              f"runs of {cfg['steps2']} steps", "",
-              "| method | P | case | s/step | particle-steps/s | paper (whole run, res 2) |", "|---|---|---|---|---|---|"]
+    if b:
+        lines += ["", f"## Paper-faithful baseline (timed per step): N = {b['N']}³, P = {b['P']:,}", "",
+                  "| classical SIPF | s/step |", "|---|---|",
+                  f"| scipy `interpn(method='cubic')`, CPU (the paper's approach) | {b['scipy_s_per_step']:.3g} |",
+                  f"| ours, SIPF-spline | {b['ours_s_per_step']:.3g} |",
+                  f"| **speedup** | **{b['speedup']:.0f}×** |"]
+    if results["table2"]:
+        lines += ["", f"## Table 2: time per step against P, N = {results['table2'][0]['N']}³, runs of {cfg['steps2']} "
+                  "steps", "", "| method | P | case | s/step | particle-steps/s | paper (whole run, res 2) |",
+                  "|---|---|---|---|---|---|"]
     for r in results["table2"]:
         paper = f"{r['paper_s']} s" if r["paper_s"] else "–"
         lines.append(f"| {r['method']} | {r['P']:,} | {r['case']} | {r['s_per_step']:.3g} | "
                      f"{r['particle_steps_per_s']:.3g} | {paper} |")
+    if "fast_path" in results:
+        lines += render_fast_path(results["fast_path"], cfg)
     return "\n".join(lines) + "\n"
+
+
+def _cell(r: dict, key: str, spec: str = ".3g") -> str:
+    return r["error"] if "error" in r else format(r[key], spec) if r.get(key) is not None else "–"
+
+
+def render_fast_path(fp: dict, cfg: dict) -> list[str]:
+    lines = ["", f"## Fast path: CNN precision (NSIPF two_blobs, runs of {cfg['steps2']} steps)", "",
+             "| precision | N | P | s/step (min–max) | warm-up |", "|---|---|---|---|---|"]
+    for r in fp["precision_speed"]:
+        span = "" if "error" in r else f" ({r['min_s_per_step']:.3g}–{r['max_s_per_step']:.3g})"
+        lines.append(f"| {r['precision']} | {r['N']}³ | {r['P']:,} | {_cell(r, 's_per_step')}{span} | "
+                     f"{_cell(r, 'warmup_s')} |")
+    lines += ["", "Accuracy effect (same seed and noise; rho rel_l2 against the converged FD reference at "
+              "T/2 / T, as in docs/VALIDATION.md; difference from the fp32 run; the CNN alone on the fp32 run's "
+              "T/2 state):", "",
+              "| precision | N | P | rho error T/2 | rho error T | rho vs fp32 T/2 | rho vs fp32 T | fine field vs fp32 | "
+              "grad c vs fp32 |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in fp["precision_accuracy"]:
+        if "error" in r and "precision" not in r:
+            lines.append(f"| {r['error']} |  |  |  |  |  |  |  |  |")
+            continue
+        lines.append(f"| {r['precision']} | {r['N']}³ | {r['P']:,} | {_cell(r, 'rho_err_half', '.4f')} | "
+                     f"{_cell(r, 'rho_err_T', '.4f')} | {_cell(r, 'rho_diff_fp32_half', '.2e')} | "
+                     f"{_cell(r, 'rho_diff_fp32_T', '.2e')} | {_cell(r, 'fine_field_rel_diff', '.2e')} | "
+                     f"{_cell(r, 'grad_c_rel_diff', '.2e')} |")
+    lines += ["", "## Fast path: deposit kernels (one call, median over repeats of 20 calls)", "",
+              "| deposit | N | P | case | ms/call | particles/s |", "|---|---|---|---|---|---|"]
+    for r in fp["deposit"]:
+        rate = "–" if "error" in r else f"{r['P'] / r['s_per_call']:.3g}"
+        ms = r["error"] if "error" in r else f"{1e3 * r['s_per_call']:.3g}"
+        lines.append(f"| {r['deposit']} | {r['N']}³ | {r['P']:,} | {r['case']} | {ms} | {rate} |")
+    if fp["compile"]:
+        lines += ["", "## Fast path: eager vs torch.compile (warm-up = compilation, excluded from s/step)", "",
+                  "| method | N | P | mode | s/step (min–max) | particle-steps/s | warm-up |", "|---|---|---|---|---|---|---|"]
+        for r in fp["compile"]:
+            span = "" if "error" in r else f" ({r['min_s_per_step']:.3g}–{r['max_s_per_step']:.3g})"
+            rate = "–" if "error" in r else f"{r['P'] / r['s_per_step']:.3g}"
+            lines.append(f"| {r['method']} | {r['N']}³ | {r['P']:,} | {r['mode']} | {_cell(r, 's_per_step')}{span} | "
+                         f"{rate} | {_cell(r, 'warmup_s')} |")
+    return lines
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ from nsipf_torch.interp import INTERPS, make_interp
 from nsipf_torch.io import ensure_writable_dir, load_torch, save_json, save_npz, save_torch
 from nsipf_torch.metrics import rel_l2
 from nsipf_torch.params import Params
+from nsipf_torch.neural import PRECISIONS
 from nsipf_torch.plotting import centre_line, plot_cross_section, plot_diagnostics, plot_line_profiles
 from nsipf_torch.runners import FDRunner, ParticleRunner, neural_interp
 from nsipf_torch.stencils import LIMITERS
@@ -74,6 +75,7 @@ class SimConfig:
     c_update: str = "exp"
     limiter: str = "minmod"
     model: str | None = None
+    cnn_precision: str = "fp32"
     device: str = "auto"
     dtype: str = "float32"
     out: str = "runs/latest"
@@ -122,6 +124,9 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
     add("--c-update", default=d.c_update, help="c step: exp (exact for frozen ρ, c >= 0) or euler (paper eq. 33; may go negative, reported)")
     add("--limiter", default=d.limiter, help=f"fdm drift reconstruction: {', '.join(LIMITERS)}")
     add("--model", default=d.model, help="nsipf checkpoint (default: the shipped one for --dim in checkpoints/)")
+    add("--cnn-precision", default=d.cnn_precision,
+        help=f"nsipf CNN convolutions: {', '.join(PRECISIONS)} (tf32 needs CUDA; bf16 runs the residual in bfloat16; "
+             "BENCHMARKS.md gives the speed and accuracy of each)")
     add("--device", default=d.device, help="auto, cpu or cuda")
     add("--dtype", default=d.dtype, help="float32 or float64")
     add("--out", default=d.out, help="output directory (created)")
@@ -162,7 +167,8 @@ def validate(cfg: SimConfig):
     """Check every value before anything is written; returns params, grid, initial condition, members."""
     for flag, value, choices in (("method", cfg.method, METHODS), ("c-update", cfg.c_update, C_UPDATES),
                                  ("limiter", cfg.limiter, LIMITERS), ("interp", cfg.interp, tuple(INTERPS)),
-                                 ("deposit", cfg.deposit, DEPOSITS), ("compare", cfg.compare, (None, "fdm"))):
+                                 ("deposit", cfg.deposit, DEPOSITS), ("compare", cfg.compare, (None, "fdm")),
+                                 ("cnn-precision", cfg.cnn_precision, PRECISIONS)):
         if value not in choices:
             raise UsageError(f"unknown --{flag} {value!r}; choose one of {', '.join(c for c in choices if c)}")
     if not (math.isfinite(cfg.dt) and cfg.dt > 0):
@@ -185,6 +191,8 @@ def validate(cfg: SimConfig):
         ic = get_ic(cfg.ic)
     params = Params(gamma=cfg.gamma, chi=cfg.chi, L=cfg.L, dim=cfg.dim, M0=cfg.M0, T=cfg.T)
     grid = Grid(cfg.N, cfg.dim, cfg.L, resolve_device(cfg.device), resolve_dtype(cfg.dtype))
+    if cfg.cnn_precision == "tf32" and grid.device.type != "cuda":
+        raise UsageError(f"--cnn-precision tf32 needs a CUDA device, the run is on {grid.device.type}")
     name, values = parse_sweep(cfg)
     members = []
     for v in values:
@@ -210,7 +218,7 @@ def make_runner(cfg: SimConfig, grid: Grid, ic, members: list[dict], world: Worl
                              f"(more than {MAX_FD_SUBSTEPS}); use a smaller --dt")
         return runner
     if cfg.method == "nsipf":
-        interp = neural_interp(cfg.model, grid)
+        interp = neural_interp(cfg.model, grid, cfg.cnn_precision)
     else:
         interp = make_interp(cfg.interp, grid)
     return ParticleRunner(grid, ic, members, cfg.M0, cfg.P, interp, c_update=cfg.c_update, deposit_method=cfg.deposit,

@@ -48,13 +48,22 @@ def _check(c: torch.Tensor, X: torch.Tensor, grid: Grid) -> None:
         raise ValueError(f"X must have shape ({c.shape[0]}, P, {d}), got {tuple(X.shape)}")
 
 
+def _chunk(grid: Grid, chunk: int | None, cpu_default: int) -> int:
+    """Particles per chunk: small on a CPU (temporaries stay in cache), 2^21 on a GPU (few launches)."""
+    if chunk is None:
+        return cpu_default if grid.device.type == "cpu" else 1 << 21
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise ValueError(f"chunk must be a positive integer or None, got {chunk!r}")
+    return chunk
+
+
 class TrilinearInterp:
     """Gradient of the (bi/tri)linear interpolant of the cell-centre values, Neumann walls (see module doc)."""
 
     name = "trilinear"
 
-    def __init__(self, grid: Grid, chunk: int = 1 << 16):
-        self.grid, self.chunk = grid, int(chunk)
+    def __init__(self, grid: Grid, chunk: int | None = None):
+        self.grid, self.chunk = grid, _chunk(grid, chunk, 1 << 16)
         d, N = grid.dim, grid.N
         self._strides = [N ** (d - 1 - a) for a in range(d)]
         # corners of a cell as bit tuples (first axis most significant) and their flat offsets in c
@@ -148,8 +157,8 @@ class SplineInterp:
 
     name = "spline"
 
-    def __init__(self, grid: Grid, chunk: int = 1 << 14):
-        self.grid, self.chunk = grid, int(chunk)
+    def __init__(self, grid: Grid, chunk: int | None = None):
+        self.grid, self.chunk = grid, _chunk(grid, chunk, 1 << 14)
         N, d = grid.N, grid.dim
         diag = [5.0] + [4.0] * (N - 2) + [5.0]
         inv_pivot, upper = [], []  # upper: the modified super-diagonal c'_i; inv_pivot: 1/(b_i - a_i c'_{i-1})

@@ -110,21 +110,33 @@ class UpsampleCNN(nn.Module):
     def model_args(self) -> dict:
         return {"dim": self.dim, "scale": self.scale, "width": self.width, "depth": self.depth}
 
-    def forward_valid(self, c_padded: torch.Tensor) -> torch.Tensor:
-        """(B, n + 2 halo, ...) -> (B, s n, ...) without padding: only the real neighbourhood is used."""
-        s, k = self.scale, self.halo
-        x = c_padded.unsqueeze(1)
-        conv_nd = F.conv3d if self.dim == 3 else F.conv2d
+    def symmetric_weights(self) -> list[torch.Tensor]:
+        """The mirror-equivariant kernels the forward pass uses (a frozen model can compute them once)."""
         last = len(self.convs) - 1
-        for i, conv in enumerate(self.convs):
-            w = symmetrise_kernel(conv.weight, self.dim, s if i == last else None)
+        return [symmetrise_kernel(conv.weight, self.dim, self.scale if i == last else None)
+                for i, conv in enumerate(self.convs)]
+
+    def forward_valid(self, c_padded: torch.Tensor, weights: list[torch.Tensor] | None = None,
+                      body_dtype: torch.dtype | None = None) -> torch.Tensor:
+        """(B, n + 2 halo, ...) -> (B, s n, ...) without padding: only the real neighbourhood is used.
+
+        ``weights``: precomputed :meth:`symmetric_weights` (in ``body_dtype`` when given). ``body_dtype``
+        (e.g. bfloat16) runs only the convolutional residual in that precision; the linear upsampling,
+        which carries the field's amplitude, and the sum stay in the input's precision.
+        """
+        s, k = self.scale, self.halo
+        x = c_padded.unsqueeze(1) if body_dtype is None else c_padded.unsqueeze(1).to(body_dtype)
+        conv_nd = F.conv3d if self.dim == 3 else F.conv2d
+        weights = self.symmetric_weights() if weights is None else weights
+        last = len(weights) - 1
+        for i, w in enumerate(weights):
             x = conv_nd(x, w)
             if i < last:
                 x = F.leaky_relu(x, NEGATIVE_SLOPE)
         residual = rearrange(x, _SHUFFLE[self.dim], **{f"s{i + 1}": s for i in range(self.dim)})
         up = upsample_linear(c_padded, s, self.dim)
         crop = (slice(None),) + tuple(slice(s * k, m - s * k) for m in up.shape[1:])
-        return up[crop] + residual
+        return up[crop] + residual.to(up.dtype)
 
     def forward(self, c: torch.Tensor, valid: bool = False) -> torch.Tensor:
         """Whole grid with Neumann walls: pad by the halo with the wall reflection, then run valid.

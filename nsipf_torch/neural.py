@@ -22,11 +22,17 @@ with no ``nonzero()`` and no host synchronisation. Occupied tiles beyond the cap
 upsampling of c (a finite, consistent fallback); ``last_overflow`` (a tensor, read it outside the step)
 counts them.
 
+Precision (``precision``): the CNN's convolutions run in ``"fp32"`` (IEEE float32 on a GPU too: cuDNN's
+TF32 default is switched off around them), ``"tf32"`` (TensorFloat-32 convolutions, CUDA only) or ``"bf16"``
+(the convolutional residual in bfloat16; the linear upsampling, which carries the amplitude, and the
+sampling stay in the grid's dtype). benchmark.py measures the speed and the accuracy effect of each.
+
 Positivity and mass are the stepper's business (deposit + exponential c-update), not the interpolator's.
 Don't call ``grad_c`` under ``torch.inference_mode`` (the sampling needs autograd); ``no_grad`` is fine.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import math
@@ -45,12 +51,31 @@ _TILES = {
 }
 
 
+PRECISIONS = ("fp32", "tf32", "bf16")
+
+
+@contextlib.contextmanager
+def conv_precision(device: torch.device, precision: str):
+    """cuDNN's float32 convolution mode for ``precision`` on a CUDA device (IEEE unless "tf32"); a no-op elsewhere."""
+    if device.type != "cuda":
+        yield
+        return
+    conv = torch.backends.cudnn.conv
+    old = conv.fp32_precision
+    conv.fp32_precision = "tf32" if precision == "tf32" else "ieee"  # torch >= 2.9; allow_tf32 is the legacy flag
+    try:
+        yield
+    finally:
+        conv.fp32_precision = old
+
+
 class NeuralInterp:
     """The neural interpolator on ``grid`` (module docstring). ``model`` is copied to the grid's dtype/device."""
 
     name = "neural"
 
-    def __init__(self, model: UpsampleCNN, grid: Grid, tile: int | str | None = "auto", capacity: int | None = None):
+    def __init__(self, model: UpsampleCNN, grid: Grid, tile: int | str | None = "auto", capacity: int | None = None,
+                 precision: str = "fp32"):
         if tile == "auto":  # 8 cells (halo overhead (8+6)^3/8^3 = 5.4) when it divides N, else 4, else no tiles
             tile = next((t for t in (8, 4) if grid.N % t == 0), None)
         if not isinstance(model, UpsampleCNN):
@@ -62,8 +87,15 @@ class NeuralInterp:
                 raise ValueError(f"tile must be a positive divisor of N={grid.N}, got {tile!r}")
         if model.halo > grid.N:
             raise ValueError(f"grid N={grid.N} is smaller than the CNN's halo {model.halo}")
-        self.grid = grid
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if precision == "tf32" and grid.device.type != "cuda":
+            raise ValueError(f"precision 'tf32' needs a CUDA device, the grid is on {grid.device.type}")
+        self.grid, self.precision = grid, precision
         self.model = copy.deepcopy(model).to(device=grid.device, dtype=grid.dtype).eval().requires_grad_(False)
+        # the model is frozen: symmetrise its kernels once, in the precision the convolutions run in
+        self.body_dtype = torch.bfloat16 if precision == "bf16" else None
+        self.weights = [w.detach().to(self.body_dtype or grid.dtype) for w in self.model.symmetric_weights()]
         self.scale = model.scale
         self.fine_grid = Grid(self.scale * grid.N, grid.dim, grid.L, grid.device, grid.dtype)
         self.tile = tile
@@ -99,7 +131,7 @@ class NeuralInterp:
             raise ValueError(f"X must have shape ({c.shape[0]}, P, {d}), got {tuple(X.shape)}")
 
     def _tile_load(self, X: torch.Tensor) -> torch.Tensor:
-        """(B * n_tiles,): how many particle sampling-stencil corners fall in each tile (static shape)."""
+        """(B * n_tiles,) int64: how many particle sampling-stencil corners fall in each tile (static shape)."""
         B, P, d = X.shape
         s, T, N = self.scale, self.tile, self.grid.N
         nt, fine_n = N // T, s * N
@@ -114,21 +146,22 @@ class NeuralInterp:
                 idx = idx * nt + ends[..., a, bit]
             flat[..., k] = idx
         flat = flat + (torch.arange(B, device=X.device) * nt**d).reshape(B, 1, 1)
-        load = torch.zeros(B * nt**d, dtype=X.dtype, device=X.device)
-        return load.index_add_(0, flat.reshape(-1), torch.ones(flat.numel(), dtype=X.dtype, device=X.device))
+        # integer bincount, not a float index_add_: few bins and many hits is the contended case, where the
+        # deposit measurement (BENCHMARKS.md) and the step profile on an H100 put bincount 2x ahead
+        return torch.bincount(flat.reshape(-1), minlength=B * nt**d)
 
     def fine_field(self, c: torch.Tensor, X: torch.Tensor | None = None) -> torch.Tensor:
         """The CNN's fine field (B, sN, ..., sN); tiled (only where X's stencils are) when ``tile`` and X given."""
         self._check(c, X)
         d, k = self.grid.dim, self.model.halo
-        with torch.no_grad():
+        with torch.no_grad(), conv_precision(c.device, self.precision):
             cp = pad_symmetric(c, k, d)
             B = c.shape[0]
             total = B * self.n_tiles
             if self.tile is None or X is None or self.capacity is None or self.capacity >= total:
                 # Every tile would be evaluated: the whole grid at once is the same field, cheaper (no halos).
                 self.last_overflow = torch.zeros((), dtype=torch.long, device=c.device)
-                return self.model.forward_valid(cp)
+                return self.model.forward_valid(cp, self.weights, self.body_dtype)
             T, N = self.tile, self.grid.N
             nt = N // T
             K = self.capacity
@@ -143,7 +176,7 @@ class NeuralInterp:
                 coords.append(rest % nt)
                 rest = rest // nt
             tiles = windows[(rest, *reversed(coords))]  # gathers only the K chosen tiles
-            out = self.model.forward_valid(tiles)
+            out = self.model.forward_valid(tiles, self.weights, self.body_dtype)
             to_tiles, from_tiles = _TILES[d]
             sizes = {f"u{ax}": self.scale * T for ax in "xyz"[:d]}
             fine = rearrange(upsample_linear(c, self.scale, d), to_tiles, **sizes).clone()

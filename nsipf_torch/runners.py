@@ -33,13 +33,14 @@ def default_checkpoint(dim: int) -> Path:
     return CHECKPOINTS / f"nsipf_{dim}d.pt"
 
 
-def neural_interp(model_path: str | Path | None, grid: Grid):
-    """NSIPF's interpolator from a checkpoint (the shipped one for grid.dim when ``model_path`` is None).
+def neural_interp(model_path: str | Path | None, grid: Grid, precision: str = "fp32"):
+    """NSIPF's interpolator from a checkpoint (the shipped one for grid.dim when ``model_path`` is None);
+    ``precision`` of its convolutions: fp32, tf32 (CUDA) or bf16 (:mod:`nsipf_torch.neural`).
 
     A missing, corrupt, wrong-dimension or wrong-architecture file is a ``ValueError`` naming it.
     """
     from .neural import NeuralInterp
-    return NeuralInterp.from_checkpoint(model_path or default_checkpoint(grid.dim), grid)
+    return NeuralInterp.from_checkpoint(model_path or default_checkpoint(grid.dim), grid, precision=precision)
 
 
 class FDRunner:
@@ -91,7 +92,8 @@ class ParticleRunner:
         state = initial_state(ic, grid, P, seeds)
         # each rank keeps its slice of the one global sample per member: the start is world-size independent
         self.state = state._replace(X=state.X[:, world.shard(P)].contiguous())
-        self.generators = noise_generators(seeds, rank=world.rank)
+        # drawn where the particles live: a CPU stream copied to the GPU would cost more than the step
+        self.generators = noise_generators(seeds, rank=world.rank, device=grid.device)
         self.deposit_fn = None if world.size == 1 else sharded_deposit(world, grid, M0, P, deposit_method)
         self.step_fn = compiled_advance() if compile else None
         self.replan()

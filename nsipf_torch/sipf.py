@@ -90,9 +90,23 @@ Keywords: grid, dt, gamma, chi, M0, interp, c_update="exp", deposit_method="ngp"
 
 
 def compiled_advance(**compile_kwargs):
-    """``sipf_advance`` with each half compiled by ``torch.compile`` (default ``dynamic=False``)."""
+    """``sipf_advance`` with each half compiled by ``torch.compile`` (default ``dynamic=False``).
+
+    With ``mode="reduce-overhead"`` (CUDA graphs) each half's outputs are cloned: a graph overwrites its
+    outputs on the next replay, and the time loop keeps X and c from one step to the next.
+    """
     compile_kwargs.setdefault("dynamic", False)
-    return make_advance(torch.compile(field_update, **compile_kwargs), torch.compile(particle_move, **compile_kwargs))
+    field_fn = torch.compile(field_update, **compile_kwargs)
+    move_fn = torch.compile(particle_move, **compile_kwargs)
+    if compile_kwargs.get("mode") in ("reduce-overhead", "max-autotune"):
+        field_fn, move_fn = _cloning(field_fn), _cloning(move_fn)
+    return make_advance(field_fn, move_fn)
+
+
+def _cloning(fn):
+    def run(*args, **kwargs):
+        return fn(*args, **kwargs).clone()
+    return run
 
 
 def sipf_step(state: SIPFState, noise: torch.Tensor, *, grid: Grid, dt: float, gamma, chi, M0: float, interp,
@@ -138,12 +152,14 @@ def draw_noise(generators: Sequence[torch.Generator], B: int, P: int, d: int, dt
     """Standard normal increments (B, P, d); member b's come from generators[b] alone.
 
     Each member's draw depends only on its own stream, so a batched run reproduces single runs exactly.
-    Drawn on the generator's device, then moved: CPU generators give the same numbers whatever the device.
+    Drawn on the generator's device, then moved: CPU generators give the same numbers whatever the device;
+    CUDA generators (what :class:`~nsipf_torch.runners.ParticleRunner` uses on a GPU) draw another,
+    equally valid stream without a host-to-device copy.
     """
     if len(generators) != B:
         raise ValueError(f"need one generator per member: got {len(generators)} for B={B}")
     out = [torch.randn(P, d, generator=g, dtype=dtype, device=g.device) for g in generators]
-    return torch.stack(out).to(device)
+    return (out[0].unsqueeze(0) if B == 1 else torch.stack(out)).to(device)
 
 
 def particle_diagnostics(state: SIPFState, grid: Grid, M0: float, c_floor: float = 0.0) -> dict[str, torch.Tensor]:

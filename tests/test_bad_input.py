@@ -55,6 +55,8 @@ SIMULATE = [
     (["--sweep", "chi=1,,2"], "--sweep"),
     (["--sweep", "chi=-1"], "--sweep"),
     (["--device", "cuda"], "CUDA"),
+    (["--cnn-precision", "fp16"], "--cnn-precision"),
+    (["--cnn-precision", "tf32", "--device", "cpu"], "tf32 needs a CUDA device"),
     (["--method", "nsipf", "--model", "MODELS/missing.pt"], "does not exist"),
     (["--method", "nsipf", "--model", "MODELS/empty.pt"], "is empty"),
     (["--method", "nsipf", "--model", "MODELS/corrupt.pt"], "corrupt or not a torch checkpoint"),
@@ -95,7 +97,8 @@ def test_resume_bad(tmp_path, capsys):
     assert sorted(p.name for p in run_dir.iterdir()) == before
 
 
-BENCH = [(["--suite", "huge"], "--suite"), (["--repeats", "0"], "--repeats"), (["--methods", "FDM,magic"], "magic")]
+BENCH = [(["--suite", "huge"], "--suite"), (["--repeats", "0"], "--repeats"), (["--methods", "FDM,magic"], "magic"),
+         (["--tables", "table1,table3"], "--tables")]
 
 
 @pytest.mark.parametrize("argv,needle", BENCH, ids=[" ".join(a) for a, _ in BENCH])

@@ -26,3 +26,25 @@ def test_tiny_suite_outputs(tmp_path, capsys):
     assert {r["case"] for r in res["table2"]} == {"spread", "hot"}
     md = (out / "results.md").read_text()
     assert "Table 1" in md and "Table 2" in md and "speedup" in md and res["commit"] in md
+    # the fast-path tables (the gpu suite's; tiny sizes here): every row measured, none failed
+    fp = res["fast_path"]
+    assert [r["precision"] for r in fp["precision_speed"]] == ["fp32", "bf16"]  # tf32 needs CUDA
+    assert all("error" not in r and r["s_per_step"] > 0 for r in fp["precision_speed"])
+    acc = {r["precision"]: r for r in fp["precision_accuracy"]}
+    assert set(acc) == {"fp32", "bf16"} and all(0 < r["rho_err_T"] < 2 for r in acc.values())
+    # bf16 rounds the CNN's residual: its fine field moves by a few bf16 round-offs (2^-8), not more
+    assert 0 < acc["bf16"]["fine_field_rel_diff"] < 8 * 2.0**-8
+    assert {r["deposit"] for r in fp["deposit"]} == set(benchmark._deposit_candidates())
+    assert {r["case"] for r in fp["deposit"]} == {"spread", "hot"} and all("error" not in r for r in fp["deposit"])
+    assert "CNN precision" in md and "deposit kernels" in md
+
+
+def test_tables_subset(tmp_path):
+    out = tmp_path / "bench"
+    argv = ["--suite", "tiny", "--tables", "table1", "--Ns", "8", "--methods", "SIPF-trilinear", "--T", "0.004",
+            "--dt", "0.002", "--P", "200", "--repeats", "1", "--no-progress", "--out", str(out)]
+    assert benchmark.main(argv) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert len(res["table1"]) == 1 and res["baseline"] == {} and res["table2"] == [] and "fast_path" not in res
+    md = (out / "results.md").read_text()
+    assert "Table 1" in md and "Table 2" not in md and "baseline" not in md

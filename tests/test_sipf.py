@@ -237,7 +237,7 @@ def _compiled_vs_eager(grid: Grid, seeds):
     """Three steps eager and with compiled_advance() (deposit and gather in separate compiled regions)."""
     from nsipf_torch.sipf import compiled_advance
 
-    gamma = torch.tensor([0.01, 0.02][: len(seeds)], dtype=torch.float64)
+    gamma = torch.tensor([0.01, 0.02][: len(seeds)], dtype=torch.float64, device=grid.device)
     kw = dict(grid=grid, dt=1e-3, gamma=gamma, chi=1.0, M0=1.0, interp=make_interp("trilinear", grid))
     ic = get_ic("two_blobs")
     eager = sipf_run(initial_state(ic, grid, 1000, seeds), noise_generators(seeds), 3, **kw)
