@@ -256,6 +256,22 @@ def test_compiled_step_matches_eager():
     torch.testing.assert_close(compiled.c, eager.c, rtol=1e-12, atol=0)
 
 
+@pytest.mark.slow
+def test_compiled_nsipf_step_matches_eager():
+    """NSIPF through torch.compile (graph breaks at bincount and autograd.grad are allowed) takes the same
+    steps as eager up to fused round-off: float64, 3 steps, no particle changes cell. About 40 s here."""
+    from nsipf_torch.runners import neural_interp
+    from nsipf_torch.sipf import compiled_advance
+
+    grid = Grid(16, dim=3)
+    kw = dict(grid=grid, dt=1e-3, gamma=0.01, chi=1.0, M0=1.0, interp=neural_interp(None, grid))
+    ic = get_ic("two_blobs")
+    eager = sipf_run(initial_state(ic, grid, 1000, [3]), noise_generators([3]), 3, **kw)
+    compiled = sipf_run(initial_state(ic, grid, 1000, [3]), noise_generators([3]), 3, step_fn=compiled_advance(), **kw)
+    torch.testing.assert_close(compiled.c, eager.c, rtol=1e-12, atol=0)
+    torch.testing.assert_close(compiled.X, eager.X, rtol=0, atol=1e-12)
+
+
 @pytest.mark.gpu
 def test_compiled_step_matches_eager_cuda_batch_of_one():
     """PyTorch issue 191571 (stale values when Inductor fuses scatter_add_ with a gather) bites at B = 1 on
