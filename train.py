@@ -5,12 +5,22 @@ Commands (run from the repository root):
     python train.py                                    # 3D -> checkpoints/nsipf_3d.pt (the shipped model)
     python train.py --dim 2                            # 2D -> checkpoints/nsipf_2d.pt
     python train.py --roughness on --out checkpoints/ablation_rough_3d.pt     # the roughness ablation
+    python train.py --roughness off --out checkpoints/ablation_off_3d.pt   # the paper's input (the first model)
     python train.py --resume                           # continue the run in --out for more --epochs
     python train.py --evaluate checkpoints/nsipf_3d.pt --roughness on    # a model's table on rough inputs
     OMP_NUM_THREADS=1 torchrun --nproc_per_node=2 train.py --threads 1   # DistributedDataParallel (gloo on
                                                        # the CPU, nccl on CUDA), same result layout
 
 Paper defaults (MODEL.md §3): Adam, batch size 4 (per process), mean-squared-error loss, epochs as a flag.
+
+Input and target (``--roughness``, default ``keep``): the CNN sees the rough SIPF field of persistent
+particles (what a simulation gives it) and is trained to add the residual of the *smooth* field while
+passing the particles' holes through as linear upsampling does: target = exact fine field + linear
+upsampling of (rough - smooth). Trained on the smooth input alone (``off``, the paper's), the CNN amplified
+the grid-scale holes (drift error at the particles 0.78 against the cubic spline's 0.55 on 3D two_blobs at
+t = 0.025) and lost end to end (two_blobs 64^3 rho error 0.091 / 0.066 at T/2 / T against the spline's
+0.063 / 0.051; with ``keep`` 0.035 / 0.041). Trained to remove the holes (``on``), it over-smooths and
+fails (MODEL.md §6).
 Each sample is normalised by its input's maximum (the CNN is exactly scale-equivariant, so this only weighs
 samples equally). The data (``nsipf_torch.data``) is generated once, seeded, and cached under --cache-dir.
 
@@ -48,6 +58,7 @@ from nsipf_torch.data import DataConfig, make_dataset
 from nsipf_torch.model import UpsampleCNN, read_checkpoint, save_checkpoint, upsample_linear
 
 ROOT = Path(__file__).resolve().parent
+ROUGHNESS = ("off", "on", "mix", "keep")
 
 
 @dataclass
@@ -59,8 +70,9 @@ class TrainConfig:
     width: int = 8
     depth: int = 3
     scale: int = 2
-    roughness: str = "off"      # off: blurred+downsampled input (the paper's); on: the SIPF field of persistent
-                                # particles. "on" wins on patches but loses end to end (docs/VALIDATION.md)
+    roughness: str = "keep"     # keep: rough SIPF input, target = exact + linear upsampling of the roughness
+                                # (module docstring); off: blurred+downsampled input (the paper's); on: rough
+                                # input, exact target ("on" wins on patches but loses end to end)
     n_traj: int = 64
     n_val_traj: int = 8
     snapshots: int = 6
@@ -91,8 +103,8 @@ class TrainConfig:
             raise ValueError(f"--data-T must be a positive number, got {self.data_T}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"--lr must be a positive number, got {self.lr}")
-        if self.roughness not in ("on", "off", "mix"):
-            raise ValueError(f"--roughness must be 'on', 'off' or 'mix', got {self.roughness!r}")
+        if self.roughness not in ROUGHNESS:
+            raise ValueError(f"--roughness must be one of {', '.join(ROUGHNESS)}, got {self.roughness!r}")
         if self.threads < 0:
             raise ValueError(f"--threads must be >= 0, got {self.threads}")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
@@ -117,8 +129,10 @@ HELP = {
     "width": "CNN channels per hidden layer",
     "depth": "3^d convolutions in the residual branch (also the receptive radius in coarse cells)",
     "scale": "upsampling factor s: the CNN maps N^d cells to (sN)^d",
-    "roughness": "input of the training patches: off = blurred and downsampled (the paper's), on = the SIPF field "
-                 "of persistent particles, mix = half of each (on/mix lose end to end: docs/VALIDATION.md)",
+    "roughness": "input/target of the training patches: keep = the SIPF field of persistent particles, target the "
+                 "exact field plus the linear upsampling of its roughness (the CNN neither fills nor amplifies the "
+                 "holes); off = blurred and downsampled input (the paper's); on = SIPF input, exact target; mix = "
+                 "half on, half off (on/mix lose end to end: docs/VALIDATION.md)",
     "n_traj": "radial training trajectories (seeded problems solved by the radial FD solver)",
     "n_val_traj": "held-out radial trajectories for validation (whole trajectories, never snapshots)",
     "snapshots": "times per trajectory at which patches are cut",
@@ -164,14 +178,29 @@ def parse_args(argv) -> TrainConfig:
 
 
 # --- data --------------------------------------------------------------------------------------------------
-def normalised(split: dict, roughness: str, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(inputs, targets) divided by each input's maximum (all samples weigh the same; c >= 0)."""
-    if roughness == "mix":  # half the patches rough, half smooth (a fixed, seeded choice per patch)
-        pick = torch.rand(split["rough"].shape[0], generator=torch.Generator().manual_seed(0)) < 0.5
-        inp = torch.where(pick.reshape(-1, *([1] * dim)), split["rough"], split["smooth"]).to(torch.float32)
-    else:
-        inp = split["rough" if roughness == "on" else "smooth"].to(torch.float32)
+def normalised(split: dict, roughness: str, dim: int, halo: int | None = None,
+               scale_factor: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(inputs, targets) divided by each input's maximum (all samples weigh the same; c >= 0).
+
+    ``keep``: rough inputs, and the target is the exact fine field plus the linear upsampling of the
+    roughness (rough - smooth) over the output region: the CNN must add the residual of the *smooth* field
+    and pass the holes the particles dig through as linear upsampling would, neither filling them (what
+    ``on`` learns) nor amplifying them. It needs the model's ``halo`` and ``scale_factor`` (the crop of the
+    upsampled roughness).
+    """
+    rough, smooth = split["rough"].to(torch.float32), split["smooth"].to(torch.float32)
     tgt = split["target"].to(torch.float32)
+    if roughness == "mix":  # half the patches rough, half smooth (a fixed, seeded choice per patch)
+        pick = torch.rand(rough.shape[0], generator=torch.Generator().manual_seed(0)) < 0.5
+        inp = torch.where(pick.reshape(-1, *([1] * dim)), rough, smooth)
+    elif roughness == "keep":
+        if halo is None or scale_factor is None:
+            raise ValueError(f"roughness {roughness!r} needs the model's halo and scale")
+        s, k = scale_factor, halo
+        crop = (slice(None),) + (slice(s * k, -s * k if k else None),) * dim
+        inp, tgt = rough, tgt + upsample_linear(rough - smooth, s, dim)[crop]
+    else:
+        inp = rough if roughness == "on" else smooth
     scale = inp.flatten(1).amax(dim=1).clamp(min=1e-12).reshape(-1, *([1] * dim))
     return inp / scale, tgt / scale
 
@@ -266,7 +295,7 @@ def main(argv=None) -> int:
             torch.set_num_threads(cfg.threads)
         cfg.depth, cfg.scale, cfg.width = model.depth, model.scale, model.width  # the data's halo = the model's
         data = make_dataset(cfg.data_config(), Path(cfg.cache_dir))
-        print(table(evaluate(model, *normalised(data["val"], cfg.roughness, cfg.dim))))
+        print(table(evaluate(model, *normalised(data["val"], cfg.roughness, cfg.dim, cfg.depth, cfg.scale))))
         return 0
 
     world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
@@ -288,8 +317,8 @@ def main(argv=None) -> int:
         torch.distributed.barrier()
     if not master:
         data = make_dataset(dcfg, cache)
-    x_tr, y_tr = normalised(data["train"], cfg.roughness, cfg.dim)
-    x_va, y_va = normalised(data["val"], cfg.roughness, cfg.dim)
+    x_tr, y_tr = normalised(data["train"], cfg.roughness, cfg.dim, cfg.depth, cfg.scale)
+    x_va, y_va = normalised(data["val"], cfg.roughness, cfg.dim, cfg.depth, cfg.scale)
     t_data = time.perf_counter() - t0
 
     torch.manual_seed(cfg.seed)

@@ -28,10 +28,14 @@ set use disjoint seed streams, so validation is held out *by whole radial trajec
    - ``target``: the exact c(r, t) at the (s n)^d fine cell centres of the central n^d cells.
    Values are raw (not normalised): the CNN is scale-equivariant and the loss normalises per sample.
 
-Which input to train on: a CNN trained on ``rough`` beats linear and spline upsampling on rough patches,
-but it learns to denoise away the holes the particles dig into c, and end to end it fails (3D two_blobs
-rho error 2.7 against 0.22; MODEL.md §6 "over-smoothing c is wrong"). The shipped models are trained on
-``smooth`` (``train.py --roughness off``, the default); see docs/VALIDATION.md.
+Which input to train on: a CNN trained on ``rough`` with the exact target beats linear and spline
+upsampling on rough patches, but it learns to denoise away the holes the particles dig into c, and end to
+end it fails (3D two_blobs rho error 2.7 against 0.22; MODEL.md §6 "over-smoothing c is wrong"). A CNN
+trained on ``smooth`` alone (``train.py --roughness off``, the paper's input) amplifies those grid-scale
+holes in the drift instead (3D two_blobs at 64^3: rho error 0.091 at T/2 against the spline's 0.063). The
+shipped models (``train.py --roughness keep``, the default) take ``rough`` as input and
+``target + linear upsampling of (rough - smooth)`` as target: the residual they add is that of the smooth
+field, and the holes pass through as linear upsampling would, neither filled nor amplified.
 
 The result is cached in ``cache_dir`` under a name hashed from the config (``torch.save`` of tensors and
 plain values; ``torch.load(weights_only=True)``). Caches are not committed.

@@ -107,4 +107,24 @@ def test_shipped_checkpoints(dim):
         load_model(path, dim=5 - dim)
     m = meta["metrics"]
     assert m["value_cnn"] < m["value_linear"] and m["grad_cnn"] < m["grad_linear"]
-    assert meta["config"]["roughness"] == "off" and meta["config"]["dim"] == dim
+    assert meta["config"]["roughness"] == "keep" and meta["config"]["dim"] == dim
+
+
+def test_keep_target_is_the_smooth_residual_plus_linear_roughness():
+    # --roughness keep: rough input; the target minus the linear upsampling of the input is the smooth
+    # field's residual (target - up(smooth)), so the CNN must neither fill nor amplify the roughness.
+    from nsipf_torch.model import upsample_linear
+    g = torch.Generator().manual_seed(0)
+    n, k, s, dim = 6, 2, 2, 2
+    smooth = 1 + torch.rand(n, n + 2 * k, n + 2 * k, generator=g)
+    rough = smooth * torch.exp(-0.3 * torch.rand(smooth.shape, generator=g))
+    target = 1 + torch.rand(n, s * n, s * n, generator=g)
+    split = {"rough": rough, "smooth": smooth, "target": target}
+    crop = (slice(None),) + (slice(s * k, -s * k),) * dim
+    inp, tgt = train.normalised(split, "keep", dim, k, s)
+    scale = rough.flatten(1).amax(1).reshape(-1, 1, 1)
+    assert torch.allclose(inp * scale, rough)
+    resid = tgt * scale - upsample_linear(rough, s, dim)[crop]
+    assert torch.allclose(resid, target - upsample_linear(smooth, s, dim)[crop], atol=1e-5)
+    with pytest.raises(ValueError, match="halo"):
+        train.normalised(split, "keep", dim)
