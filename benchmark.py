@@ -442,7 +442,7 @@ def time_calls(fn, calls: int, repeats: int, device) -> dict:
 def fast_path_tables(fp: dict, cfg: BenchConfig, device, dtype, log, checkpoint) -> dict:
     """The gpu suite's extra tables (each row guarded; results.json is rewritten after each table)."""
     steps = cfg.steps2
-    out = {"nsipf_big": [], "precision_speed": [], "precision_accuracy": [], "deposit": [], "compile": []}
+    out = {"precision_speed": [], "precision_accuracy": [], "deposit": [], "compile": []}
     precisions = ("fp32", "tf32", "bf16") if device.type == "cuda" else ("fp32", "bf16")
 
     N, P = fp["big"]
