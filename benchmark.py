@@ -35,6 +35,7 @@ from nsipf_torch.grid import Grid, resolve_device, resolve_dtype
 from nsipf_torch.initial import get_ic
 from nsipf_torch.interp import make_interp
 from nsipf_torch.io import ensure_writable_dir, save_json
+from nsipf_torch.resources import reference_path
 from nsipf_torch.runners import FDRunner, ParticleRunner, neural_interp
 from nsipf_torch.sipf import compiled_advance
 
@@ -60,7 +61,7 @@ SUITES = {
              # compilation: that is slow here)
              "fast_path": {"big": (16, 2_000), "accuracy": (16, 1_000), "deposit_Ps": (1_000,), "compile": ()}},
 }
-PRECISION_REFERENCE = Path(__file__).resolve().parent / "tests" / "data" / "fd_two_blobs_3d.npz"
+PRECISION_REFERENCE = reference_path("two_blobs", 3)
 
 
 @dataclass

@@ -21,16 +21,11 @@ from . import fd
 from .deposit import deposit
 from .diagnostics import field_diagnostics
 from .grid import Grid
+from .resources import default_checkpoint
 from .distributed import World, sharded_deposit
 from .sipf import compiled_advance, initial_state, noise_generators, sipf_run
 
 
-CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
-
-
-def default_checkpoint(dim: int) -> Path:
-    """The shipped CNN for a dimension, made by train.py's documented command (README)."""
-    return CHECKPOINTS / f"nsipf_{dim}d.pt"
 
 
 def neural_interp(model_path: str | Path | None, grid: Grid, precision: str = "fp32"):

@@ -2,14 +2,14 @@
 references, rel_l2 of rho and c on 16^d blocks at t = T/2 and T, with wall times; and the `annuli`
 out-of-distribution check (mass within 0.12 of the inner ring at t = 0.05 against FD on the same grid).
 
-    python scripts/accuracy_table.py                          # 3D, N in {32, 64}, P in {2e4, 2e5}, seeds 0-2
-    python scripts/accuracy_table.py --N 32 --P 20000 --problems two_blobs
-    python scripts/accuracy_table.py --problems two_blobs --N 64 --P 200000 --seeds 0     # one seed
+    python -m scripts.accuracy_table                          # 3D, N in {32, 64}, P in {2e4, 2e5}, seeds 0-2
+    python -m scripts.accuracy_table --N 32 --P 20000 --problems two_blobs
+    python -m scripts.accuracy_table --problems two_blobs --N 64 --P 200000 --seeds 0     # one seed
 
 With several seeds the particle methods run them as members of one batch; the table shows the mean over
 seeds (the JSON also holds each seed's errors under ``per_seed``).
 
-The references are tests/data/fd_<ic>_<d>d.npz (scripts/make_reference_data.py). Writes a markdown table
+The references are nsipf_torch/reference/fd_<ic>_<d>d.npz (scripts/make_reference_data.py). Writes a markdown table
 to stdout and --out (JSON beside it).
 """
 from __future__ import annotations
@@ -23,15 +23,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from nsipf_torch.grid import Grid  # noqa: E402
-from nsipf_torch.initial import get_ic  # noqa: E402
-from nsipf_torch.interp import make_interp  # noqa: E402
-from nsipf_torch.metrics import rel_l2  # noqa: E402
-from nsipf_torch.runners import FDRunner, ParticleRunner, neural_interp  # noqa: E402
-from nsipf_torch.validation import ring_fraction  # noqa: E402
+from nsipf_torch.grid import Grid
+from nsipf_torch.initial import get_ic
+from nsipf_torch.interp import make_interp
+from nsipf_torch.metrics import rel_l2
+from nsipf_torch.resources import reference_path
+from nsipf_torch.runners import FDRunner, ParticleRunner, neural_interp
+from nsipf_torch.validation import ring_fraction
 
-DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 METHODS = ("FD", "SIPF-trilinear", "SIPF-spline", "NSIPF")
 
 
@@ -47,7 +46,7 @@ def runner_for(method, grid, ic, P, seeds, model=None):
 
 def run_case(problem, N, P, method, dim, dt, seeds, model=None):
     """Errors of one method (mean over ``seeds``; ``per_seed`` lists each member's) and the wall time."""
-    ref = np.load(DATA / f"fd_{problem}_{dim}d.npz")
+    ref = np.load(reference_path(problem, dim))
     grid = Grid(N, dim, dtype=torch.float32)
     runner = runner_for(method, grid, get_ic(problem), P, list(seeds), model)
     per_seed = {}

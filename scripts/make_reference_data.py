@@ -6,9 +6,9 @@ block-averaged to 16^d cells (metrics.block_average, the grid of rel_l2) and sav
 metadata. The rel_l2 between the two resolutions is printed and stored, as the evidence of convergence, with
 the mean |x|^2 trajectories (MODEL.md §5 behaviour figures) of both runs.
 
-    python scripts/make_reference_data.py                       # 3D at 96^3 (vs 64^3) and 2D at 256^2 (vs 128^2)
-    python scripts/make_reference_data.py --dim 3 --problems annuli --N 128 --coarse-N 64 --device cuda
-    python scripts/make_reference_data.py --dim 2 --N 256 --coarse-N 128 --problems two_blobs
+    python -m scripts.make_reference_data                       # 3D at 96^3 (vs 64^3) and 2D at 256^2 (vs 128^2)
+    python -m scripts.make_reference_data --dim 3 --problems annuli --N 128 --coarse-N 64 --device cuda
+    python -m scripts.make_reference_data --dim 2 --N 256 --coarse-N 128 --problems two_blobs
 """
 from __future__ import annotations
 
@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nsipf_torch.fd import fd_solve  # noqa: E402
-from nsipf_torch.grid import Grid, resolve_dtype  # noqa: E402
-from nsipf_torch.initial import get_ic  # noqa: E402
-from nsipf_torch.metrics import block_average, rel_l2  # noqa: E402
-from nsipf_torch.validation import mean_r2, ring_fraction  # noqa: E402
+from nsipf_torch.fd import fd_solve
+from nsipf_torch.resources import REFERENCES
+from nsipf_torch.grid import Grid, resolve_dtype
+from nsipf_torch.initial import get_ic
+from nsipf_torch.metrics import block_average, rel_l2
+from nsipf_torch.validation import mean_r2, ring_fraction
 
 GAMMA, CHI, M0, T = 0.01, 1.0, 1.0, 0.2
 COARSE = 16
@@ -72,7 +72,7 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     ap.add_argument("--summary", default="out/fd_reference_summary.json", help="JSON of all measured figures")
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "tests" / "data"))
+    ap.add_argument("--out", default=str(REFERENCES))
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     dtype = resolve_dtype(args.dtype)

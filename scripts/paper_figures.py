@@ -1,8 +1,8 @@
 """Reproduce the paper's experiment figures (its Figs. 3-7) for the three canonical problems in 3D:
 NSIPF beside the FD reference, mid-plane cross-sections of rho at several times, and profiles along x.
 
-    python scripts/paper_figures.py                     # N = 32, P = 2e4 (the paper's P), all three problems
-    python scripts/paper_figures.py --N 64 --P 200000 --problems two_blobs
+    python -m scripts.paper_figures                     # N = 32, P = 2e4 (the paper's P), all three problems
+    python -m scripts.paper_figures --N 64 --P 200000 --problems two_blobs
 
 Runs simulate.py twice per problem (fdm and nsipf) into --runs, then writes docs/figures/<problem>.png
 (cross-sections, FD top row, NSIPF bottom row), docs/figures/<problem>_profile.png, and a ParaView-style
@@ -17,13 +17,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-import simulate  # noqa: E402
-from nsipf_torch.plotting import centre_line, mid_plane  # noqa: E402
+import simulate
+from nsipf_torch.plotting import centre_line, mid_plane
 
 
 def main(argv=None) -> int:

@@ -1,8 +1,8 @@
 """Where one particle step's time goes: torch.profiler over a few steps of benchmark.py's Table 1 runner.
 
-    python scripts/profile_step.py --method NSIPF --N 128 --P 1000000 --device cuda
-    python scripts/profile_step.py --method SIPF-spline --N 32 --P 20000          # the CPU
-    python scripts/profile_step.py --method SIPF-trilinear --N 64 --P 10000000 --device cuda --compile default
+    python -m scripts.profile_step --method NSIPF --N 128 --P 1000000 --device cuda
+    python -m scripts.profile_step --method SIPF-spline --N 32 --P 20000          # the CPU
+    python -m scripts.profile_step --method SIPF-trilinear --N 64 --P 10000000 --device cuda --compile default
 
 Prints the operators with the largest self time on the device (CUDA time on a GPU, CPU time otherwise),
 the number of kernels launched per step, and the wall time per step outside the profiler.
@@ -17,10 +17,9 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmark import make_runner, run_steps  # noqa: E402
-from nsipf_torch.grid import Grid, resolve_device  # noqa: E402
-from nsipf_torch.sipf import compiled_advance  # noqa: E402
+from benchmark import make_runner, run_steps
+from nsipf_torch.grid import Grid, resolve_device
+from nsipf_torch.sipf import compiled_advance
 
 
 def main(argv=None) -> int:

@@ -4,8 +4,8 @@ Prints one line per run: N, dtype, threads, wall seconds, outer steps, sub-steps
 MODEL.md §6), ms per sub-step; optionally the batching gain (a B = 4 chi sweep against 4 single runs with the
 same forced sub-step count). Timings are not asserted anywhere; they go into docs/VALIDATION.md.
 
-    python scripts/time_fd.py --N 32 64 128 --dtype float32
-    python scripts/time_fd.py --N 32 --batch-check
+    python -m scripts.time_fd --N 32 64 128 --dtype float32
+    python -m scripts.time_fd --N 32 --batch-check
 """
 from __future__ import annotations
 
@@ -16,11 +16,10 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nsipf_torch.fd import fd_advance, fd_solve, fd_substep_count  # noqa: E402
-from nsipf_torch.grid import Grid, resolve_device, resolve_dtype  # noqa: E402
-from nsipf_torch.initial import get_ic  # noqa: E402
+from nsipf_torch.fd import fd_advance, fd_solve, fd_substep_count
+from nsipf_torch.grid import Grid, resolve_device, resolve_dtype
+from nsipf_torch.initial import get_ic
 
 
 def sync(device):

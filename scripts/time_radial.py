@@ -1,7 +1,7 @@
 """Wall time of the batched radial solver on a training-set-sized family (issue 2 §5 target: <= 1 min).
 
-    python scripts/time_radial.py                       # B=300, Nr=256, R=1.5, d=3, T=0.2, dt=1e-3, compiled
-    python scripts/time_radial.py --Nr 512 --no-compile --threads 2
+    python -m scripts.time_radial                       # B=300, Nr=256, R=1.5, d=3, T=0.2, dt=1e-3, compiled
+    python -m scripts.time_radial --Nr 512 --no-compile --threads 2
 
 The family (a stand-in for issue 4's training data; seeded): rho0 a Gaussian of width U[0.08, 0.2] and mass
 1, c0 = A exp(-r^2/2 s^2) with A log-uniform in [0.5, 10] and s in U[0.15, 0.4], gamma in U[0.005, 0.02],
@@ -18,8 +18,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from nsipf_torch.radial import RadialGrid, gaussian_shell_averages, radial_mass, solve_radial  # noqa: E402
+from nsipf_torch.radial import RadialGrid, gaussian_shell_averages, radial_mass, solve_radial
 
 
 def family(B: int, rgrid: RadialGrid, seed: int):

@@ -1,8 +1,8 @@
 """Particle-steps per second of the SIPF step (issue 3 performance figures; grows into benchmark.py).
 
-    python scripts/time_sipf.py                       # P = 1e4, 1e5, 1e6 at N = 64, both interpolators
-    python scripts/time_sipf.py --compile --P 1e6 --interp trilinear
-    python scripts/time_sipf.py --breakdown --P 1e6   # where the time goes: noise, deposit, grad_c, move
+    python -m scripts.time_sipf                       # P = 1e4, 1e5, 1e6 at N = 64, both interpolators
+    python -m scripts.time_sipf --compile --P 1e6 --interp trilinear
+    python -m scripts.time_sipf --breakdown --P 1e6   # where the time goes: noise, deposit, grad_c, move
 
 Reports wall-clock and process-CPU time per step (the CPU may be shared: CPU time shows the cost when
 wall time is inflated by other load) and the load average at the start.
@@ -17,15 +17,14 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nsipf_torch.deposit import deposit  # noqa: E402
-from nsipf_torch.field import update_c  # noqa: E402
-from nsipf_torch.grid import Grid, resolve_dtype  # noqa: E402
-from nsipf_torch.initial import get_ic  # noqa: E402
-from nsipf_torch.interp import make_interp  # noqa: E402
-from nsipf_torch.particles import em_move  # noqa: E402
-from nsipf_torch.sipf import compiled_advance, draw_noise, initial_state, noise_generators, sipf_run  # noqa: E402
+from nsipf_torch.deposit import deposit
+from nsipf_torch.field import update_c
+from nsipf_torch.grid import Grid, resolve_dtype
+from nsipf_torch.initial import get_ic
+from nsipf_torch.interp import make_interp
+from nsipf_torch.particles import em_move
+from nsipf_torch.sipf import compiled_advance, draw_noise, initial_state, noise_generators, sipf_run
 
 
 def _clock(fn, n):

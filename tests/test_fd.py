@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from nsipf_torch.resources import reference_path
 from nsipf_torch.fd import CFL, LIMITERS, fd_advance, fd_solve, fd_substep, fd_substep_count, stability_rate
 from nsipf_torch.grid import Grid
 from nsipf_torch.initial import get_ic
@@ -18,7 +19,6 @@ from nsipf_torch.validation import (mean_r2, neumann_gaussian_1d, neumann_gaussi
                                     neumann_gaussian_density, observed_orders, richardson_order,
                                     ring_fraction)
 
-DATA = Path(__file__).parent / "data"
 CANONICAL = ("blob", "two_blobs", "annuli")
 
 
@@ -301,7 +301,7 @@ def test_grid_convergence_two_blobs_3d_full():
 # ------------------------------------------------------------------------------------------ references
 
 def _reference(name, dim):
-    path = DATA / f"fd_{name}_{dim}d.npz"
+    path = reference_path(name, dim)
     if not path.exists():
         pytest.skip(f"{path.name} missing: run scripts/make_reference_data.py")
     return np.load(path)
