@@ -40,13 +40,12 @@ exit status 2, no traceback, nothing written.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import os
 import sys
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +53,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from nsipf_torch.cli import parse_config, usage_error
 from nsipf_torch.data import DataConfig, make_dataset
 from nsipf_torch.model import UpsampleCNN, read_checkpoint, save_checkpoint, upsample_linear
 
@@ -61,36 +61,43 @@ ROOT = Path(__file__).resolve().parent
 ROUGHNESS = ("off", "on", "mix", "keep")
 
 
+def _opt(default, help, **extra):
+    return field(default=default, metadata={"help": help, **extra})
+
+
 @dataclass
 class TrainConfig:
-    dim: int = 3
-    epochs: int = 15
-    batch_size: int = 4
-    lr: float = 1e-3
-    width: int = 8
-    depth: int = 3
-    scale: int = 2
-    roughness: str = "keep"     # keep: rough SIPF input, target = exact + linear upsampling of the roughness
-                                # (module docstring); off: blurred+downsampled input (the paper's); on: rough
-                                # input, exact target ("on" wins on patches but loses end to end)
-    n_traj: int = 64
-    n_val_traj: int = 8
-    snapshots: int = 6
-    grids_per_traj: int = 3
-    patches_per_grid: int = 3
-    P_max: int = 30_000
-    data_seed: int = 0
-    data_T: float = 0.2         # radial trajectories' final time (the canonical T)
-    data_Nr: int = 256          # radial cells on [0, 1.5]
-    seed: int = 0
-    out: str = ""               # default: checkpoints/nsipf_{dim}d.pt
-    resume: bool = False
-    logdir: str = "runs/train"
-    cache_dir: str = ".cache/data"
-    threads: int = 1            # torch threads per process (0: torch's default). 1 because on a shared CPU
-                                # OpenMP threads spin-wait: 2 threads measured up to 18x slower here
-    device: str = "cpu"
-    evaluate: str = ""          # a checkpoint: print its validation table on this config's data; no training
+    dim: int = _opt(3, "space dimension of the model", choices=(2, 3))
+    epochs: int = _opt(15, "passes over the training patches")
+    batch_size: int = _opt(4, "patches per optimiser step and process (the paper's 4)")
+    lr: float = _opt(1e-3, "Adam learning rate")
+    width: int = _opt(8, "CNN channels per hidden layer")
+    depth: int = _opt(3, "3^d convolutions in the residual branch (also the receptive radius in coarse cells)")
+    scale: int = _opt(2, "upsampling factor s: the CNN maps N^d cells to (sN)^d")
+    roughness: str = _opt("keep", "input/target of the training patches: keep = the SIPF field of persistent "
+                          "particles, target the exact field plus the linear upsampling of its roughness (the CNN "
+                          "neither fills nor amplifies the holes); off = blurred and downsampled input (the "
+                          "paper's); on = SIPF input, exact target; mix = half on, half off (on/mix lose end to "
+                          "end: docs/VALIDATION.md)", choices=ROUGHNESS)
+    n_traj: int = _opt(64, "radial training trajectories (seeded problems solved by the radial FD solver)")
+    n_val_traj: int = _opt(8, "held-out radial trajectories for validation (whole trajectories, never snapshots)")
+    snapshots: int = _opt(6, "times per trajectory at which patches are cut")
+    grids_per_traj: int = _opt(3, "random SIPF grids (N in 32-128, sub-cell shift) per trajectory")
+    patches_per_grid: int = _opt(3, "patches cut per grid and snapshot")
+    P_max: int = _opt(30_000, "most particles per problem for the roughness of the SIPF field")
+    data_seed: int = _opt(0, "seed of the training-data generator")
+    data_T: float = _opt(0.2, "final time of the radial trajectories (the canonical T)")
+    data_Nr: int = _opt(256, "radial cells of the radial solver on [0, 1.5]")
+    seed: int = _opt(0, "seed of the weights and of the batch order")
+    out: str = _opt("", "checkpoint path (default: checkpoints/nsipf_{dim}d.pt)")
+    resume: bool = _opt(False, "continue the run saved in --out for more --epochs")
+    logdir: str = _opt("runs/train", "TensorBoard directory (losses, validation errors and image slices)")
+    cache_dir: str = _opt(".cache/data", "where the generated training data is cached")
+    # One thread by default: on a shared CPU OpenMP threads spin-wait, and 2 threads ran far slower.
+    threads: int = _opt(1, "torch threads per process (0: torch's default; 1 avoids OpenMP spin-waits on a "
+                        "shared CPU)")
+    device: str = _opt("cpu", "cpu, cuda or cuda:K")
+    evaluate: str = _opt("", "a checkpoint: print its validation table on this config's data, train nothing")
 
     def validate(self):
         if self.dim not in (2, 3):
@@ -121,60 +128,8 @@ class TrainConfig:
                           T=self.data_T, Nr=self.data_Nr, seed=self.data_seed)
 
 
-HELP = {
-    "dim": "space dimension of the model: 3 (default) or 2",
-    "epochs": "passes over the training patches",
-    "batch_size": "patches per optimiser step and process (the paper's 4)",
-    "lr": "Adam learning rate",
-    "width": "CNN channels per hidden layer",
-    "depth": "3^d convolutions in the residual branch (also the receptive radius in coarse cells)",
-    "scale": "upsampling factor s: the CNN maps N^d cells to (sN)^d",
-    "roughness": "input/target of the training patches: keep = the SIPF field of persistent particles, target the "
-                 "exact field plus the linear upsampling of its roughness (the CNN neither fills nor amplifies the "
-                 "holes); off = blurred and downsampled input (the paper's); on = SIPF input, exact target; mix = "
-                 "half on, half off (on/mix lose end to end: docs/VALIDATION.md)",
-    "n_traj": "radial training trajectories (seeded problems solved by the radial FD solver)",
-    "n_val_traj": "held-out radial trajectories for validation (whole trajectories, never snapshots)",
-    "snapshots": "times per trajectory at which patches are cut",
-    "grids_per_traj": "random SIPF grids (N in 32-128, sub-cell shift) per trajectory",
-    "patches_per_grid": "patches cut per grid and snapshot",
-    "P_max": "most particles per problem for the roughness of the SIPF field",
-    "data_seed": "seed of the training-data generator",
-    "data_T": "final time of the radial trajectories",
-    "data_Nr": "radial cells of the radial solver on [0, 1.5]",
-    "seed": "seed of the weights and of the batch order",
-    "out": "checkpoint path (default: checkpoints/nsipf_{dim}d.pt)",
-    "resume": "continue the run saved in --out for more --epochs",
-    "logdir": "TensorBoard directory (losses, validation errors and image slices)",
-    "cache_dir": "where the generated training data is cached",
-    "threads": "torch threads per process (0: torch's default; 1 avoids OpenMP spin-waits on a shared CPU)",
-    "device": "cpu or cuda",
-    "evaluate": "a checkpoint: print its validation table on this config's data, train nothing",
-}
-
-
-class _UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise _UsageError(message)
-
-
 def parse_args(argv) -> TrainConfig:
-    parser = _Parser(prog="train.py", description=__doc__.split("\n")[0],
-                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    for f in fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        if f.type in ("bool", bool):
-            parser.add_argument(flag, action="store_true", default=f.default, help=HELP[f.name])
-        else:
-            kind = {"int": int, "float": float, "str": str}[f.type if isinstance(f.type, str) else f.type.__name__]
-            parser.add_argument(flag, type=kind, default=f.default, help=HELP[f.name])
-    cfg = TrainConfig(**vars(parser.parse_args(argv)))
-    cfg.validate()
-    return cfg
+    return parse_config(TrainConfig, argv, prog="train.py", description=__doc__.split("\n")[0])
 
 
 # --- data --------------------------------------------------------------------------------------------------
@@ -280,17 +235,15 @@ def main(argv=None) -> int:
             for key in ("dim", "width", "depth", "scale"):
                 if old.get(key) != getattr(cfg, key):
                     raise ValueError(f"--resume: checkpoint {cfg.out} has {key}={old.get(key)}, the run asks {getattr(cfg, key)}")
-    except (_UsageError, ValueError) as err:
-        print(f"train.py: error: {err}", file=sys.stderr)
-        return 2
+    except ValueError as err:
+        return usage_error("train.py", err)
 
     if cfg.evaluate:
         try:
             from nsipf_torch.model import load_model
             model, _ = load_model(cfg.evaluate, dim=cfg.dim)
         except ValueError as err:
-            print(f"train.py: error: {err}", file=sys.stderr)
-            return 2
+            return usage_error("train.py", err)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         cfg.depth, cfg.scale, cfg.width = model.depth, model.scale, model.width  # the data's halo = the model's
