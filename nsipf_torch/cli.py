@@ -35,17 +35,21 @@ Interface:
 - ``make_parser(prog, description)``: an ``ArgumentParser`` that raises ``UsageError`` instead of
   exiting and shows defaults in ``--help`` (what ``parse_config`` uses; for scripts that add flags by hand
   beside the dataclass ones).
+- ``check_output_file(path, flag)`` / ``check_output_dir(path, flag)``: a ``ValueError`` naming the flag
+  when the path could not be written (checked before long work; nothing is created).
 - ``usage_error(prog, err)``: print ``<prog>: error: <msg>`` on stderr and return 2.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import typing
+from pathlib import Path
 from typing import Any, Iterable
 
-__all__ = ["UsageError", "add_dataclass_arguments", "config_from_args", "make_parser", "parse_config",
+__all__ = ["UsageError", "add_dataclass_arguments", "check_output_dir", "check_output_file", "config_from_args", "make_parser", "parse_config",
            "usage_error"]
 
 
@@ -174,3 +178,31 @@ def usage_error(prog: str, err: BaseException) -> int:
     """Report a usage error the way argparse does (one line on stderr) and give the exit status 2."""
     print(f"{prog}: error: {err}", file=sys.stderr)
     return 2
+
+
+def _nearest_existing(path) -> Path:
+    p = Path(path).absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def check_output_dir(path, flag: str) -> None:
+    """``ValueError`` unless ``path`` is, or could be created as, a writable directory (creates nothing)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{flag} {str(path)!r} exists and is not a directory")
+    base = _nearest_existing(path)
+    if not base.is_dir() or not os.access(base, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {str(path)!r} is not writable ({str(base)!r} is not a writable directory)")
+
+
+def check_output_file(path, flag: str) -> None:
+    """``ValueError`` unless the file ``path`` could be written (its folder exists writable or can be
+    created; an existing ``path`` is a writable file). Creates nothing."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{flag} {str(path)!r} is a directory, expected a file path")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ValueError(f"{flag} {str(path)!r} is not writable")
+    check_output_dir(path.parent, flag)
