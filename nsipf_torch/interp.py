@@ -56,9 +56,7 @@ class _OnDevice:
         self._source = tensor
 
     def on(self, device: torch.device) -> torch.Tensor:
-        device = torch.device(device)
-        if device.type == "cuda" and device.index is None:
-            device = torch.device("cuda", torch.cuda.current_device())
+        """The copy on ``device`` (a tensor's device, which always carries its index)."""
         if device not in self._copies:
             self._copies[device] = self._source.to(device)
         return self._copies[device]
