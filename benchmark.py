@@ -19,7 +19,6 @@ version, the commit and the full config.
 """
 from __future__ import annotations
 
-import argparse
 import platform
 import statistics
 import subprocess
@@ -31,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nsipf_torch.cli import parse_config, usage_error
 from nsipf_torch.grid import Grid, resolve_device, resolve_dtype
 from nsipf_torch.initial import get_ic
 from nsipf_torch.interp import make_interp
@@ -64,48 +64,53 @@ SUITES = {
 PRECISION_REFERENCE = reference_path("two_blobs", 3)
 
 
+METHODS = ("FDM", "SIPF-spline", "NSIPF", "SIPF-trilinear")
+TABLES = ("table1", "baseline", "table2", "fast_path")
+
+
+def _opt(default, help, **extra):
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help, **extra})
+    return field(default=default, metadata={"help": help, **extra})
+
+
 @dataclass
 class BenchConfig:
-    suite: str = "quick"
-    device: str = "auto"
-    dtype: str = "float32"
-    repeats: int = 3
-    out: str = "bench/latest"
-    T: float = 0.2
-    dt: float = 1e-3
-    P: int = 20_000
-    N2: int = 64
-    steps2: int = 20
-    baseline_steps: int = 3
-    methods: list[str] = field(default_factory=lambda: ["FDM", "SIPF-spline", "NSIPF", "SIPF-trilinear"])
-    Ns: str = ""
-    Ps: str = ""
-    tables: str = "table1,baseline,table2,fast_path"
-    progress: bool = True
+    suite: str = _opt("quick", "which sizes to run (convergence: the paper's Fig. 8)",
+                      choices=(*SUITES, "convergence"))
+    device: str = _opt("auto", "auto, cpu, cuda or cuda:K")
+    dtype: str = _opt("float32", "floating-point type of every method", choices=("float32", "float64"))
+    repeats: int = _opt(3, "timed whole runs per figure (median, min-max)")
+    out: str = _opt("bench/latest", "output directory for results.md and results.json")
+    T: float = _opt(0.2, "Table 1 final time")
+    dt: float = _opt(1e-3, "time step of every method")
+    P: int = _opt(20_000, "Table 1 particle count")
+    N2: int = _opt(64, "Table 2 grid size")
+    steps2: int = _opt(20, "steps per Table 2 run")
+    baseline_steps: int = _opt(3, "steps of the scipy baseline")
+    methods: list[str] = _opt(list(METHODS), "Table 1 rows, comma separated", choices=METHODS)
+    Ns: list[int] = _opt([], "override the suite's Table 1 grid sizes, e.g. 128 (empty: the suite's)")
+    Ps: list[int] = _opt([], "override the suite's Table 2 particle counts, e.g. 20000,1e6 (empty: the suite's)")
+    tables: list[str] = _opt(list(TABLES), "which parts to run, comma separated (fast_path only in suites that "
+                             "define it: gpu, tiny)", choices=TABLES)
+    progress: bool = _opt(True, "print each row as it is measured")
+
+    def validate(self) -> None:
+        for name in ("repeats", "P", "N2", "steps2", "baseline_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        for name in ("Ns", "Ps"):
+            bad = [v for v in getattr(self, name) if v < 1]
+            if bad:
+                raise ValueError(f"--{name} values must be >= 1, got {bad[0]}")
+        if not (self.dt > 0 and self.T > 0):
+            raise ValueError(f"--dt and --T must be > 0, got {self.dt} and {self.T}")
+        if not self.methods or not self.tables:
+            raise ValueError("--methods and --tables must name at least one entry")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    d = BenchConfig()
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--suite", default=d.suite, help=f"one of {', '.join(SUITES)} or convergence")
-    p.add_argument("--device", default=d.device, help="auto, cpu or cuda")
-    p.add_argument("--dtype", default=d.dtype, help="float32 or float64 for every method")
-    p.add_argument("--repeats", type=int, default=d.repeats, help="timed whole runs per figure (median, min-max)")
-    p.add_argument("--out", default=d.out, help="output directory for results.md and results.json")
-    p.add_argument("--T", type=float, default=d.T, help="Table 1 final time")
-    p.add_argument("--dt", type=float, default=d.dt, help="time step of every method")
-    p.add_argument("--P", type=int, default=d.P, help="Table 1 particle count")
-    p.add_argument("--N2", type=int, default=d.N2, help="Table 2 grid size")
-    p.add_argument("--steps2", type=int, default=d.steps2, help="steps per Table 2 run")
-    p.add_argument("--baseline-steps", type=int, default=d.baseline_steps, help="steps of the scipy baseline")
-    p.add_argument("--methods", default=",".join(d.methods), help="Table 1 rows, comma separated")
-    p.add_argument("--Ns", default=d.Ns, help="override the suite's Table 1 grid sizes, e.g. 128")
-    p.add_argument("--Ps", default=d.Ps, help="override the suite's Table 2 particle counts, e.g. 20000,1000000")
-    p.add_argument("--tables", default=d.tables, help="which parts to run, comma separated: table1, baseline, table2, "
-                   "fast_path (the last only in suites that define it: gpu, tiny)")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="quiet")
-    return p
+def parse_args(argv) -> BenchConfig:
+    return parse_config(BenchConfig, argv, prog="benchmark.py", description=__doc__.split("\n\n")[0])
 
 
 def sync(device: torch.device) -> None:
@@ -199,38 +204,22 @@ def fmt(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    cfg = BenchConfig(**{**vars(args), "methods": args.methods.split(",")})
     try:
-        if cfg.suite not in (*SUITES, "convergence"):
-            raise ValueError(f"unknown --suite {cfg.suite!r}; choose one of {', '.join(SUITES)}, convergence")
-        for m in cfg.methods:
-            if m not in ("FDM", "SIPF-spline", "SIPF-trilinear", "NSIPF"):
-                raise ValueError(f"unknown method {m!r} in --methods")
-        if cfg.repeats < 1 or cfg.P < 1 or cfg.steps2 < 1 or cfg.baseline_steps < 1:
-            raise ValueError("--repeats, --P, --steps2 and --baseline-steps must be >= 1")
-        for flag, text in (("--Ns", cfg.Ns), ("--Ps", cfg.Ps)):
-            if text and not all(v.strip().replace(".", "", 1).replace("e", "", 1).isdigit() for v in text.split(",")):
-                raise ValueError(f"{flag} {text!r} must be a comma-separated list of positive numbers")
-        tables = set(cfg.tables.split(","))
-        if not tables <= {"table1", "baseline", "table2", "fast_path"}:
-            raise ValueError(f"--tables {cfg.tables!r} must name table1, baseline, table2 or fast_path")
-        if not (cfg.dt > 0 and cfg.T > 0):
-            raise ValueError(f"--dt and --T must be > 0, got {cfg.dt} and {cfg.T}")
+        cfg = parse_args(argv)
         device, dtype = resolve_device(cfg.device), resolve_dtype(cfg.dtype)
         out = ensure_writable_dir(cfg.out)
     except ValueError as err:
-        print(f"benchmark.py: error: {err}", file=sys.stderr)
-        return 2
+        return usage_error("benchmark.py", err)
+    tables = set(cfg.tables)
     meta = {"device": device_name(device), "torch": torch.__version__, "commit": commit_hash(),
             "config": asdict(cfg), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     if cfg.suite == "convergence":
         return convergence_suite(cfg, meta, device, out)
     suite = dict(SUITES[cfg.suite])
     if cfg.Ns:
-        suite["Ns"] = tuple(int(n) for n in cfg.Ns.split(","))
+        suite["Ns"] = tuple(cfg.Ns)
     if cfg.Ps:
-        suite["Ps"] = tuple(int(float(n)) for n in cfg.Ps.split(","))
+        suite["Ps"] = tuple(cfg.Ps)
     n_steps = round(cfg.T / cfg.dt)
     log = print if cfg.progress else (lambda *a, **k: None)
     log(f"# benchmark suite {cfg.suite} on {meta['device']}, torch {meta['torch']}, commit {meta['commit']}")

@@ -40,13 +40,12 @@ exit status 2, no traceback, nothing written.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import os
 import sys
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -54,43 +53,51 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from nsipf_torch.data import DataConfig, make_dataset
-from nsipf_torch.model import UpsampleCNN, read_checkpoint, save_checkpoint, upsample_linear
+from nsipf_torch.cli import check_output_dir, check_output_file, parse_config, usage_error
+from nsipf_torch.data import DataConfig, cache_folder, make_dataset
+from nsipf_torch.model import UpsampleCNN, load_model, read_checkpoint, save_checkpoint, upsample_linear
 
-ROOT = Path(__file__).resolve().parent
 ROUGHNESS = ("off", "on", "mix", "keep")
+
+
+def _opt(default, help, **extra):
+    return field(default=default, metadata={"help": help, **extra})
 
 
 @dataclass
 class TrainConfig:
-    dim: int = 3
-    epochs: int = 15
-    batch_size: int = 4
-    lr: float = 1e-3
-    width: int = 8
-    depth: int = 3
-    scale: int = 2
-    roughness: str = "keep"     # keep: rough SIPF input, target = exact + linear upsampling of the roughness
-                                # (module docstring); off: blurred+downsampled input (the paper's); on: rough
-                                # input, exact target ("on" wins on patches but loses end to end)
-    n_traj: int = 64
-    n_val_traj: int = 8
-    snapshots: int = 6
-    grids_per_traj: int = 3
-    patches_per_grid: int = 3
-    P_max: int = 30_000
-    data_seed: int = 0
-    data_T: float = 0.2         # radial trajectories' final time (the canonical T)
-    data_Nr: int = 256          # radial cells on [0, 1.5]
-    seed: int = 0
-    out: str = ""               # default: checkpoints/nsipf_{dim}d.pt
-    resume: bool = False
-    logdir: str = "runs/train"
-    cache_dir: str = ".cache/data"
-    threads: int = 1            # torch threads per process (0: torch's default). 1 because on a shared CPU
-                                # OpenMP threads spin-wait: 2 threads measured up to 18x slower here
-    device: str = "cpu"
-    evaluate: str = ""          # a checkpoint: print its validation table on this config's data; no training
+    dim: int = _opt(3, "space dimension of the model", choices=(2, 3))
+    epochs: int = _opt(15, "passes over the training patches")
+    batch_size: int = _opt(4, "patches per optimiser step and process (the paper's 4)")
+    lr: float = _opt(1e-3, "Adam learning rate")
+    width: int = _opt(8, "CNN channels per hidden layer")
+    depth: int = _opt(3, "3^d convolutions in the residual branch (also the receptive radius in coarse cells)")
+    scale: int = _opt(2, "upsampling factor s: the CNN maps N^d cells to (sN)^d")
+    roughness: str = _opt("keep", "input/target of the training patches: keep = the SIPF field of persistent "
+                          "particles, target the exact field plus the linear upsampling of its roughness (the CNN "
+                          "neither fills nor amplifies the holes); off = blurred and downsampled input (the "
+                          "paper's); on = SIPF input, exact target; mix = half on, half off (on/mix lose end to "
+                          "end: docs/VALIDATION.md)", choices=ROUGHNESS)
+    n_traj: int = _opt(64, "radial training trajectories (seeded problems solved by the radial FD solver)")
+    n_val_traj: int = _opt(8, "held-out radial trajectories for validation (whole trajectories, never snapshots)")
+    snapshots: int = _opt(6, "times per trajectory at which patches are cut")
+    grids_per_traj: int = _opt(3, "random SIPF grids (N in 32-128, sub-cell shift) per trajectory")
+    patches_per_grid: int = _opt(3, "patches cut per grid and snapshot")
+    P_max: int = _opt(30_000, "most particles per problem for the roughness of the SIPF field")
+    data_seed: int = _opt(0, "seed of the training-data generator")
+    data_T: float = _opt(0.2, "final time of the radial trajectories (the canonical T)")
+    data_Nr: int = _opt(256, "radial cells of the radial solver on [0, 1.5]")
+    seed: int = _opt(0, "seed of the weights and of the batch order")
+    out: str = _opt("", "checkpoint path (default: checkpoints/nsipf_{dim}d.pt)")
+    resume: bool = _opt(False, "continue the run saved in --out for more --epochs")
+    logdir: str = _opt("runs/train", "TensorBoard directory (losses, validation errors and image slices)")
+    cache_dir: str = _opt("", "where the generated training data is cached (default: $NSIPF_CACHE, else "
+                          "$XDG_CACHE_HOME/nsipf_torch, else ~/.cache/nsipf_torch)")
+    # One thread by default: on a shared CPU OpenMP threads spin-wait, and 2 threads ran far slower.
+    threads: int = _opt(1, "torch threads per process (0: torch's default; 1 avoids OpenMP spin-waits on a "
+                        "shared CPU)")
+    device: str = _opt("cpu", "cpu, cuda or cuda:K")
+    evaluate: str = _opt("", "a checkpoint: print its validation table on this config's data, train nothing")
 
     def validate(self):
         if self.dim not in (2, 3):
@@ -121,60 +128,8 @@ class TrainConfig:
                           T=self.data_T, Nr=self.data_Nr, seed=self.data_seed)
 
 
-HELP = {
-    "dim": "space dimension of the model: 3 (default) or 2",
-    "epochs": "passes over the training patches",
-    "batch_size": "patches per optimiser step and process (the paper's 4)",
-    "lr": "Adam learning rate",
-    "width": "CNN channels per hidden layer",
-    "depth": "3^d convolutions in the residual branch (also the receptive radius in coarse cells)",
-    "scale": "upsampling factor s: the CNN maps N^d cells to (sN)^d",
-    "roughness": "input/target of the training patches: keep = the SIPF field of persistent particles, target the "
-                 "exact field plus the linear upsampling of its roughness (the CNN neither fills nor amplifies the "
-                 "holes); off = blurred and downsampled input (the paper's); on = SIPF input, exact target; mix = "
-                 "half on, half off (on/mix lose end to end: docs/VALIDATION.md)",
-    "n_traj": "radial training trajectories (seeded problems solved by the radial FD solver)",
-    "n_val_traj": "held-out radial trajectories for validation (whole trajectories, never snapshots)",
-    "snapshots": "times per trajectory at which patches are cut",
-    "grids_per_traj": "random SIPF grids (N in 32-128, sub-cell shift) per trajectory",
-    "patches_per_grid": "patches cut per grid and snapshot",
-    "P_max": "most particles per problem for the roughness of the SIPF field",
-    "data_seed": "seed of the training-data generator",
-    "data_T": "final time of the radial trajectories",
-    "data_Nr": "radial cells of the radial solver on [0, 1.5]",
-    "seed": "seed of the weights and of the batch order",
-    "out": "checkpoint path (default: checkpoints/nsipf_{dim}d.pt)",
-    "resume": "continue the run saved in --out for more --epochs",
-    "logdir": "TensorBoard directory (losses, validation errors and image slices)",
-    "cache_dir": "where the generated training data is cached",
-    "threads": "torch threads per process (0: torch's default; 1 avoids OpenMP spin-waits on a shared CPU)",
-    "device": "cpu or cuda",
-    "evaluate": "a checkpoint: print its validation table on this config's data, train nothing",
-}
-
-
-class _UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise _UsageError(message)
-
-
 def parse_args(argv) -> TrainConfig:
-    parser = _Parser(prog="train.py", description=__doc__.split("\n")[0],
-                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    for f in fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        if f.type in ("bool", bool):
-            parser.add_argument(flag, action="store_true", default=f.default, help=HELP[f.name])
-        else:
-            kind = {"int": int, "float": float, "str": str}[f.type if isinstance(f.type, str) else f.type.__name__]
-            parser.add_argument(flag, type=kind, default=f.default, help=HELP[f.name])
-    cfg = TrainConfig(**vars(parser.parse_args(argv)))
-    cfg.validate()
-    return cfg
+    return parse_config(TrainConfig, argv, prog="train.py", description=__doc__.split("\n")[0])
 
 
 # --- data --------------------------------------------------------------------------------------------------
@@ -216,12 +171,16 @@ def _grad_fine(f: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.stack(out)
 
 
-def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(torch.linalg.vector_norm((a - b).double()) / torch.linalg.vector_norm(b.double()))
+def _rel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Relative L2 distance as a 0-d float64 tensor (a device tensor: read it on the host, outside loops)."""
+    return torch.linalg.vector_norm((a - b).double()) / torch.linalg.vector_norm(b.double())
 
 
 def spline_upsample(inp: torch.Tensor, scale: int, halo: int, dim: int) -> torch.Tensor:
-    """Cubic-spline (scipy map_coordinates, order 3) upsampling of padded patches to the central region."""
+    """Cubic-spline (scipy map_coordinates, order 3) upsampling of padded patches to the central region.
+
+    Host-side (scipy): ``inp`` must be on the CPU.
+    """
     from scipy.ndimage import map_coordinates
 
     n = inp.shape[-1] - 2 * halo
@@ -232,21 +191,36 @@ def spline_upsample(inp: torch.Tensor, scale: int, halo: int, dim: int) -> torch
 
 
 @torch.no_grad()
-def evaluate(model: UpsampleCNN, inp: torch.Tensor, tgt: torch.Tensor, with_spline: bool = True) -> dict:
-    """Relative L2 errors of values and gradients over a split, for the CNN, linear and cubic upsampling."""
+def error_tensors(model: UpsampleCNN, inp: torch.Tensor, tgt: torch.Tensor) -> dict[str, torch.Tensor]:
+    """0-d tensors on the model's device: the loss and the relative L2 errors of values and gradients of
+    the CNN and of linear upsampling over a split (``inp``, ``tgt`` on that device). No host sync."""
     model.eval()
     d, s, k = model.dim, model.scale, model.halo
     preds = torch.cat([model.forward_valid(inp[i:i + 64]) for i in range(0, inp.shape[0], 64)])
     crop = (slice(None),) + (slice(s * k, -s * k),) * d
-    candidates = {"cnn": preds, "linear": upsample_linear(inp, s, d)[crop]}
-    if with_spline:
-        candidates["spline"] = spline_upsample(inp, s, k, d)
-    g_t = _grad_fine(tgt, d)
-    out = {"loss": float(F.mse_loss(preds, tgt))}
+    out = {"loss": F.mse_loss(preds, tgt)}
+    out.update(_errors({"cnn": preds, "linear": upsample_linear(inp, s, d)[crop]}, tgt, d))
+    return out
+
+
+def _errors(candidates: dict, tgt: torch.Tensor, dim: int) -> dict[str, torch.Tensor]:
+    g_t = _grad_fine(tgt, dim)
+    out = {}
     for name, p in candidates.items():
         out[f"value_{name}"] = _rel(p, tgt)
-        out[f"grad_{name}"] = _rel(_grad_fine(p, d), g_t)
+        out[f"grad_{name}"] = _rel(_grad_fine(p, dim), g_t)
     return out
+
+
+def evaluate(model: UpsampleCNN, inp: torch.Tensor, tgt: torch.Tensor, with_spline: bool = True) -> dict:
+    """Relative L2 errors (floats) of values and gradients over a split, for the CNN, linear and (on the
+    host, scipy) cubic-spline upsampling. ``inp``, ``tgt`` live on the model's device."""
+    metrics = error_tensors(model, inp, tgt)
+    if with_spline:
+        cpu_inp, cpu_tgt = inp.cpu(), tgt.cpu()
+        spline = spline_upsample(cpu_inp, model.scale, model.halo, model.dim)
+        metrics.update(_errors({"spline": spline}, cpu_tgt, model.dim))
+    return {key: float(value) for key, value in metrics.items()}
 
 
 def table(m: dict) -> str:
@@ -256,71 +230,144 @@ def table(m: dict) -> str:
     return "\n".join(rows)
 
 
-def _images(writer, model, inp, tgt, epoch):
+@torch.no_grad()
+def image_slices(model: UpsampleCNN, inp: torch.Tensor, tgt: torch.Tensor) -> dict[str, torch.Tensor]:
+    """(1, H, W) images of the first validation patch (input, target, prediction), scaled by the target's
+    maximum, on the model's device (mid-plane in 3D)."""
     d, s, k = model.dim, model.scale, model.halo
-    with torch.no_grad():
-        pred = model.forward_valid(inp[:1])[0]
-    x = inp[0][(slice(k, -k),) * d].repeat_interleave(s, 0).repeat_interleave(s, 1)
-    if d == 3:
-        x = x.repeat_interleave(s, 2)
+    pred = model.forward_valid(inp[:1])[0]
+    x = inp[0][(slice(k, -k),) * d]
+    for axis in range(d):
+        x = x.repeat_interleave(s, axis)
     mid = (lambda f: f[f.shape[0] // 2]) if d == 3 else (lambda f: f)
-    top = float(tgt[0].max()) or 1.0
-    for name, f in (("input", x), ("target", tgt[0]), ("prediction", pred)):
-        writer.add_image(f"val/{name}", (mid(f) / top).clamp(0, 1).unsqueeze(0), epoch)
+    top = tgt[0].amax().clamp(min=1e-30)
+    return {name: (mid(f) / top).clamp(0, 1).unsqueeze(0) for name, f in
+            (("input", x), ("target", tgt[0]), ("prediction", pred))}
 
 
-# --- main --------------------------------------------------------------------------------------------------
-def main(argv=None) -> int:
-    try:
-        cfg = parse_args(sys.argv[1:] if argv is None else argv)
-        blob = None
-        if cfg.resume:
-            blob = read_checkpoint(cfg.out)  # ValueError when missing or corrupt
-            old = blob["config"]
-            for key in ("dim", "width", "depth", "scale"):
-                if old.get(key) != getattr(cfg, key):
-                    raise ValueError(f"--resume: checkpoint {cfg.out} has {key}={old.get(key)}, the run asks {getattr(cfg, key)}")
-    except (_UsageError, ValueError) as err:
-        print(f"train.py: error: {err}", file=sys.stderr)
-        return 2
+# --- training ----------------------------------------------------------------------------------------------
+@dataclass
+class Run:
+    """What one training process holds: its place in the world, the data on its device, the model."""
 
-    if cfg.evaluate:
-        try:
-            from nsipf_torch.model import load_model
-            model, _ = load_model(cfg.evaluate, dim=cfg.dim)
-        except ValueError as err:
-            print(f"train.py: error: {err}", file=sys.stderr)
-            return 2
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        cfg.depth, cfg.scale, cfg.width = model.depth, model.scale, model.width  # the data's halo = the model's
-        data = make_dataset(cfg.data_config(), Path(cfg.cache_dir))
-        print(table(evaluate(model, *normalised(data["val"], cfg.roughness, cfg.dim, cfg.depth, cfg.scale))))
-        return 0
+    cfg: TrainConfig
+    device: torch.device
+    world: int
+    rank: int
+    x_tr: torch.Tensor
+    y_tr: torch.Tensor
+    x_va: torch.Tensor
+    y_va: torch.Tensor
+    model: UpsampleCNN
+    net: torch.nn.Module
+    opt: torch.optim.Optimizer
+    start: int = 0
 
-    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
-    device = torch.device(cfg.device if not cfg.device.startswith("cuda") or world == 1
-                          else f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    if world > 1:
-        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    master = rank == 0
-    t0 = time.perf_counter()
+    @property
+    def master(self) -> bool:
+        return self.rank == 0
 
-    # Data: rank 0 generates (or loads) the cache first, the others then load it.
-    dcfg = cfg.data_config()
-    cache = Path(cfg.cache_dir)
-    if master:
-        data = make_dataset(dcfg, cache, progress=True)
+
+def learning_rate(cfg: TrainConfig, epoch: int) -> float:
+    """Cosine decay to 10% over the run, a function of the epoch only (so --resume continues it)."""
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * epoch / cfg.epochs)))
+
+
+def batch_loss(net: torch.nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+    """Mean-squared error of the CNN on padded patches ``xb`` against fine targets ``yb`` (same device)."""
+    return F.mse_loss(net(xb, valid=True), yb)
+
+
+def train_epoch(run: Run, epoch: int) -> torch.Tensor:
+    """One pass over this rank's share of the patches; the summed loss stays a device tensor (no sync)."""
+    cfg = run.cfg
+    run.model.train()
+    for group in run.opt.param_groups:
+        group["lr"] = learning_rate(cfg, epoch)
+    n = run.x_tr.shape[0]
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
+    mine = perm[run.rank::run.world].to(run.device)
+    total = torch.zeros((), device=run.device)
+    steps = math.ceil(n / (cfg.batch_size * run.world))
+    bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not run.master, leave=False)
+    for step in bar:
+        idx = mine[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+        if idx.numel() == 0:  # ranks with fewer samples still take part in every all-reduce
+            idx = mine[:cfg.batch_size]
+        loss = batch_loss(run.net, run.x_tr[idx], run.y_tr[idx])
+        run.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        run.opt.step()
+        total = total + loss.detach()
+    return total / steps
+
+
+def _cpu(obj):
+    """A copy of nested dicts/lists of tensors with every tensor on the CPU (checkpoints load anywhere)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)  # a copy also on the CPU: the live weights keep training
+    if isinstance(obj, dict):
+        return {k: _cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_cpu(v) for v in obj)
+    return obj
+
+
+def end_of_epoch(run: Run, epoch: int, train_loss: torch.Tensor, best, writer, t0: float):
+    """Validation, TensorBoard, model selection and the checkpoint (rank 0); returns the new ``best``."""
+    metrics = evaluate(run.model, run.x_va, run.y_va, with_spline=False)
+    metrics["train_loss"] = float(train_loss)
+    writer.add_scalar("train/loss", metrics["train_loss"], epoch + 1)
+    writer.add_scalar("val/loss", metrics["loss"], epoch + 1)
+    for key in ("value_cnn", "grad_cnn", "value_linear", "grad_linear"):
+        writer.add_scalar(f"val/{key}", metrics[key], epoch + 1)
+    for name, image in image_slices(run.model, run.x_va, run.y_va).items():
+        writer.add_image(f"val/{name}", image.cpu(), epoch + 1)
+    metrics["train_seconds"] = time.perf_counter() - t0
+    # Model selection on the validation loss: "model" holds the best epoch's weights (what load_model
+    # returns); "last_model" + "optimizer" the latest state, which --resume continues.
+    if best is None or metrics["loss"] <= best[1]["loss"]:
+        best = (_cpu(run.model.state_dict()), dict(metrics, epoch=epoch + 1))
+    save_checkpoint(run.cfg.out, run.model, config=dataclasses.asdict(run.cfg),
+                    optimizer_state=_cpu(run.opt.state_dict()), epoch=epoch + 1, metrics=best[1],
+                    weights=best[0], extra={"last_model": _cpu(run.model.state_dict()), "last_metrics": metrics})
+    print(f"epoch {epoch + 1}: train {metrics['train_loss']:.3e}  val {metrics['loss']:.3e}  "
+          f"value cnn/linear {metrics['value_cnn']:.4f}/{metrics['value_linear']:.4f}  "
+          f"grad cnn/linear {metrics['grad_cnn']:.4f}/{metrics['grad_linear']:.4f}", flush=True)
+    return best
+
+
+def fit(run: Run, blob: dict | None, writer, t0: float) -> None:
+    """The training loop from ``run.start`` to ``cfg.epochs``, then the final table (rank 0)."""
+    best = (blob["model"], blob["metrics"]) if blob else None
+    for epoch in range(run.start, run.cfg.epochs):
+        train_loss = train_epoch(run, epoch)
+        if run.master:
+            best = end_of_epoch(run, epoch, train_loss, best, writer, t0)
+    if run.master:
+        run.model.load_state_dict(best[0])
+        final = evaluate(run.model, run.x_va, run.y_va)
+        print(f"best epoch {best[1]['epoch']} (validation loss {best[1]['loss']:.3e})")
+        print(table(final))
+        print(f"total {time.perf_counter() - t0:.1f} s -> {run.cfg.out}")
+
+
+# --- set-up ------------------------------------------------------------------------------------------------
+def load_split_tensors(cfg: TrainConfig, master: bool, world: int) -> tuple[torch.Tensor, ...]:
+    """(x_tr, y_tr, x_va, y_va) normalised, on the CPU; rank 0 generates (or loads) the cache first."""
+    dcfg, cache = cfg.data_config(), cache_folder(cfg.cache_dir)
+    data = make_dataset(dcfg, cache, progress=True) if master else None
     if world > 1:
         torch.distributed.barrier()
     if not master:
         data = make_dataset(dcfg, cache)
-    x_tr, y_tr = normalised(data["train"], cfg.roughness, cfg.dim, cfg.depth, cfg.scale)
-    x_va, y_va = normalised(data["val"], cfg.roughness, cfg.dim, cfg.depth, cfg.scale)
-    t_data = time.perf_counter() - t0
+    return (*normalised(data["train"], cfg.roughness, cfg.dim, cfg.depth, cfg.scale),
+            *normalised(data["val"], cfg.roughness, cfg.dim, cfg.depth, cfg.scale))
 
+
+def build_run(cfg: TrainConfig, blob: dict | None, device: torch.device, world: int, rank: int,
+              tensors: tuple[torch.Tensor, ...]) -> Run:
+    """Model, optimiser (restored from ``blob`` on --resume) and the data moved to ``device`` once."""
     torch.manual_seed(cfg.seed)
     model = UpsampleCNN(cfg.dim, cfg.scale, cfg.width, cfg.depth).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -330,62 +377,68 @@ def main(argv=None) -> int:
         opt.load_state_dict(blob["optimizer"])
         start = int(blob["epoch"])
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    x_tr, y_tr, x_va, y_va = (t.to(device) for t in tensors)
+    return Run(cfg, device, world, rank, x_tr, y_tr, x_va, y_va, model, net, opt, start)
 
+
+def check_request(cfg: TrainConfig) -> dict | None:
+    """Everything that can fail fast, before data generation: output paths, the --resume checkpoint."""
+    check_output_file(cfg.out, "--out")
+    check_output_dir(cfg.logdir, "--logdir")
+    check_output_dir(cache_folder(cfg.cache_dir), "--cache-dir")
+    if not cfg.resume:
+        return None
+    blob = read_checkpoint(cfg.out)  # ValueError when missing or corrupt
+    old = blob["config"]
+    for key in ("dim", "width", "depth", "scale"):
+        if old.get(key) != getattr(cfg, key):
+            raise ValueError(f"--resume: checkpoint {cfg.out} has {key}={old.get(key)}, the run asks {getattr(cfg, key)}")
+    return blob
+
+
+def evaluate_checkpoint(cfg: TrainConfig) -> int:
+    """--evaluate: the validation table of a checkpoint on this config's data (its halo and scale)."""
+    try:
+        model, _ = load_model(cfg.evaluate, dim=cfg.dim)
+        check_output_dir(cache_folder(cfg.cache_dir), "--cache-dir")
+    except ValueError as err:
+        return usage_error("train.py", err)
+    cfg.depth, cfg.scale, cfg.width = model.depth, model.scale, model.width  # the data's halo = the model's
+    data = make_dataset(cfg.data_config(), cache_folder(cfg.cache_dir))
+    device = torch.device(cfg.device)
+    inp, tgt = normalised(data["val"], cfg.roughness, cfg.dim, cfg.depth, cfg.scale)
+    print(table(evaluate(model.to(device), inp.to(device), tgt.to(device))))
+    return 0
+
+
+def main(argv=None) -> int:
+    try:
+        cfg = parse_args(argv)
+        blob = None if cfg.evaluate else check_request(cfg)
+    except ValueError as err:
+        return usage_error("train.py", err)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if cfg.evaluate:
+        return evaluate_checkpoint(cfg)
+
+    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    device = torch.device(cfg.device if not cfg.device.startswith("cuda") or world == 1
+                          else f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
+    if world > 1:
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    t0 = time.perf_counter()
+    tensors = load_split_tensors(cfg, rank == 0, world)
+    t_data = time.perf_counter() - t0
+    run = build_run(cfg, blob, device, world, rank, tensors)
     writer = None
-    if master:
+    if run.master:
         from torch.utils.tensorboard import SummaryWriter
         writer = SummaryWriter(cfg.logdir)
-        print(f"data: {x_tr.shape[0]} train / {x_va.shape[0]} val patches ({t_data:.1f} s); "
-              f"model {sum(p.numel() for p in model.parameters())} parameters; world {world}")
-
-    n = x_tr.shape[0]
-    steps_per_epoch = math.ceil(n / (cfg.batch_size * world))
-    metrics = blob.get("last_metrics", {}) if blob else {}
-    best = (blob["model"], blob["metrics"]) if blob else None
-    for epoch in range(start, cfg.epochs):
-        model.train()
-        for group in opt.param_groups:  # cosine decay to 10% over the run, a function of the epoch only
-            group["lr"] = cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * epoch / cfg.epochs)))
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
-        mine = perm[rank::world]
-        total, count = 0.0, 0
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not master, leave=False)
-        for step in bar:
-            idx = mine[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-            if idx.numel() == 0:  # ranks with fewer samples still take part in every all-reduce
-                idx = mine[:cfg.batch_size]
-            xb, yb = x_tr[idx].to(device), y_tr[idx].to(device)
-            loss = F.mse_loss(net(xb, valid=True), yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total, count = total + float(loss.detach()), count + 1
-        if master:
-            metrics = evaluate(model, x_va.to(device), y_va.to(device), with_spline=False)
-            metrics["train_loss"] = total / max(count, 1)
-            writer.add_scalar("train/loss", metrics["train_loss"], epoch + 1)
-            writer.add_scalar("val/loss", metrics["loss"], epoch + 1)
-            for key in ("value_cnn", "grad_cnn", "value_linear", "grad_linear"):
-                writer.add_scalar(f"val/{key}", metrics[key], epoch + 1)
-            _images(writer, model, x_va, y_va, epoch + 1)
-            metrics["train_seconds"] = time.perf_counter() - t0
-            # Model selection on the validation loss: "model" holds the best epoch's weights (what
-            # load_model returns); "last_model" + "optimizer" the latest state, which --resume continues.
-            if best is None or metrics["loss"] <= best[1]["loss"]:
-                best = ({k: v.detach().clone() for k, v in model.state_dict().items()}, dict(metrics, epoch=epoch + 1))
-            save_checkpoint(cfg.out, model, config=dataclasses.asdict(cfg), optimizer_state=opt.state_dict(),
-                            epoch=epoch + 1, metrics=best[1], weights=best[0],
-                            extra={"last_model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                                   "last_metrics": metrics})
-            print(f"epoch {epoch + 1}: train {metrics['train_loss']:.3e}  val {metrics['loss']:.3e}  "
-                  f"value cnn/linear {metrics['value_cnn']:.4f}/{metrics['value_linear']:.4f}  "
-                  f"grad cnn/linear {metrics['grad_cnn']:.4f}/{metrics['grad_linear']:.4f}", flush=True)
-    if master:
-        model.load_state_dict(best[0])
-        final = evaluate(model, x_va, y_va)
-        print(f"best epoch {best[1]['epoch']} (validation loss {best[1]['loss']:.3e})")
-        print(table(final))
-        print(f"total {time.perf_counter() - t0:.1f} s -> {cfg.out}")
+        print(f"data: {run.x_tr.shape[0]} train / {run.x_va.shape[0]} val patches ({t_data:.1f} s); "
+              f"model {sum(p.numel() for p in run.model.parameters())} parameters; world {world}")
+    fit(run, blob, writer, t0)
+    if writer is not None:
         writer.close()
     if world > 1:
         torch.distributed.destroy_process_group()

@@ -52,10 +52,21 @@ from pathlib import Path
 
 import torch
 
+from .io import save_torch
 from .radial import RadialGrid, gaussian_shell_averages, solve_radial
 
 _PATCH_REACH = 0.9  # patches are centred on particles within this distance of the radial centre per axis
-DEFAULT_CACHE = Path(os.environ.get("NSIPF_CACHE", Path(__file__).resolve().parent.parent / ".cache" / "data"))
+
+
+def cache_folder(override: str | Path | None = None) -> Path:
+    """Where generated data is cached: ``override`` if given, else ``$NSIPF_CACHE``, else
+    ``$XDG_CACHE_HOME/nsipf_torch``, else ``~/.cache/nsipf_torch`` (never inside the package or checkout)."""
+    if override:
+        return Path(override)
+    if os.environ.get("NSIPF_CACHE"):
+        return Path(os.environ["NSIPF_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "nsipf_torch"
 
 
 @dataclass(frozen=True)
@@ -271,16 +282,16 @@ def _cut_patches(cfg, step, idx, X, acc, c_hist, c0, rgrid, h, shift, Pg, half, 
                 out["P"].append([int(Pg[t, j])])
 
 
-def make_dataset(cfg: DataConfig, cache_dir: str | Path | None = DEFAULT_CACHE, progress: bool = False) -> dict:
+def make_dataset(cfg: DataConfig, cache_dir: str | Path | None = "", progress: bool = False) -> dict:
     """{"train": split, "val": split, "config": asdict(cfg)}; a split maps "rough", "smooth" (N_s, m_in..)
     and "target" (N_s, m_out..) float32 tensors and per-sample "traj", "time", "h", "P".
 
     Loaded from ``cache_dir/<dim>d-<hash>.pt`` when present, else generated and saved atomically there
-    (``cache_dir=None``: no cache).
+    (``""``: the user cache folder of :func:`cache_folder`; ``None``: no cache).
     """
     path = None
     if cache_dir is not None:
-        path = Path(cache_dir) / f"{cfg.dim}d-{cfg.key()}.pt"
+        path = cache_folder(cache_dir) / f"{cfg.dim}d-{cfg.key()}.pt"
         if path.exists():
             return torch.load(path, weights_only=True)
     data = {
@@ -290,7 +301,5 @@ def make_dataset(cfg: DataConfig, cache_dir: str | Path | None = DEFAULT_CACHE, 
     }
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        torch.save(data, tmp)
-        os.replace(tmp, path)
+        save_torch(path, data)
     return data

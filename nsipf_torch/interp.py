@@ -48,6 +48,22 @@ def _check(c: torch.Tensor, X: torch.Tensor, grid: Grid) -> None:
         raise ValueError(f"X must have shape ({c.shape[0]}, P, {d}), got {tuple(X.shape)}")
 
 
+class _OnDevice:
+    """A constant index tensor built once on the host and copied once per device, never inside a step."""
+
+    def __init__(self, tensor: torch.Tensor):
+        self._copies = {tensor.device: tensor}
+        self._source = tensor
+
+    def on(self, device: torch.device) -> torch.Tensor:
+        device = torch.device(device)
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        if device not in self._copies:
+            self._copies[device] = self._source.to(device)
+        return self._copies[device]
+
+
 def _chunk(grid: Grid, chunk: int | None, cpu_default: int) -> int:
     """Particles per chunk: small on a CPU (temporaries stay in cache), 2^21 on a GPU (few launches)."""
     if chunk is None:
@@ -166,16 +182,21 @@ class SplineInterp:
                   + torch.diag(torch.ones(N - 1, dtype=torch.float64), -1))
         system[0, 0] = system[-1, -1] = 5.0  # b_{-1} = b_0 and b_N = b_{N-1}
         self._inverse64 = torch.linalg.inv(system / 6.0)
-        self._inverse = {}  # per (dtype, device)
+        self._inverse = {}  # per dtype, then per device
         # coefficient index -2..N+1 -> half-sample symmetric source index
-        self._pad_index = torch.tensor([1, 0] + list(range(N)) + [N - 1, N - 2], dtype=torch.long)
+        self._pad_index = _OnDevice(torch.tensor([1, 0] + list(range(N)) + [N - 1, N - 2], dtype=torch.long))
+        # row offsets of the 4^(d-1) lines of a window in the (N+4, ..., N+4, N+1) line-table layout
+        offs = torch.zeros((), dtype=torch.long)
+        for a in range(grid.dim - 1):
+            step = (N + 4) ** (grid.dim - 2 - a) * (N + 1)
+            offs = (offs.unsqueeze(-1) + torch.arange(4) * step).reshape(-1)
+        self._line_offsets = _OnDevice(offs)
 
     def coefficients(self, c: torch.Tensor) -> torch.Tensor:
         """B-spline coefficients (B, N, ..., N) whose spline interpolates c at the cell centres."""
-        key = (c.dtype, c.device)
-        if key not in self._inverse:
-            self._inverse[key] = self._inverse64.to(dtype=c.dtype, device=c.device)
-        inverse = self._inverse[key]
+        if c.dtype not in self._inverse:
+            self._inverse[c.dtype] = _OnDevice(self._inverse64.to(c.dtype))
+        inverse = self._inverse[c.dtype].on(c.device)
         members = []
         for b in c.unbind(0):  # fixed-shape products per member: bitwise independent of the batch
             for a in range(self.grid.dim):
@@ -186,7 +207,7 @@ class SplineInterp:
     def _padded(self, c: torch.Tensor) -> torch.Tensor:
         """Coefficients continued by reflection to indices -2..N+1: (B, N+4, ..., N+4)."""
         b = self.coefficients(c)
-        idx = self._pad_index.to(c.device)
+        idx = self._pad_index.on(c.device)
         for a in range(self.grid.dim):
             b = b.index_select(a + 1, idx)
         return b
@@ -210,12 +231,7 @@ class SplineInterp:
         for a in range(d - 1):
             row = row * (N + 4) + k[:, a]
         row = row * (N + 1) + k[:, d - 1]
-        # offsets of the other 4^(d-1) lines in the (N+4, ..., N+4, N+1) row layout
-        offs = torch.zeros((), dtype=torch.long)
-        for a in range(d - 1):
-            step = (N + 4) ** (d - 2 - a) * (N + 1)
-            offs = (offs.unsqueeze(-1) + torch.arange(4) * step).reshape(-1)
-        return row.unsqueeze(-1) + offs.to(X.device), t
+        return row.unsqueeze(-1) + self._line_offsets.on(X.device), t
 
     @staticmethod
     def _contract_first(V: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

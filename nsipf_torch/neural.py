@@ -5,11 +5,10 @@
 
 1. The grid field c (B, N, ..., N) goes through the CNN (:class:`nsipf_torch.model.UpsampleCNN`, no
    autograd) to a smooth field on the s-times finer cell-centred grid.
-2. grad c~ at the particles is autograd through a differentiable sampling of that fine field:
-   ``F.grid_sample`` (multilinear, ``align_corners=False``, ``padding_mode="border"``), whose coordinates
-   are (x, y, z) = (W, H, D), the reverse of our ``[i_x, i_y, i_z]`` arrays (MODEL.md §6), normalised so
-   that ±1 are the walls ±L. Within half a fine cell of a wall the sample is clamped and the normal
-   component of the gradient is 0 (the Neumann condition, as in the classical interpolators).
+2. grad c~ at the particles is the exact gradient of the multilinear interpolant of that fine field:
+   :class:`nsipf_torch.interp.TrilinearInterp` on the fine grid, the one multilinear gradient of the
+   package (analytic, no autograd). Within half a fine cell of a wall the interpolant is clamped and the
+   normal component of the gradient is 0 (the Neumann condition, as in the classical interpolators).
 
 Local evaluation (the paper's source of speed): with ``tile=T`` the grid is cut into (N/T)^d tiles and
 the CNN runs only on the tiles the particles' sampling stencils touch. Each tile is cut from the grid
@@ -17,8 +16,9 @@ padded once with the wall reflection, with a halo equal to the CNN's receptive r
 without padding (``forward_valid``), so a tile's output equals the full-grid output to round-off. The
 tile list has a fixed capacity K (``capacity``; default None: all tiles, which is evaluated as the whole
 grid at once, the same field without the halo overhead; :meth:`plan_capacity` sizes it from the particles,
-outside the step): the K tiles holding most particle stencils are chosen with ``topk``, and everything stays on the device with static shapes,
-with no ``nonzero()`` and no host synchronisation. Occupied tiles beyond the capacity keep the linear
+outside the step): the K tiles holding most particle stencils are chosen with ``topk``. The tile load is a
+fixed-size histogram (:func:`nsipf_torch.deposit.histogram`), so everything stays on the device with
+static shapes: no ``nonzero()``, no ``bincount``, no host synchronisation in ``grad_c``. Occupied tiles beyond the capacity keep the linear
 upsampling of c (a finite, consistent fallback); ``last_overflow`` (a tensor, read it outside the step)
 counts them.
 
@@ -28,7 +28,6 @@ TF32 default is switched off around them), ``"tf32"`` (TensorFloat-32 convolutio
 sampling stay in the grid's dtype). benchmark.py measures the speed and the accuracy effect of each.
 
 Positivity and mass are the stepper's business (deposit + exponential c-update), not the interpolator's.
-Don't call ``grad_c`` under ``torch.inference_mode`` (the sampling needs autograd); ``no_grad`` is fine.
 """
 from __future__ import annotations
 
@@ -38,10 +37,11 @@ import itertools
 import math
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 
+from .deposit import histogram
 from .grid import Grid
+from .interp import TrilinearInterp
 from .model import UpsampleCNN, load_model, pad_symmetric, upsample_linear
 
 _TILES = {
@@ -98,6 +98,7 @@ class NeuralInterp:
         self.weights = [w.detach().to(self.body_dtype or grid.dtype) for w in self.model.symmetric_weights()]
         self.scale = model.scale
         self.fine_grid = Grid(self.scale * grid.N, grid.dim, grid.L, grid.device, grid.dtype)
+        self.fine_interp = TrilinearInterp(self.fine_grid)
         self.tile = tile
         self.n_tiles = (grid.N // tile) ** grid.dim if tile else 1
         if capacity is not None and (isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1):
@@ -146,9 +147,7 @@ class NeuralInterp:
                 idx = idx * nt + ends[..., a, bit]
             flat[..., k] = idx
         flat = flat + (torch.arange(B, device=X.device) * nt**d).reshape(B, 1, 1)
-        # integer bincount, not a float index_add_: few bins and many hits is the contended case, where the
-        # deposit measurement (BENCHMARKS.md) and the step profile on an H100 put bincount 2x ahead
-        return torch.bincount(flat.reshape(-1), minlength=B * nt**d)
+        return histogram(flat.reshape(-1), B * nt**d, P * 2**d)
 
     def fine_field(self, c: torch.Tensor, X: torch.Tensor | None = None) -> torch.Tensor:
         """The CNN's fine field (B, sN, ..., sN); tiled (only where X's stencils are) when ``tile`` and X given."""
@@ -184,23 +183,8 @@ class NeuralInterp:
             return rearrange(fine, from_tiles, b=B, **{f"t{ax}": nt for ax in "xyz"[:d]})
 
     # -- the protocol -----------------------------------------------------------------------------------
-    def _grid_coords(self, X: torch.Tensor) -> torch.Tensor:
-        """(B, P, 1[, 1], d) in grid_sample's normalised (x, y, z) = (W, H, D) order."""
-        g = (X / self.grid.L).flip(-1)
-        return g.reshape(X.shape[0], X.shape[1], *([1] * (self.grid.dim - 1)), self.grid.dim)
-
-    def _sample(self, fine: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
-        v = F.grid_sample(fine.unsqueeze(1), self._grid_coords(X).to(fine.dtype), mode="bilinear",
-                          padding_mode="border", align_corners=False)
-        return v.reshape(X.shape[0], X.shape[1])
-
     def value(self, c: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return self._sample(self.fine_field(c, X), X)
+        return self.fine_interp.value(self.fine_field(c, X), X)
 
     def grad_c(self, c: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
-        fine = self.fine_field(c, X)
-        with torch.enable_grad():
-            Xg = X.detach().requires_grad_(True)
-            (grad,) = torch.autograd.grad(self._sample(fine, Xg).sum(), Xg)
-        return grad
+        return self.fine_interp.grad_c(self.fine_field(c, X), X)

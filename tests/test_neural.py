@@ -3,7 +3,6 @@ import pytest
 import torch
 
 from nsipf_torch.grid import Grid
-from nsipf_torch.interp import TrilinearInterp
 from nsipf_torch.model import UpsampleCNN, save_checkpoint
 from nsipf_torch.neural import NeuralInterp
 
@@ -63,16 +62,23 @@ def test_overflow_is_counted_and_falls_back():
 
 @pytest.mark.parametrize("dim", [2, 3])
 def test_gradient_is_that_of_the_multilinear_sampling(dim):
-    # Independent oracle: the analytic gradient of the multilinear interpolant (TrilinearInterp) of the same
-    # fine field. Catches a transposed grid_sample (x, y, z) order: the field is asymmetric. Round-off only.
+    # Independent oracle: autograd through F.grid_sample (multilinear, border padding, align_corners=False)
+    # of the CNN's fine field; its (x, y, z) = (W, H, D) order is the reverse of ours, so the asymmetric
+    # field catches a transposition. Particles include some within half a fine cell of the walls, where both
+    # clamp and the normal component is 0. Float64 round-off only (1e-9).
+    import torch.nn.functional as F
     grid = Grid(8, dim=dim)
-    c, X = _field_and_particles(grid, P=200)
-    X = torch.rand(X.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64) * 1.98 - 0.99
+    c, _ = _field_and_particles(grid, P=200)
+    X = torch.rand(2, 200, dim, generator=torch.Generator().manual_seed(3), dtype=torch.float64) * 2 - 1
+    X[:, :10] = X[:, :10].sign() * (1 - 0.01 * torch.rand(2, 10, dim, dtype=torch.float64))  # near the walls
     interp = NeuralInterp(_model(dim), grid, tile=None)
     fine = interp.fine_field(c)
-    ref = TrilinearInterp(interp.fine_grid)
-    torch.testing.assert_close(interp.grad_c(c, X), ref.grad_c(fine, X), rtol=1e-9, atol=1e-9)
-    torch.testing.assert_close(interp.value(c, X), ref.value(fine, X), rtol=1e-12, atol=1e-12)
+    Xg = X.clone().requires_grad_(True)
+    loc = (Xg / grid.L).flip(-1).reshape(2, 200, *([1] * (dim - 1)), dim)
+    sampled = F.grid_sample(fine.unsqueeze(1), loc, mode="bilinear", padding_mode="border", align_corners=False)
+    (oracle,) = torch.autograd.grad(sampled.sum(), Xg)
+    torch.testing.assert_close(interp.grad_c(c, X), oracle, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(interp.value(c, X), sampled.detach().reshape(2, 200), rtol=1e-12, atol=1e-12)
 
 
 def test_grad_c_works_under_no_grad():
