@@ -36,6 +36,7 @@ from nsipf_torch.initial import get_ic
 from nsipf_torch.interp import make_interp
 from nsipf_torch.io import ensure_writable_dir, save_json
 from nsipf_torch.resources import reference_path
+from nsipf_torch.params import Params
 from nsipf_torch.runners import FDRunner, ParticleRunner, neural_interp
 from nsipf_torch.sipf import compiled_advance
 
@@ -120,25 +121,21 @@ def sync(device: torch.device) -> None:
 
 def make_runner(method: str, grid: Grid, P: int, precision: str = "fp32"):
     ic = get_ic("two_blobs")
-    members = [{"gamma": 0.01, "chi": 1.0, "seed": 0}]
     if method == "FDM":
-        return FDRunner(grid, ic, members, 1.0)
+        return FDRunner(grid, ic, Params(dim=grid.dim))
     if method == "NSIPF":
         interp = neural_interp(None, grid, precision)
     else:
         interp = make_interp(method.split("-")[1], grid)
-    return ParticleRunner(grid, ic, members, 1.0, P, interp)
+    return ParticleRunner(grid, ic, Params(dim=grid.dim), [0], P, interp)
 
 
 def run_steps(runner, n_steps: int, dt: float, device: torch.device) -> tuple[float, int]:
     """Seconds for ``n_steps`` steps of an already built runner (synchronised), and its FD sub-steps."""
     sync(device)
     start, substeps = time.perf_counter(), 0
-    replan = getattr(runner, "replan", None)  # NSIPF sizes its tile list every 10 steps, as simulate.py does
-    for k in range(n_steps):
+    for _ in range(n_steps):  # the runner re-plans NSIPF's tile list itself
         substeps += runner.advance(dt)
-        if replan is not None and (k + 1) % 10 == 0:
-            replan()
     sync(device)
     return time.perf_counter() - start, substeps
 
@@ -373,8 +370,6 @@ def precision_accuracy(N: int, P: int, precisions, cfg: BenchConfig, device, dty
             while step < round(float(ref[f"t_{key}"]) / cfg.dt):
                 runner.advance(cfg.dt)
                 step += 1
-                if step % 10 == 0:
-                    runner.replan()
             rho = runner.fields()[0].double().cpu()
             target = torch.from_numpy(ref[f"rho_{key}"]).double()[None]
             row[f"rho_err_{key}"] = float(rel_l2(rho, target).mean())
@@ -474,8 +469,7 @@ def fast_path_tables(fp: dict, cfg: BenchConfig, device, dtype, log, checkpoint)
             step_fn = None if mode == "eager" else compiled_advance(**({} if mode == "default" else {"mode": mode}))
 
             def factory(grid=grid, P=P, step_fn=step_fn, interp=base.interp):
-                runner = ParticleRunner(grid, get_ic("two_blobs"), [{"gamma": 0.01, "chi": 1.0, "seed": 0}], 1.0, P,
-                                        interp)
+                runner = ParticleRunner(grid, get_ic("two_blobs"), Params(dim=grid.dim), [0], P, interp)
                 runner.step_fn = step_fn
                 return runner
             _guarded(out["compile"], {"method": method, "N": N, "P": P, "mode": mode},

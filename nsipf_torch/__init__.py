@@ -1,7 +1,17 @@
 """nsipf_torch: the neural stochastic interacting particle-field method for the parabolic-hyperbolic
-Keller-Segel system, as batched PyTorch tensors (Kim & Xin, arXiv 2510.13199)."""
+Keller-Segel system, as batched PyTorch tensors (Kim & Xin, arXiv 2510.13199).
+
+    import nsipf_torch as nt
+    r = nt.simulate("two_blobs", method="nsipf", N=32, P=20_000, T=0.2)
+    r.rho.shape          # (members, snapshots, N, N, N)
+    r.save("runs/tb")    # config.json, snapshots, diagnostics, figures
+
+See README.md ("Python API") and docs/EXTENDING.md.
+"""
+from .api import Result, SimConfig, simulate
+from .callbacks import Callback, Checkpoint, ProgressBar, Snapshots, StopOnNonFinite, TensorBoard
 from .grid import Grid, resolve_device, resolve_dtype
-from .initial import get_ic, known_ics, load_ic_file, register_ic
+from .initial import FunctionIC, GriddedIC, InitialCondition, get_ic, known_ics, load_ic_file, register_ic
 from .metrics import block_average, rel_l2
 from .params import Params
 

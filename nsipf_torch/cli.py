@@ -45,6 +45,7 @@ import argparse
 import dataclasses
 import os
 import sys
+import types
 import typing
 from pathlib import Path
 from typing import Any, Iterable
@@ -116,6 +117,15 @@ def _default(f: dataclasses.Field) -> Any:
     raise TypeError(f"field {f.name!r} needs a default to become a flag")
 
 
+def _strip_optional(kind):
+    """``X | None`` flags parse as X (their default may be None)."""
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(kind) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return kind
+
+
 def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, *, exclude: Iterable[str] = (),
                             suppress_defaults: bool = False) -> argparse.ArgumentParser:
     """Add one flag per field of the dataclass ``cls`` (module docstring); returns ``parser``."""
@@ -126,7 +136,7 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, *, exclu
             continue
         if "help" not in f.metadata:
             raise TypeError(f"{cls.__name__}.{f.name} has no metadata['help']")
-        flag, kind, default = flag_name(f.name), hints[f.name], _default(f)
+        flag, kind, default = flag_name(f.name), _strip_optional(hints[f.name]), _default(f)
         choices = f.metadata.get("choices")
         help_text = f.metadata["help"]
         kw: dict[str, Any] = {"dest": f.name, "help": help_text}
@@ -135,7 +145,8 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, *, exclu
         elif typing.get_origin(kind) in (list, tuple):
             (item,) = set(typing.get_args(kind)) - {Ellipsis}
             kw.update(type=_list_parser(item, choices, flag), metavar=f.metadata.get("metavar", "A,B,..."))
-            default = ",".join(map(str, default))  # argparse runs string defaults through ``type``
+            if default is not None:
+                default = ",".join(map(str, default))  # argparse runs string defaults through ``type``
         elif kind in _SCALARS:
             kw["type"] = _scalar_parser(kind, choices, flag)
             if choices is not None:

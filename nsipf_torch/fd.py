@@ -1,10 +1,11 @@
-"""The 2D/3D finite-volume reference solver of the PHKS system (MODEL.md §1, paper eqs. 1-2; issue 2 §4).
+"""The 2D/3D finite-volume reference solver of the PHKS system (MODEL.md §1, paper eqs. 1-2).
 
     rho_t = div(gamma grad rho - chi rho grad c)      (paper eq. 1)
     c_t   = -c rho                                     (paper eq. 2)
 
-on the cell-centred :class:`~nsipf_torch.grid.Grid`, one dimension-generic code path for d = 2 and 3,
-batched over the leading axis (B, N, ..., N), float32 or float64, CPU or CUDA.
+on the cell-centred :class:`~nsipf_torch.grid.Grid`, one dimension-generic code path for d = 1, 2 and 3,
+batched over the leading axis (B, N, ..., N), float32 or float64, CPU or CUDA. The numerics are the
+finite-volume core (:mod:`nsipf_torch.finite_volume`) on Cartesian axes; this module is its Cartesian face.
 
 Space. Finite volumes with fluxes on the N - 1 interior faces of every axis and zero flux through the
 walls (:func:`~nsipf_torch.stencils.divergence`), so sum(rho) h^d is conserved to round-off. Diffusion
@@ -20,7 +21,8 @@ paper's explicit c - dt c rho in the same two places.
 Step limit (MODEL.md §6). Each forward-Euler stage keeps rho >= 0 when
 dt_s (2 d gamma / h^2 + sum_axes max|v| / h) <= CFL = 0.4, and SSP-RK2 is a convex combination of such
 stages. The caller asks for dt; :func:`fd_substep_count` picks the number of sub-steps (one host sync per
-outer step), the largest over the members of a batch so that batched and single runs agree bitwise.
+outer step, the only one), the largest over the members of a batch so that batched and single runs agree
+bitwise. Inputs are checked once, by :func:`fd_solve` or the API's entry, never inside the step loop.
 """
 from __future__ import annotations
 
@@ -28,63 +30,44 @@ import math
 
 import torch
 
-from .field import C_UPDATES, update_c
+from . import finite_volume as fv
+from .field import C_UPDATES
 from .grid import Grid
-from .params import check_finite, per_member
-from .stencils import LIMITERS, divergence, face_differences, upwind_flux
+from .params import check_fields, check_positive, check_schemes
+from .stencils import LIMITERS
 
 __all__ = ["CFL", "LIMITERS", "C_UPDATES", "fd_substep", "fd_substep_count", "fd_advance", "fd_solve",
            "fd_rhs", "stability_rate"]
 
-CFL = 0.4  # combined positivity bound of MODEL.md §6 (MUSCL's own bound is about 1/2)
+CFL = fv.POSITIVITY_BOUND
 
 
-def _drift_velocities(c: torch.Tensor, chi, h: float, dim: int) -> list[torch.Tensor]:
-    """Face velocities v = chi (c_{i+1} - c_i) / h along every axis (the drift of paper eq. 1)."""
-    chi_over_h = per_member(chi, c, dim, 1.0 / h)
-    return [chi_over_h * face_differences(c, axis) for axis in range(-dim, 0)]
+def _geometry(h: float, dim: int) -> fv.CartesianGeometry:
+    return fv.CartesianGeometry(h, dim)
 
 
 def fd_rhs(rho: torch.Tensor, v: list[torch.Tensor], gamma, h: float, limiter: str = "minmod") -> torch.Tensor:
     """d rho / dt = div(gamma grad rho - rho v) by finite volumes (paper eq. 1), zero flux at the walls.
 
-    ``v`` are the face velocities of :func:`_drift_velocities` (c frozen), ``gamma`` a float or (B,) tensor.
+    ``v`` are the face velocities chi (c_{i+1} - c_i) / h of every axis (c frozen), ``gamma`` a float or
+    (B,) tensor.
     """
-    dim = len(v)
-    gamma_over_h = per_member(gamma, rho, dim, 1.0 / h)
-    out = None
-    for k, axis in enumerate(range(-dim, 0)):
-        flux = gamma_over_h * face_differences(rho, axis) - upwind_flux(rho, v[k], axis, limiter)
-        term = divergence(flux, axis, h)
-        out = term if out is None else out + term
-    return out
+    return fv.rho_rate(rho, v, gamma, _geometry(h, len(v)), limiter)
 
 
 def fd_substep(rho: torch.Tensor, c: torch.Tensor, dt, gamma, chi, h: float, limiter: str = "minmod",
                c_update: str = "exp") -> tuple[torch.Tensor, torch.Tensor]:
-    """One Strang sub-step of size dt: c half-step, rho by SSP-RK2 with c frozen, c half-step.
+    """One Strang sub-step of size dt (:func:`nsipf_torch.finite_volume.substep` on Cartesian axes).
 
-    Pure and free of host syncs. rho, c: (B, N, ..., N); gamma, chi: floats or (B,) tensors. The caller
-    is responsible for dt satisfying the bound of :func:`fd_substep_count` (``fd_advance`` does this).
+    Pure, free of host syncs and differentiable. rho, c: (B, N, ..., N); gamma, chi: floats or (B,)
+    tensors. The caller is responsible for dt satisfying the bound of :func:`fd_substep_count`.
     """
-    dim = rho.ndim - 1
-    c = update_c(c, rho, 0.5 * dt, c_update)
-    v = _drift_velocities(c, chi, h, dim)
-    rho1 = rho + dt * fd_rhs(rho, v, gamma, h, limiter)
-    rho = 0.5 * rho + 0.5 * (rho1 + dt * fd_rhs(rho1, v, gamma, h, limiter))
-    c = update_c(c, rho, 0.5 * dt, c_update)
-    return rho, c
+    return fv.substep(rho, c, dt, gamma, chi, _geometry(h, rho.ndim - 1), limiter, c_update)
 
 
 def stability_rate(c: torch.Tensor, gamma, chi, h: float, dim: int) -> torch.Tensor:
     """Per-member rate 2 d gamma / h^2 + sum_axes max|v| / h (MODEL.md §6), shape (B,); no host sync."""
-    B = c.shape[0]
-    rate = torch.zeros(B, dtype=torch.float64, device=c.device)
-    for v in _drift_velocities(c, chi, h, dim):
-        rate = rate + v.abs().reshape(B, -1).amax(dim=1).to(torch.float64) / h
-    if isinstance(gamma, torch.Tensor):
-        gamma = gamma.to(device=c.device, dtype=torch.float64).reshape(-1)
-    return rate + 2.0 * dim * gamma / h**2
+    return fv.stability_rate(c, gamma, chi, _geometry(h, dim))
 
 
 def fd_substep_count(c: torch.Tensor, dt: float, gamma, chi, h: float, dim: int,
@@ -94,87 +77,43 @@ def fd_substep_count(c: torch.Tensor, dt: float, gamma, chi, h: float, dim: int,
     With ``rho`` given, the rate is also evaluated on c advanced by the whole dt with rho frozen, since the
     c half-steps inside the outer step sharpen grad c where the cells eat.
     """
-    rate = stability_rate(c, gamma, chi, h, dim)
-    if rho is not None:
-        rate = torch.maximum(rate, stability_rate(update_c(c, rho, dt, c_update), gamma, chi, h, dim))
-    worst = float(rate.max())
-    if not math.isfinite(worst):
-        raise ValueError(f"c (or rho) holds NaN/Inf values: the stability rate is {worst}")
-    return max(1, math.ceil(dt * worst / CFL - 1e-12))
-
-
-def _check_coefficient(name: str, value) -> None:
-    if isinstance(value, torch.Tensor):
-        if value.ndim > 1:
-            raise ValueError(f"{name} must be a float or a (B,) tensor, got shape {tuple(value.shape)}")
-        if not torch.isfinite(value).all():
-            raise ValueError(f"{name} must be finite, got {value.tolist()}")
-        if (value < 0).any():
-            raise ValueError(f"{name} must be >= 0, got {value.tolist()}")
-    else:
-        value = check_finite(name, value)
-        if value < 0:
-            raise ValueError(f"{name} must be >= 0, got {value}")
-
-
-def _check_inputs(rho, c, dt, gamma, chi, grid: Grid, limiter: str, c_update: str) -> None:
-    dt = check_finite("dt", dt)
-    if dt <= 0:
-        raise ValueError(f"dt must be > 0, got {dt}")
-    _check_coefficient("gamma", gamma)
-    _check_coefficient("chi", chi)
-    if limiter not in LIMITERS:
-        raise ValueError(f"unknown limiter {limiter!r}; choose one of {LIMITERS}")
-    if c_update not in C_UPDATES:
-        raise ValueError(f"unknown c-update {c_update!r}; choose one of {C_UPDATES}")
-    expected = grid.shape
-    if rho.ndim != grid.dim + 1 or tuple(rho.shape[1:]) != expected:
-        raise ValueError(f"rho must have shape (B, {', '.join(map(str, expected))}), got {tuple(rho.shape)}")
-    if c.shape != rho.shape:
-        raise ValueError(f"c has shape {tuple(c.shape)}, rho has {tuple(rho.shape)}")
-    for name, value in (("gamma", gamma), ("chi", chi)):
-        if isinstance(value, torch.Tensor) and value.numel() not in (1, rho.shape[0]):
-            raise ValueError(f"{name} has {value.numel()} members, the batch has {rho.shape[0]}")
+    return fv.substep_count(c, dt, gamma, chi, _geometry(h, dim), rho=rho, c_update=c_update)
 
 
 def fd_advance(rho: torch.Tensor, c: torch.Tensor, dt: float, gamma, chi, grid: Grid, limiter: str = "minmod",
-               c_update: str = "exp", n_sub: int | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
+               c_update: str = "exp", n_sub: int | None = None, compile: bool = False
+               ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """One outer step of size dt as ``n_sub`` equal Strang sub-steps; returns (rho, c, n_sub).
 
-    ``n_sub=None`` picks the count from the combined bound (:func:`fd_substep_count`); an explicit count
-    is used as given (e.g. to compare batched with single runs bitwise).
+    ``n_sub=None`` picks the count from the combined bound (:func:`fd_substep_count`, one host sync); an
+    explicit count is used as given (e.g. to compare batched with single runs bitwise). ``compile`` fuses
+    the sub-step with ``torch.compile``. No input checks here (see :func:`fd_solve`); gradients flow
+    unless the caller turns them off.
     """
-    _check_inputs(rho, c, dt, gamma, chi, grid, limiter, c_update)
-    h, dim = grid.h, grid.dim
-    with torch.no_grad():
-        if n_sub is None:
-            n_sub = fd_substep_count(c, dt, gamma, chi, h, dim, rho=rho, c_update=c_update)
-        elif isinstance(n_sub, bool) or not isinstance(n_sub, int) or n_sub < 1:
-            raise ValueError(f"n_sub must be a positive integer, got {n_sub!r}")
-        dt_sub = dt / n_sub
-        for _ in range(n_sub):
-            rho, c = fd_substep(rho, c, dt_sub, gamma, chi, h, limiter, c_update)
-    return rho, c, n_sub
+    return fv.advance(rho, c, dt, gamma, chi, _geometry(grid.h, grid.dim), limiter, c_update, n_sub, compile)
 
 
 def fd_solve(rho: torch.Tensor, c: torch.Tensor, T: float, dt: float, gamma, chi, grid: Grid,
-             limiter: str = "minmod", c_update: str = "exp", n_sub: int | None = None, callback=None):
+             limiter: str = "minmod", c_update: str = "exp", n_sub: int | None = None, callback=None,
+             compile: bool = False):
     """Advance to time T by ceil(T / dt) equal outer steps of size <= dt; returns (rho, c, total_substeps).
 
-    ``callback(k, t, rho, c, n_sub)`` runs after every outer step k = 1, 2, ... (diagnostics, snapshots).
+    Every input is checked once here (a ``ValueError`` names a bad one). ``callback(k, t, rho, c, n_sub)``
+    runs after every outer step k = 1, 2, ... (diagnostics, snapshots).
     """
-    T = check_finite("T", T)
-    if T < 0:
-        raise ValueError(f"T must be >= 0, got {T}")
-    dt = check_finite("dt", dt)
-    if dt <= 0:
-        raise ValueError(f"dt must be > 0, got {dt}")
+    T = check_positive("T", T, allow_zero=True)
+    dt = check_positive("dt", dt)
+    check_schemes(limiter=limiter, c_update=c_update)
+    B = check_fields(rho, c, grid.shape)
+    check_positive("gamma", gamma, allow_zero=True, batch=B)
+    check_positive("chi", chi, allow_zero=True, batch=B)
     n_steps = math.ceil(T / dt - 1e-9) if T > 0 else 0
     step = T / n_steps if n_steps else dt
     total = 0
-    for k in range(1, n_steps + 1):
-        rho, c, used = fd_advance(rho, c, step, gamma, chi, grid, limiter, c_update, n_sub)
-        total += used
-        if callback is not None:
-            callback(k, k * step, rho, c, used)
+    with torch.no_grad():
+        for k in range(1, n_steps + 1):
+            rho, c, used = fd_advance(rho, c, step, gamma, chi, grid, limiter, c_update, n_sub, compile)
+            total += used
+            if callback is not None:
+                callback(k, k * step, rho, c, used)
     return rho, c, total

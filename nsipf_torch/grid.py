@@ -1,6 +1,7 @@
 """The uniform cell-centred grid on Omega = [-L, L]^d (MODEL.md §2).
 
-N cells per axis, spacing h = 2L/N, walls on the cell faces x = ±L. Arrays are indexed
+N cells per axis, spacing h = 2L/N, walls on the cell faces x = ±L; d = 2 or 3 for every method, and
+d = 1 for the finite-volume solver (planar references). Arrays are indexed
 ``[..., i_x, i_y, i_z]`` (``meshgrid(indexing="ij")``), and ``[..., i_x, i_y]`` in 2D; every field carries a
 leading batch axis, so a batch of B fields has shape (B, N, ..., N).
 """
@@ -49,8 +50,8 @@ class Grid:
     def __post_init__(self):
         if isinstance(self.N, bool) or not isinstance(self.N, int) or self.N < 4:
             raise ValueError(f"N must be an integer >= 4, got {self.N!r}")
-        if self.dim not in (2, 3):
-            raise ValueError(f"dim must be 2 or 3, got {self.dim!r}")
+        if isinstance(self.dim, bool) or self.dim not in (1, 2, 3):
+            raise ValueError(f"dim must be 1, 2 or 3, got {self.dim!r}")
         check_finite("L", self.L)
         if self.L <= 0:
             raise ValueError(f"L must be > 0, got {self.L}")

@@ -162,6 +162,16 @@ class GriddedIC(InitialCondition):
         if grid.shape != tuple(self._rho0.shape):
             raise ValueError(f"initial data {self.name!r} is {tuple(self._rho0.shape)}, the grid is {grid.shape}")
 
+    def check_grid(self, grid: Grid) -> None:
+        """The data fit the grid's shape and its dtype (1e300 overflows float32): checked before a run."""
+        self._check(grid)
+        biggest = torch.finfo(grid.dtype).max
+        rho = self._rho0 * (1.0 / (self._rho0.sum() * grid.cell_volume))
+        for key, arr in (("rho0", rho), ("c0", self._c0)):
+            if float(arr.max()) > biggest:
+                raise ValueError(f"{key} of {self.name!r} reaches {float(arr.max()):.3g}, beyond the largest "
+                                 f"{grid.dtype} ({biggest:.3g}); use dtype float64 or rescale")
+
     def rho0(self, grid: Grid, M0: float = 1.0) -> torch.Tensor:
         self._check(grid)
         rho = self._rho0 * (M0 / (self._rho0.sum() * grid.cell_volume))
@@ -172,21 +182,67 @@ class GriddedIC(InitialCondition):
         return self._c0.to(grid.device, grid.dtype)
 
 
+class FunctionIC(InitialCondition):
+    """A user's own problem as two Python functions of the cell centres: ``rho0(x)`` and ``c0(x)`` take
+    ``x`` of shape (*cells, d) (float64, on the grid's device) and return arrays of shape (*cells).
+
+    rho0's values at the centres are taken as its cell averages (the midpoint rule) and renormalised to
+    M0; particles are drawn from those cells by the generic sampler.
+    """
+
+    def __init__(self, name: str, rho0_fn: Callable, c0_fn: Callable):
+        self.name, self._rho0_fn, self._c0_fn = name, rho0_fn, c0_fn
+
+    def _evaluate(self, fn: Callable, key: str, grid: Grid) -> torch.Tensor:
+        x = torch.stack(grid.to(dtype=torch.float64).mesh(), dim=-1)
+        try:
+            values = torch.as_tensor(fn(x), dtype=torch.float64, device=grid.device)
+        except Exception as err:
+            raise ValueError(f"{key}(x) of {self.name!r} failed on the cell centres: {err}") from err
+        if tuple(values.shape) != grid.shape:
+            raise ValueError(f"{key}(x) of {self.name!r} must return shape {grid.shape}, got {tuple(values.shape)}")
+        if not bool(torch.isfinite(values).all()) or bool((values < 0).any()):
+            raise ValueError(f"{key}(x) of {self.name!r} must be finite and >= 0 at every cell centre")
+        return values
+
+    def check_grid(self, grid: Grid) -> None:
+        """Evaluate both functions once, so a bad one is refused before the run allocates anything."""
+        self.rho0(grid)
+        self.c0(grid)
+
+    def rho0(self, grid: Grid, M0: float = 1.0) -> torch.Tensor:
+        rho = self._evaluate(self._rho0_fn, "rho0", grid)
+        mass = float(rho.sum()) * grid.cell_volume
+        if mass <= 0:
+            raise ValueError(f"rho0(x) of {self.name!r} has zero mass on this grid")
+        return (rho * (M0 / mass)).to(grid.dtype)
+
+    def c0(self, grid: Grid) -> torch.Tensor:
+        return self._evaluate(self._c0_fn, "c0", grid).to(grid.dtype)
+
+
 def load_ic_file(path: str | Path) -> GriddedIC:
     """Load ``rho0`` and ``c0`` from an .npz file; every problem is a ``ValueError`` naming the file."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"--ic-file {str(path)!r} does not exist")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"PK\x03\x04":  # an .npz is a zip archive; anything else would reach numpy's pickle path
+        raise ValueError(f"--ic-file {str(path)!r} is not an .npz archive (numpy.savez) with keys rho0 and c0")
     try:
         with np.load(path, allow_pickle=False) as data:
-            missing = {"rho0", "c0"} - set(data.files)
-            if missing:
-                raise ValueError(f"--ic-file {str(path)!r} lacks the key(s) {sorted(missing)}")
-            rho0, c0 = data["rho0"], data["c0"]
-    except ValueError:
-        raise
-    except Exception as err:  # zipfile/OSError/EOFError for corrupt or truncated files
-        raise ValueError(f"--ic-file {str(path)!r} is not a readable .npz file ({type(err).__name__})") from err
+            files = set(data.files)
+            arrays = {key: data[key] for key in ("rho0", "c0") if key in files}
+    except Exception as err:  # zipfile/OSError/EOFError for corrupt files, ValueError for object arrays
+        raise ValueError(f"--ic-file {str(path)!r} is not a readable .npz of numeric arrays "
+                         f"({type(err).__name__})") from err
+    missing = {"rho0", "c0"} - set(arrays)
+    if missing:
+        raise ValueError(f"--ic-file {str(path)!r} lacks the key(s) {sorted(missing)}")
+    rho0, c0 = arrays["rho0"], arrays["c0"]
+    if not all(np.issubdtype(a.dtype, np.number) and not np.iscomplexobj(a) for a in (rho0, c0)):
+        raise ValueError(f"--ic-file {str(path)!r}: rho0 and c0 must be real numeric arrays")
     return GriddedIC(path.stem, rho0, c0)
 
 

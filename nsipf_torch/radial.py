@@ -3,23 +3,19 @@
     rho_t = gamma r^{1-d} (r^{d-1} rho_r)_r - chi r^{1-d} (r^{d-1} rho c_r)_r,    c_t = -c rho,
     rho_r = c_r = 0 at r = 0,  zero flux at r = R,   d = 2 or 3.
 
-It is the training-data engine of the neural interpolator (issue 4 §1): B radial problems, each with its
-own profiles, gamma and chi, advance together as a (B, Nr) tensor.
+It is the training-data engine of the neural interpolator: B radial problems, each with its own profiles,
+gamma and chi, advance together as a (B, Nr) tensor. The numerics are the finite-volume core
+(:mod:`nsipf_torch.finite_volume`) with the radial geometry (face areas r^{d-1}, shell volumes).
 
-Discretisation (issue 2 §5)
+Discretisation
 - Nr cells of width dr = R/Nr on [0, R], cell-centred. Cell i is the shell r_i < r < r_{i+1} with the exact
   volume V_i = omega_d (r_{i+1}^d - r_i^d) / d, omega_d = 2 pi (d = 2) or 4 pi (d = 3); face f has the area
   A_f = omega_d r_f^{d-1}. rho holds shell averages, so the mass is sum_i rho_i V_i.
 - The flux through each interior face is  F = -gamma (rho_{i+1} - rho_i)/dr + v rho_upwind  with
   v = chi (c_{i+1} - c_i)/dr: diffusion by central differences, drift by the shared MUSCL reconstruction
   (:func:`nsipf_torch.stencils.upwind_flux`). The face at r = 0 has zero area and the wall at r = R zero
-  flux (:func:`nsipf_torch.stencils.divergence` adds both), so d/dt sum_i rho_i V_i telescopes to zero and
-  the mass is conserved to round-off.
-- Time stepping as in the Cartesian FD solver (``fd.fd_advance``): each outer step dt is cut into n_sub
-  equal sub-steps, each a Strang step: an exact c half-step c <- c exp(-dt_sub/2 rho)
-  (:func:`nsipf_torch.field.update_c`), rho transport by SSP-RK2 with c frozen, then the second c
-  half-step. n_sub is picked from the positivity bound below, evaluated on c and on c advanced by the
-  whole dt with rho frozen (the c half-steps sharpen c_r where the cells eat).
+  flux, so d/dt sum_i rho_i V_i telescopes to zero and the mass is conserved to round-off.
+- Time stepping is the core's (:func:`nsipf_torch.finite_volume.advance`), as in the Cartesian solver.
 
 Positivity bound of the radial stencil (the radial form of MODEL.md §6)
     Forward Euler keeps rho_i >= 0 when the outflow of cell i over one step is at most rho_i. Diffusion
@@ -43,15 +39,12 @@ from typing import Sequence
 
 import torch
 
-from .field import C_UPDATES, update_c
+from . import finite_volume as fv
 from .grid import resolve_device, resolve_dtype
-from .params import check_finite
-from .stencils import LIMITERS, divergence, face_differences, upwind_flux
+from .params import check_finite, check_fields, check_positive, check_schemes
 
 __all__ = ["RadialGrid", "solve_radial", "radial_advance", "radial_mass", "gaussian_shell_averages",
-           "substeps_needed", "POSITIVITY_BOUND"]
-
-POSITIVITY_BOUND = 0.4  # the project's sub-step bound (issue 2 §4), see the module docstring
+           "substeps_needed"]
 
 
 def _omega(dim: int) -> float:
@@ -122,6 +115,11 @@ class RadialGrid:
     def face_areas(self) -> torch.Tensor:
         return self._areas
 
+    @property
+    def geometry(self) -> fv.RadialGeometry:
+        """The finite-volume core's view of this grid."""
+        return fv.RadialGeometry(self.dr, self._interior_areas, self._inv_volumes, self.kappa_D, self.kappa_A)
+
     def to(self, device=None, dtype=None) -> "RadialGrid":
         return RadialGrid(self.Nr, self.R, self.dim, device or self.device, dtype or self.dtype)
 
@@ -141,8 +139,8 @@ def gaussian_shell_averages(rgrid: RadialGrid, sigma, M0=1.0) -> torch.Tensor:
     ``sigma`` and ``M0`` are floats or (B,) tensors. Mass inside radius r of the unit-mass Gaussian:
     d = 2: 1 - exp(-r^2/2s^2);  d = 3: erf(r/(sqrt2 s)) - sqrt(2/pi) (r/s) exp(-r^2/2s^2).
     """
-    sigma = _per_member("sigma", sigma, rgrid, allow_zero=False).to(torch.float64)
-    M0 = _per_member("M0", M0, rgrid, allow_zero=False).to(torch.float64)
+    sigma = _member_tensor("sigma", sigma, rgrid, allow_zero=False).to(torch.float64)
+    M0 = _member_tensor("M0", M0, rgrid, allow_zero=False).to(torch.float64)
     z = rgrid.edges.to(torch.float64) / sigma.to(torch.float64)  # (B, Nr+1)
     if rgrid.dim == 2:
         inside, outside = -torch.expm1(-0.5 * z**2), torch.exp(-0.5 * z**2)
@@ -158,118 +156,40 @@ def gaussian_shell_averages(rgrid: RadialGrid, sigma, M0=1.0) -> torch.Tensor:
     return (M0.to(torch.float64) * shell_mass / rgrid.shell_volumes.to(torch.float64)).to(rgrid.dtype)
 
 
-def _per_member(name: str, value, rgrid: RadialGrid, allow_zero: bool = True) -> torch.Tensor:
-    """A float or (B,) tensor as a (B or 1, 1) tensor on the grid's device, checked finite and >= 0."""
-    t = torch.as_tensor(value, dtype=torch.float64)
-    if t.ndim > 1:
-        raise ValueError(f"{name} must be a float or a (B,) tensor, got shape {tuple(t.shape)}")
-    if not torch.isfinite(t).all():
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    if (t < 0).any() or (not allow_zero and (t == 0).any()):
-        raise ValueError(f"{name} must be {'>=' if allow_zero else '>'} 0, got {value!r}")
-    return t.reshape(-1, 1).to(device=rgrid.device, dtype=rgrid.dtype)
+def _member_tensor(name: str, value, rgrid: RadialGrid, allow_zero: bool = True) -> torch.Tensor:
+    """A float or (B,) tensor, checked, as a (B or 1, 1) tensor on the grid's device and dtype."""
+    t = check_positive(name, value if isinstance(value, torch.Tensor) else float(value), allow_zero=allow_zero)
+    return torch.as_tensor(t, dtype=torch.float64).reshape(-1, 1).to(device=rgrid.device, dtype=rgrid.dtype)
 
 
 def substeps_needed(rho: torch.Tensor, c: torch.Tensor, dt: float, gamma, chi, rgrid: RadialGrid,
                     c_update: str = "exp") -> int:
-    """Smallest n with dt/n (2 gamma kappa_D/dr^2 + kappa_A max|v|/dr) <= 0.4 for every batch member.
-
-    As in ``fd.fd_substep_count`` the drift is evaluated both on c and on c advanced by the whole dt with
-    rho frozen, since the c half-steps inside the outer step sharpen c_r where the cells eat. One host sync
-    per outer step, outside the sub-step loop.
-    """
-    gamma = _per_member("gamma", gamma, rgrid).reshape(-1)
-    chi = _per_member("chi", chi, rgrid)
-    dr = rgrid.dr
-    dc_max = torch.maximum(face_differences(c, axis=-1).abs().amax(dim=-1),
-                           face_differences(update_c(c, rho, dt, c_update), axis=-1).abs().amax(dim=-1))
-    vmax = chi.reshape(-1) * dc_max / dr  # max |v| = chi max |c_r| per member
-    rate = 2 * gamma * rgrid.kappa_D / dr**2 + rgrid.kappa_A * vmax / dr
-    worst = float(rate.max())
-    if not math.isfinite(worst):
-        raise ValueError(f"c (or rho) holds NaN/Inf values: the stability rate is {worst}")
-    return max(1, math.ceil(worst * dt / POSITIVITY_BOUND - 1e-12))
-
-
-def _rho_rate(rho, v, gamma_over_dr, areas, inv_volumes, limiter: str):
-    """-((A F)_{i+1/2} - (A F)_{i-1/2}) / V_i: the radial divergence of the flux (paper eq. 35)."""
-    flux = upwind_flux(rho, v, axis=-1, limiter=limiter) - gamma_over_dr * face_differences(rho, axis=-1)
-    # Face areas multiply the fluxes and the shell volumes divide the difference (h = 1: the geometry
-    # is carried by A and V, not by a spacing).
-    return -divergence(areas * flux, axis=-1, h=1.0) * inv_volumes
-
-
-def _substep(rho, c, chi_over_dr, gamma_over_dr, dt_sub, areas, inv_volumes, limiter: str, c_update: str):
-    """One Strang sub-step: c half-step, SSP-RK2 (Heun) rho transport with c frozen, c half-step.
-
-    A pure tensor function, so that ``torch.compile`` can fuse it into one loop; dt_sub is a 0-d tensor so
-    that a new sub-step size does not trigger a recompilation.
-    """
-    c = update_c(c, rho, 0.5 * dt_sub, c_update)
-    v = chi_over_dr * face_differences(c, axis=-1)  # drift velocity chi c_r at the interior faces
-    rho1 = rho + dt_sub * _rho_rate(rho, v, gamma_over_dr, areas, inv_volumes, limiter)
-    rho = 0.5 * rho + 0.5 * (rho1 + dt_sub * _rho_rate(rho1, v, gamma_over_dr, areas, inv_volumes, limiter))
-    return rho, update_c(c, rho, 0.5 * dt_sub, c_update)
-
-
-_COMPILED = {}
-
-
-def _substep_fn(compile: bool):
-    if not compile:
-        return _substep
-    if "substep" not in _COMPILED:
-        _COMPILED["substep"] = torch.compile(_substep, dynamic=False)
-    return _COMPILED["substep"]
+    """Smallest n with dt/n (2 gamma kappa_D/dr^2 + kappa_A max|v|/dr) <= 0.4 for every batch member
+    (:func:`nsipf_torch.finite_volume.substep_count` on the radial geometry; one host sync)."""
+    return fv.substep_count(c, dt, gamma, chi, rgrid.geometry, rho=rho, c_update=c_update)
 
 
 def radial_advance(rho, c, dt, gamma, chi, rgrid: RadialGrid, limiter: str = "minmod",
                    c_update: str = "exp", n_sub: int | None = None, compile: bool = False):
-    """One outer step of size dt as n_sub equal Strang sub-steps (c half-step, SSP-RK2 rho transport with
-    c frozen, c half-step; as ``fd.fd_advance``). Returns (rho, c, n_sub).
+    """One outer step of size dt as n_sub equal Strang sub-steps (:func:`nsipf_torch.finite_volume.advance`
+    on the radial geometry). Returns (rho, c, n_sub).
 
     rho, c: (B, Nr); gamma, chi: floats or (B,) tensors. ``n_sub=None`` picks the sub-step count from the
-    radial positivity bound (:func:`substeps_needed`, the largest over the batch); an explicit count is
-    used as given, as in ``fd.fd_advance`` (e.g. to compare batched with single runs bitwise).
-    ``compile`` fuses the sub-step with ``torch.compile`` (about 6x faster per sub-step on the CPU for
-    B x Nr ~ 1e5; the first call per shape compiles for ~20-30 s, so it pays only for long runs).
+    radial positivity bound (the largest over the batch); an explicit count is used as given (e.g. to
+    compare batched with single runs bitwise). ``compile`` fuses the sub-step with ``torch.compile``
+    (about 6x faster per sub-step on the CPU for B x Nr ~ 1e5; the first call per shape compiles for
+    ~20-30 s, so it pays only for long runs).
     """
-    if n_sub is None:
-        n_sub = substeps_needed(rho, c, dt, gamma, chi, rgrid, c_update)
-    elif isinstance(n_sub, bool) or not isinstance(n_sub, int) or n_sub < 1:
-        raise ValueError(f"n_sub must be a positive integer, got {n_sub!r}")
-    B = rho.shape[0]
-    gamma_over_dr = (_per_member("gamma", gamma, rgrid) / rgrid.dr).expand(B, 1).contiguous()
-    chi_over_dr = (_per_member("chi", chi, rgrid) / rgrid.dr).expand(B, 1).contiguous()
-    dt_sub = torch.tensor(dt / n_sub, dtype=rgrid.dtype, device=rgrid.device)
-    step = _substep_fn(compile)
-    for _ in range(n_sub):
-        rho, c = step(rho, c, chi_over_dr, gamma_over_dr, dt_sub, rgrid._interior_areas, rgrid._inv_volumes,
-                      limiter, c_update)
-    return rho, c, n_sub
+    return fv.advance(rho, c, dt, gamma, chi, rgrid.geometry, limiter, c_update, n_sub, compile)
 
 
 def _check_inputs(rho0, c0, gamma, chi, rgrid, times, dt, limiter, c_update):
     if not isinstance(rgrid, RadialGrid):
         raise ValueError(f"rgrid must be a RadialGrid, got {type(rgrid).__name__}")
-    for name, x in (("rho0", rho0), ("c0", c0)):
-        if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[-1] != rgrid.Nr:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"{name} must be a (B, Nr={rgrid.Nr}) tensor, got {shape}")
-        if not torch.isfinite(x).all():
-            raise ValueError(f"{name} contains NaN or infinite values")
-        if (x < 0).any():
-            raise ValueError(f"{name} must be non-negative, min is {float(x.min())}")
-    if rho0.shape != c0.shape:
-        raise ValueError(f"rho0 {tuple(rho0.shape)} and c0 {tuple(c0.shape)} must have the same shape")
-    B = rho0.shape[0]
+    B = check_fields(rho0, c0, (rgrid.Nr,), names=("rho0", "c0"))
     for name, x in (("gamma", gamma), ("chi", chi)):
-        t = _per_member(name, x, rgrid)
-        if t.shape[0] not in (1, B):
-            raise ValueError(f"{name} has {t.shape[0]} members, rho0 has B={B}")
-    dt = check_finite("dt", dt)
-    if dt <= 0:
-        raise ValueError(f"dt must be > 0, got {dt}")
+        check_positive(name, x if isinstance(x, torch.Tensor) else float(x), allow_zero=True, batch=B)
+    dt = check_positive("dt", dt)
     times = [check_finite("times", t) for t in times]
     if not times:
         raise ValueError("times must hold at least one snapshot time")
@@ -277,10 +197,7 @@ def _check_inputs(rho0, c0, gamma, chi, rgrid, times, dt, limiter, c_update):
         raise ValueError(f"times must be >= 0, got {times[0]}")
     if any(b <= a for a, b in zip(times, times[1:])):
         raise ValueError(f"times must be strictly ascending, got {times}")
-    if limiter not in LIMITERS:
-        raise ValueError(f"unknown limiter {limiter!r}; choose one of {LIMITERS}")
-    if c_update not in C_UPDATES:
-        raise ValueError(f"unknown c-update {c_update!r}; choose one of {C_UPDATES}")
+    check_schemes(limiter=limiter, c_update=c_update)
     return times, dt
 
 

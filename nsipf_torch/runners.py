@@ -1,5 +1,5 @@
-"""Method runners: one object per solver with the same small interface, so that ``simulate.py`` has one
-time loop for every method.
+"""Method runners: one object per solver with the same small interface, so that the API
+(:func:`nsipf_torch.api.run_loop`) has one time loop for every method.
 
     runner.advance(dt) -> int        one step of size dt (returns the FD sub-step count, 1 for particles)
     runner.fields()    -> (rho, c)   grid fields (B, N, ..., N) for output
@@ -8,7 +8,8 @@ time loop for every method.
     runner.state_dict() / load_state_dict(sd)   tensors and plain values only (resumable runs)
 
 The particle runner drives the one SIPF loop (:func:`~nsipf_torch.sipf.sipf_run`); the interpolator
-decides between classical SIPF and NSIPF.
+decides between classical SIPF and NSIPF. Both take their physical parameters as one
+:class:`~nsipf_torch.params.Params` whose gamma and chi are floats or (B,) tensors.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from . import fd
 from .deposit import deposit
 from .diagnostics import field_diagnostics
 from .grid import Grid
+from .params import Params
 from .resources import default_checkpoint
 from .distributed import World, sharded_deposit
 from .sipf import compiled_advance, initial_state, noise_generators, sipf_run
@@ -41,19 +43,23 @@ def neural_interp(model_path: str | Path | None, grid: Grid, precision: str = "f
 class FDRunner:
     """The finite-volume reference solver (:mod:`nsipf_torch.fd`)."""
 
-    def __init__(self, grid: Grid, ic, members: Sequence[dict], M0: float, limiter: str = "minmod",
-                 c_update: str = "exp"):
-        B = len(members)
-        self.grid, self.limiter, self.c_update = grid, limiter, c_update
-        self.gamma = torch.tensor([m["gamma"] for m in members], dtype=grid.dtype, device=grid.device)
-        self.chi = torch.tensor([m["chi"] for m in members], dtype=grid.dtype, device=grid.device)
-        self.rho = ic.rho0(grid, M0).expand(B, *grid.shape).clone()
+    def __init__(self, grid: Grid, ic, params: Params, B: int = 1, limiter: str = "minmod",
+                 c_update: str = "exp", compile: bool = False):
+        self.grid, self.limiter, self.c_update, self.compile = grid, limiter, c_update, compile
+        self.gamma = _member_tensor(params, "gamma", B, grid)
+        self.chi = _member_tensor(params, "chi", B, grid)
+        self.rho = ic.rho0(grid, params.M0).expand(B, *grid.shape).clone()
         self.c = ic.c0(grid).expand(B, *grid.shape).clone()
+
+    def substep_count(self, dt: float) -> int:
+        """Sub-steps the next outer step of size dt takes (one host sync)."""
+        return fd.fd_substep_count(self.c, dt, self.gamma, self.chi, self.grid.h, self.grid.dim, rho=self.rho,
+                                   c_update=self.c_update)
 
     @torch.inference_mode()
     def advance(self, dt: float) -> int:
         self.rho, self.c, n_sub = fd.fd_advance(self.rho, self.c, dt, self.gamma, self.chi, self.grid,
-                                                limiter=self.limiter, c_update=self.c_update)
+                                                limiter=self.limiter, c_update=self.c_update, compile=self.compile)
         return n_sub
 
     def fields(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,24 +83,28 @@ class FDRunner:
 class ParticleRunner:
     """SIPF / NSIPF: P particles per member carry rho, c lives on the grid (paper eqs. 32-34)."""
 
-    def __init__(self, grid: Grid, ic, members: Sequence[dict], M0: float, P: int, interp,
-                 c_update: str = "exp", deposit_method: str = "ngp", world: World = World(), compile: bool = False):
-        seeds = [m["seed"] for m in members]
-        self.grid, self.M0, self.P, self.interp, self.world = grid, M0, P, interp, world
-        self.c_update, self.deposit_method = c_update, deposit_method
-        self.gamma = torch.tensor([m["gamma"] for m in members], dtype=grid.dtype, device=grid.device)
-        self.chi = torch.tensor([m["chi"] for m in members], dtype=grid.dtype, device=grid.device)
+    def __init__(self, grid: Grid, ic, params: Params, seeds: Sequence[int], P: int, interp,
+                 c_update: str = "exp", deposit_method: str = "ngp", world: World = World(), compile: bool = False,
+                 replan_every: int = 10):
+        B = len(seeds)
+        self.grid, self.M0, self.P, self.interp, self.world = grid, params.M0, P, interp, world
+        self.c_update, self.deposit_method, self.replan_every, self.steps = c_update, deposit_method, replan_every, 0
+        self.gamma = _member_tensor(params, "gamma", B, grid)
+        self.chi = _member_tensor(params, "chi", B, grid)
         state = initial_state(ic, grid, P, seeds)
         # each rank keeps its slice of the one global sample per member: the start is world-size independent
         self.state = state._replace(X=state.X[:, world.shard(P)].contiguous())
         # drawn where the particles live: a CPU stream copied to the GPU would cost more than the step
         self.generators = noise_generators(seeds, rank=world.rank, device=grid.device)
-        self.deposit_fn = None if world.size == 1 else sharded_deposit(world, grid, M0, P, deposit_method)
+        self.deposit_fn = None if world.size == 1 else sharded_deposit(world, grid, params.M0, P, deposit_method)
         self.step_fn = compiled_advance() if compile else None
-        self.replan()
 
     def replan(self) -> None:
-        """Size the neural interpolator's tile list from the particles now (a host sync: outside the step)."""
+        """Size the neural interpolator's tile list from the particles now (a host sync: outside the step).
+
+        The runner does this every ``replan_every`` steps on its own (the one place of this policy), so
+        every caller of :meth:`advance` gets the same tile coverage.
+        """
         if hasattr(self.interp, "plan_capacity"):
             self.interp.plan_capacity(self.X)
 
@@ -108,6 +118,9 @@ class ParticleRunner:
 
     @torch.no_grad()  # not inference_mode: the neural interpolator takes its drift by autograd
     def advance(self, dt: float) -> int:
+        if self.steps % self.replan_every == 0:
+            self.replan()
+        self.steps += 1
         self.state = sipf_run(self.state, self.generators, 1, grid=self.grid, dt=dt, gamma=self.gamma, chi=self.chi,
                               M0=self.M0, interp=self.interp, c_update=self.c_update,
                               deposit_method=self.deposit_method, step_fn=self.step_fn, deposit_fn=self.deposit_fn)
@@ -126,7 +139,6 @@ class ParticleRunner:
         if hasattr(self.interp, "last_overflow"):  # occupied tiles the CNN skipped last step (linear upsampling)
             overflow = self.interp.last_overflow
             diag["tile_overflow"] = torch.zeros(rho.shape[0], dtype=torch.long) + (0 if overflow is None else overflow.cpu())
-            self.replan()
         return diag
 
     def checked(self) -> dict[str, torch.Tensor]:
@@ -139,10 +151,17 @@ class ParticleRunner:
         return self.X[:, :M]
 
     def state_dict(self) -> dict:
-        return {"X": self.X, "c": self.c, "generators": [g.get_state() for g in self.generators]}
+        return {"X": self.X, "c": self.c, "steps": self.steps, "generators": [g.get_state() for g in self.generators]}
 
     def load_state_dict(self, sd: dict) -> None:
         self.state = self.state._replace(X=sd["X"].to(self.grid.device, self.grid.dtype),
                                          c=sd["c"].to(self.grid.device, self.grid.dtype))
+        self.steps = int(sd["steps"])
+        self.replan()
         for g, s in zip(self.generators, sd["generators"]):
             g.set_state(s)
+
+
+def _member_tensor(params: Params, name: str, B: int, grid: Grid) -> torch.Tensor:
+    """gamma or chi of every member as a (B,) tensor in the grid's dtype (gradients kept)."""
+    return params.member_values(name, B).to(device=grid.device, dtype=grid.dtype)

@@ -28,6 +28,7 @@ from nsipf_torch.initial import get_ic
 from nsipf_torch.interp import make_interp
 from nsipf_torch.metrics import rel_l2
 from nsipf_torch.resources import reference_path
+from nsipf_torch.params import Params
 from nsipf_torch.runners import FDRunner, ParticleRunner, neural_interp
 from nsipf_torch.validation import ring_fraction
 
@@ -37,11 +38,11 @@ METHODS = ("FD", "SIPF-trilinear", "SIPF-spline", "NSIPF")
 def runner_for(method, grid, ic, P, seeds, model=None):
     if method == "FD":
         seeds = seeds[:1]  # deterministic: one member
-    members = [{"gamma": 0.01, "chi": 1.0, "seed": s} for s in seeds]
+    params = Params(dim=grid.dim)
     if method == "FD":
-        return FDRunner(grid, ic, members, 1.0)
+        return FDRunner(grid, ic, params)
     interp = neural_interp(model, grid) if method == "NSIPF" else make_interp(method.split("-")[1], grid)
-    return ParticleRunner(grid, ic, members, 1.0, P, interp)
+    return ParticleRunner(grid, ic, params, seeds, P, interp)
 
 
 def run_case(problem, N, P, method, dim, dt, seeds, model=None):

@@ -50,7 +50,7 @@ SIMULATE = [
     (["--L", "0"], "L"),
     (["--chi", "nan"], "chi"),
     (["--dt", "inf"], "--dt"),
-    (["--N", "x"], "invalid int"),
+    (["--N", "x"], "is not a valid int"),
     (["--method", "fdm", "--dt", "50", "--T", "100"], "sub-steps"),
     (["--sweep", "chi=1,,2"], "--sweep"),
     (["--sweep", "chi=-1"], "--sweep"),

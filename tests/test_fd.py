@@ -382,13 +382,14 @@ def test_behaviour_figures_of_model_section5_at_64():
     ({"c_update": "rk4"}, "c-update"), ({"n_sub": 0}, "n_sub"),
 ])
 def test_bad_inputs_raise_value_error_naming_the_value(kwargs, word):
+    # checked once at fd_solve's entry; fd_advance (the loop body) repeats no checks
     grid = Grid(8, dim=2)
     rho, c = canonical_batch(grid, ("blob", "blob"))
     args = {"dt": 1e-3, "gamma": 0.01, "chi": 1.0, "limiter": "minmod", "c_update": "exp", "n_sub": None}
     args.update(kwargs)
     with pytest.raises(ValueError, match=word):
-        fd_advance(rho, c, args["dt"], args["gamma"], args["chi"], grid, args["limiter"], args["c_update"],
-                   args["n_sub"])
+        fd_solve(rho, c, 2e-3, args["dt"], args["gamma"], args["chi"], grid, args["limiter"], args["c_update"],
+                 args["n_sub"])
 
 
 def test_nan_field_is_refused():
@@ -396,6 +397,8 @@ def test_nan_field_is_refused():
     rho, c = canonical_batch(grid, ("blob",))
     c[0, 3, 3] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
+        fd_solve(rho, c, 1e-3, 1e-3, 0.01, 1.0, grid)
+    with pytest.raises(ValueError, match="NaN"):  # the sub-step count refuses it too
         fd_advance(rho, c, 1e-3, 0.01, 1.0, grid)
 
 

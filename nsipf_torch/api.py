@@ -1,0 +1,378 @@
+"""The Python API: ``simulate(problem, method, ...) -> Result``, the one time loop, and the run's config.
+
+    import nsipf_torch as nt
+    r = nt.simulate("two_blobs", method="nsipf", N=32, P=20_000, T=0.2)     # prints and writes nothing
+    r.rho.shape            # (B, K + 1, N, N, N): members, snapshots, cells
+    r.save("runs/tb")      # the files simulate.py writes (config.json, snap_*.npz, figures, ...)
+
+Methods: ``fdm`` (the finite-volume reference, MODEL.md §1), ``sipf`` (paper eqs. 32-34 with a classical
+interpolator, ``interp="spline"`` or ``"trilinear"``), ``nsipf`` (SIPF with the CNN interpolator, the
+paper's NSIPF). A problem is a registered name (:func:`nsipf_torch.initial.known_ics`), an
+:class:`~nsipf_torch.initial.InitialCondition` (e.g. a ``GriddedIC``), or a pair of callables
+``(rho0, c0)`` evaluated at the cell centres (``x`` of shape (*cells, d)).
+
+``gamma`` and ``chi`` given as sequences make one member per value (a sweep); ``seeds`` makes replicas:
+an int is the base seed (member k gets seed + k, ``batch`` replicas per value), a sequence gives each
+value's replicas their seeds (common random numbers across the sweep). Every bad value is a
+``ValueError`` naming it, raised here at entry and never inside the time loop; so are runs that would not
+fit in memory or would take more than ``MAX_STEPS`` steps.
+"""
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from .callbacks import Callback, Diagnostics, LoopState, Snapshots, StopOnNonFinite
+from .deposit import DEPOSITS
+from .diagnostics import NonFiniteError
+from .distributed import World
+from .field import C_UPDATES
+from .grid import Grid, resolve_device, resolve_dtype
+from .initial import FunctionIC, InitialCondition, get_ic, known_ics
+from .interp import INTERPS, make_interp
+from .memory import check_memory
+from .neural import PRECISIONS
+from .params import Params, check_finite
+from .runners import FDRunner, ParticleRunner, neural_interp
+from .stencils import LIMITERS
+
+METHODS = ("fdm", "sipf", "nsipf")
+MAX_STEPS = 10_000_000        # outer steps: beyond this a dt is a mistake, not a request to wait for years
+MAX_FD_SUBSTEPS = 10_000      # FD sub-steps per outer step, likewise
+
+
+@dataclass
+class SimConfig:
+    """One run's configuration: what ``simulate`` takes, what simulate.py's flags set, and what
+    config.json and state.pt store."""
+
+    method: str = field(default="nsipf", metadata={"help": "solver: fdm (finite volumes), sipf (classical "
+                                                   "interpolator), nsipf (the CNN interpolator)", "choices": METHODS})
+    ic: str = field(default="annuli", metadata={"help": "initial condition: a registered problem, e.g. "
+                                                "blob, two_blobs, annuli"})
+    ic_file: str | None = field(default=None, metadata={"help": "an .npz with gridded rho0 and c0 (N^d arrays); "
+                                                        "overrides --ic, sets --N and --dim"})
+    dim: int = field(default=3, metadata={"help": "space dimension d (2 or 3; 1 for fdm)"})
+    N: int = field(default=32, metadata={"help": "grid cells per axis (h = 2L/N)"})
+    L: float = field(default=1.0, metadata={"help": "half width of the box [-L, L]^d"})
+    T: float = field(default=0.2, metadata={"help": "final time"})
+    dt: float = field(default=1e-3, metadata={"help": "time step; fdm sub-steps it automatically to stay "
+                                              "positive (MODEL.md §6)"})
+    gamma: float = field(default=0.01, metadata={"help": "diffusion coefficient γ >= 0"})
+    chi: float = field(default=1.0, metadata={"help": "chemo-sensitivity χ >= 0"})
+    M0: float = field(default=1.0, metadata={"help": "total mass of ρ"})
+    P: int = field(default=20_000, metadata={"help": "particles per member (sipf, nsipf), each of mass M0/P"})
+    interp: str = field(default="spline", metadata={"help": "sipf interpolator of c", "choices": ("spline", "trilinear")})
+    deposit: str = field(default="ngp", metadata={"help": "particle deposit: nearest grid point or cloud-in-cell",
+                                                  "choices": DEPOSITS})
+    c_update: str = field(default="exp", metadata={"help": "c step: exp (exact for frozen ρ, c >= 0) or euler "
+                                                   "(paper eq. 33; may go negative, reported)", "choices": C_UPDATES})
+    limiter: str = field(default="minmod", metadata={"help": "fdm drift reconstruction", "choices": LIMITERS})
+    model: str | None = field(default=None, metadata={"help": "nsipf checkpoint (default: the shipped one for --dim)"})
+    cnn_precision: str = field(default="fp32", metadata={
+        "help": "nsipf CNN convolutions (tf32 needs CUDA; bf16 runs the residual in bfloat16; BENCHMARKS.md gives "
+                "the speed and accuracy of each)", "choices": PRECISIONS})
+    device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
+    dtype: str = field(default="float32", metadata={"help": "float32 or float64", "choices": ("float32", "float64")})
+    snapshots: int = field(default=4, metadata={"help": "snapshot intervals: snap_0000 (t = 0) ... snap_K (t = T)"})
+    diag_every: int = field(default=10, metadata={"help": "steps between diagnostics (mass, min/max, NaN/Inf check)"})
+    seed: int = field(default=0, metadata={"help": "base seed; member k uses seed + k"})
+    sweep: str | None = field(default=None, metadata={"help": "one member per value, e.g. chi=0.5,1,2 or gamma=0.005,0.01"})
+    batch: int = field(default=1, metadata={"help": "seeds per sweep value (particle methods)"})
+    seeds: tuple[int, ...] | None = field(default=None, metadata={
+        "help": "the replicas' seeds, reused for every sweep value (overrides seed and batch)", "cli": False})
+    save_particles: int = field(default=0, metadata={"help": "store M particle positions per member in each snapshot"})
+    compile: bool = field(default=False, metadata={"help": "torch.compile the step (the particle step's deposit and "
+                                                   "gather in separate regions; the FD sub-step fused); compile time is extra"})
+
+    def members(self) -> list[dict]:
+        """One dict (gamma, chi, seed) per batch member, from the sweep and the batch."""
+        name, values = parse_sweep(self.sweep, self.chi)
+        out = []
+        for v in values:
+            for j in range(self.batch if self.seeds is None else len(self.seeds)):
+                seed = self.seed + len(out) if self.seeds is None else self.seeds[j]
+                member = {"gamma": self.gamma, "chi": self.chi, "seed": seed}
+                member[name] = v
+                out.append(member)
+        return out
+
+
+def parse_sweep(sweep: str | None, chi: float) -> tuple[str, list[float]]:
+    """``chi=0.5,1,2`` -> ("chi", [0.5, 1.0, 2.0]); None -> ("chi", [chi])."""
+    if sweep is None:
+        return "chi", [chi]
+    name, sep, values = sweep.partition("=")
+    if not sep or name not in ("chi", "gamma") or not values:
+        raise ValueError(f"--sweep {sweep!r} must look like chi=0.5,1,2 or gamma=0.005,0.01")
+    try:
+        vals = [float(v) for v in values.split(",")]
+    except ValueError:
+        raise ValueError(f"--sweep {sweep!r} holds a value that is not a number") from None
+    for v in vals:
+        if not math.isfinite(v) or v < 0:
+            raise ValueError(f"--sweep {name} value {v} must be finite and >= 0")
+    return name, vals
+
+
+@dataclass
+class Setup:
+    """A checked run: its config, parameters, grid, problem, members and step schedule."""
+
+    cfg: SimConfig
+    params: Params
+    grid: Grid
+    ic: InitialCondition
+    members: list[dict]
+    n_steps: int
+
+    def time_at(self, k: int) -> float:
+        """The time after k steps; the last step is shortened to land on T exactly."""
+        return self.params.T if k == self.n_steps else k * self.cfg.dt
+
+
+def step_count(T: float, dt: float) -> int:
+    """Steps of size dt to reach T (the last one shortened); refuses more than MAX_STEPS."""
+    n = T / dt
+    if not math.isfinite(n) or n > MAX_STEPS:
+        raise ValueError(f"--dt {dt:g} would take {n:.3g} steps to reach --T {T:g} (the limit is {MAX_STEPS:,}); "
+                         "use a larger --dt")
+    return math.ceil(n - 1e-9) if T > 0 else 0
+
+
+def check_config(cfg: SimConfig, ic: InitialCondition | None = None) -> Setup:
+    """Check every value of ``cfg`` once, before anything is allocated or written."""
+    for flag, value, choices in (("method", cfg.method, METHODS), ("c-update", cfg.c_update, C_UPDATES),
+                                 ("limiter", cfg.limiter, LIMITERS), ("interp", cfg.interp, tuple(INTERPS)),
+                                 ("deposit", cfg.deposit, DEPOSITS), ("cnn-precision", cfg.cnn_precision, PRECISIONS)):
+        if value not in choices:
+            raise ValueError(f"unknown --{flag} {value!r}; choose one of {', '.join(choices)}")
+    dt = check_finite("--dt", cfg.dt) if isinstance(cfg.dt, (int, float)) and math.isfinite(cfg.dt) else None
+    if dt is None or dt <= 0:
+        raise ValueError(f"--dt must be a finite number > 0, got {cfg.dt}")
+    if math.isfinite(cfg.T) and 0 < cfg.T < cfg.dt:
+        raise ValueError(f"--dt {cfg.dt} is longer than the whole run --T {cfg.T}")
+    for flag, value, low in (("snapshots", cfg.snapshots, 1), ("diag-every", cfg.diag_every, 1), ("batch", cfg.batch, 1),
+                             ("P", cfg.P, 1), ("save-particles", cfg.save_particles, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"--{flag} must be an integer >= {low}, got {value!r}")
+    if cfg.method == "fdm" and (cfg.batch > 1 or (cfg.seeds is not None and len(cfg.seeds) > 1)):
+        raise ValueError("--batch > 1 needs a particle method: fdm is deterministic, its seeds would be copies")
+    if cfg.method != "fdm" and cfg.dim not in (2, 3):
+        raise ValueError(f"--dim {cfg.dim}: the particle methods run in 2 or 3 dimensions")
+    if ic is None:
+        ic = get_ic(cfg.ic)
+    members = cfg.members()
+    params = Params(gamma=torch.tensor([m["gamma"] for m in members], dtype=torch.float64),
+                    chi=torch.tensor([m["chi"] for m in members], dtype=torch.float64),
+                    L=cfg.L, dim=cfg.dim, M0=cfg.M0, T=cfg.T)
+    grid = Grid(cfg.N, cfg.dim, cfg.L, resolve_device(cfg.device), resolve_dtype(cfg.dtype))
+    if cfg.cnn_precision == "tf32" and grid.device.type != "cuda":
+        raise ValueError(f"--cnn-precision tf32 needs a CUDA device, the run is on {grid.device.type}")
+    if hasattr(ic, "check_grid"):
+        ic.check_grid(grid)
+    n_steps = step_count(params.T, cfg.dt)
+    check_memory(cfg.method, cfg.interp, N=cfg.N, dim=cfg.dim, P=cfg.P, B=len(members), dtype=grid.dtype,
+                 device=grid.device)
+    return Setup(cfg, params, grid, ic, members, n_steps)
+
+
+def make_runner(setup: Setup, world: World = World()):
+    """The solver object of the run's method (FD or particles), checked for its FD sub-step count."""
+    cfg, grid, ic, params = setup.cfg, setup.grid, setup.ic, setup.params
+    if world.size > 1:
+        if cfg.method == "fdm":
+            raise ValueError("fdm is not sharded: run it without torchrun (one process)")
+        world.shard(cfg.P)  # P must split evenly: refuse up front, on every rank
+    if cfg.method == "fdm":
+        runner = FDRunner(grid, ic, params, B=len(setup.members), limiter=cfg.limiter, c_update=cfg.c_update,
+                          compile=cfg.compile)
+        n_sub = runner.substep_count(cfg.dt)
+        if n_sub > MAX_FD_SUBSTEPS:
+            raise ValueError(f"--dt {cfg.dt} would need {n_sub} positive FD sub-steps per step at N = {grid.N} "
+                             f"(more than {MAX_FD_SUBSTEPS}); use a smaller --dt")
+        return runner
+    if cfg.method == "nsipf":
+        interp = neural_interp(cfg.model, grid, cfg.cnn_precision)
+    else:
+        interp = make_interp(cfg.interp, grid)
+    return ParticleRunner(grid, ic, params, [m["seed"] for m in setup.members], cfg.P, interp,
+                          c_update=cfg.c_update, deposit_method=cfg.deposit, world=world, compile=cfg.compile)
+
+
+def run_loop(runner, setup: Setup, callbacks: Sequence[Callback], state: LoopState) -> LoopState:
+    """The one time loop of every method: advance, then let each callback look (in order); ``state`` is
+    updated in place (step, time, sub-steps, diagnostics rows).
+
+    Raises :class:`~nsipf_torch.diagnostics.NonFiniteError` from a ``StopOnNonFinite`` callback; the
+    callbacks' ``on_end`` runs either way.
+    """
+    cfg, snaps = setup.cfg, state.snapshots
+    state.diag_due = True
+    try:
+        for cb in callbacks:
+            cb.on_start(state)
+        while state.step < setup.n_steps:
+            state.substeps += runner.advance(setup.time_at(state.step + 1) - setup.time_at(state.step))
+            state.step += 1
+            state.t = setup.time_at(state.step)
+            state.diag_due = (state.step % cfg.diag_every == 0 or state.step == setup.n_steps
+                              or (snaps is not None and snaps.wants(state.step)))
+            for cb in callbacks:
+                cb.on_step(state)
+    finally:
+        for cb in callbacks:
+            cb.on_end(state)
+    return state
+
+
+@dataclass
+class Result:
+    """A finished (or stopped) run. ``rho``, ``c``: (B, K, *cells) on the CPU, members first, snapshot
+    times ``times`` (K,); ``X`` (B, K, M, d) particle positions when asked for; ``diagnostics``: one row
+    per member and diagnostics step; ``config``: the run's configuration, members, device and torch
+    version; ``complete`` is False when a NaN/Inf stopped the run (``error`` says where)."""
+
+    times: list[float]
+    steps: list[int]
+    rho: torch.Tensor
+    c: torch.Tensor
+    X: torch.Tensor | None
+    diagnostics: list[dict]
+    config: dict
+    members: list[dict]
+    grid: Grid
+    n_steps: int
+    substeps: int
+    wall_time: float
+    complete: bool = True
+    error: str | None = None
+
+    def save(self, out: str | Path, figures: bool = True, vtk: bool = False, tensorboard: bool = True) -> Path:
+        """Write the run into ``out`` (created): config.json, snap_KKKK.npz, final.npz (complete runs),
+        diagnostics.csv, TensorBoard scalars, and with ``figures`` snap_KKKK.png and diagnostics.png;
+        ``vtk`` adds ParaView files. Returns the directory."""
+        from .output import save_result
+        return save_result(self, Path(out), figures=figures, vtk=vtk, tensorboard=tensorboard)
+
+    def series(self, key: str) -> tuple[list[float], torch.Tensor]:
+        """(times, values (T, B)) of one diagnostic, for plots."""
+        B = len(self.members)
+        rows = self.diagnostics
+        return [r["t"] for r in rows[::B]], torch.tensor([r[key] for r in rows], dtype=torch.float64).reshape(-1, B)
+
+
+def simulate(problem: str | InitialCondition | tuple[Callable, Callable] = "annuli", method: str = "nsipf", *,
+             callbacks: Sequence[Callback] = (), seeds: int | Sequence[int] | None = None,
+             resume: dict | None = None, world: World | None = None, **options: Any) -> Result:
+    """Run one simulation and return its :class:`Result`; prints nothing and writes nothing unless a
+    callback does.
+
+    ``options`` are the fields of :class:`SimConfig` (N, P, T, dt, gamma, chi, M0, L, dim, device, dtype,
+    snapshots, diag_every, interp, deposit, c_update, limiter, model, cnn_precision, compile,
+    save_particles, batch, seed); ``gamma``/``chi`` may be sequences (one member per value). ``callbacks``
+    run after every step (:mod:`nsipf_torch.callbacks`); a ``Snapshots`` among them replaces the default
+    schedule (``snapshots`` equal intervals). ``resume`` is the content of a state.pt written by the
+    ``Checkpoint`` callback. Warnings (e.g. c driven negative by ``c_update="euler"``) go through
+    ``warnings.warn``. A NaN/Inf mid-run returns the result so far with ``complete=False``.
+    """
+    cfg, ic = _config(problem, method, seeds, options)
+    setup = check_config(cfg, ic)
+    return run(setup, make_runner(setup, world or World()), callbacks, resume)
+
+
+def run(setup: Setup, runner, callbacks: Sequence[Callback] = (), resume: dict | None = None) -> Result:
+    """Drive a runner through the checked run ``setup`` with the default trackers (NaN/Inf stop,
+    diagnostics, snapshots) before the given ``callbacks``; continue from ``resume`` (a state.pt)."""
+    cfg = setup.cfg
+    user = list(callbacks)
+    snaps = next((cb for cb in user if isinstance(cb, Snapshots)), None)
+    if snaps is None:
+        snaps = Snapshots.evenly(setup.n_steps, cfg.snapshots, particles=cfg.save_particles)
+    else:
+        user.remove(snaps)
+    state = LoopState(runner, 0, 0.0, setup.n_steps, members=setup.members, snapshots=snaps)
+    if resume is not None:
+        runner.load_state_dict(resume["runner"])
+        snaps.load_state_dict(resume["snapshots"])
+        state.step, state.substeps, state.log = resume["step"], resume["substeps"], list(resume["log"])
+        state.t = setup.time_at(state.step)
+    start, error = time.perf_counter(), None
+    try:
+        run_loop(runner, setup, [StopOnNonFinite(), Diagnostics(), snaps, *user], state)
+    except NonFiniteError as err:
+        error = str(err)
+    result = _result(setup, snaps, state, time.perf_counter() - start, error)
+    _warn(result)
+    return result
+
+
+def _config(problem, method, seeds, options) -> tuple[SimConfig, InitialCondition]:
+    names = {f.name for f in fields(SimConfig)}
+    unknown = sorted(set(options) - names)
+    if unknown:
+        raise ValueError(f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    options = dict(options)
+    options["sweep"] = _sweep_option(options)
+    if isinstance(seeds, int):
+        options["seed"] = seeds
+    elif seeds is not None:
+        seeds = [int(s) for s in seeds]
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds must be distinct integers, got {seeds}")
+        options["seeds"] = tuple(seeds)
+    cfg = SimConfig(method=method, **options)
+    if isinstance(problem, str):
+        cfg.ic, ic = problem, get_ic(problem)
+    elif isinstance(problem, InitialCondition):
+        cfg.ic, ic = getattr(problem, "name", type(problem).__name__), problem
+        if getattr(problem, "N", None) is not None:
+            cfg.N, cfg.dim = problem.N, problem.dim
+    elif isinstance(problem, tuple) and len(problem) == 2 and all(callable(f) for f in problem):
+        ic = FunctionIC("function", *problem)
+        cfg.ic = ic.name
+    else:
+        raise ValueError(f"problem must be a name ({', '.join(known_ics())}), an InitialCondition or a pair "
+                         f"of callables (rho0, c0), got {type(problem).__name__}")
+    return cfg, ic
+
+
+def _sweep_option(options: dict) -> str | None:
+    """gamma or chi given as a sequence become a sweep (one member per value)."""
+    swept = [k for k in ("gamma", "chi") if isinstance(options.get(k), (list, tuple, torch.Tensor))]
+    if len(swept) > 1:
+        raise ValueError("sweep gamma or chi, not both at once")
+    if not swept:
+        return options.pop("sweep", None)
+    name = swept[0]
+    values = [float(v) for v in options[name]]
+    options[name] = values[0]
+    return f"{name}={','.join(repr(v) for v in values)}"
+
+
+def _result(setup: Setup, snaps: Snapshots, state: LoopState, wall: float, error: str | None) -> Result:
+    def stack(frames):
+        return torch.stack(frames, dim=1) if frames else torch.empty(0)
+    config = {"config": asdict(setup.cfg), "params": setup.params.to_dict(), "members": setup.members,
+              "device": str(setup.grid.device), "torch": torch.__version__}
+    return Result(times=list(snaps.times), steps=list(snaps.steps), rho=stack(snaps.rho), c=stack(snaps.c),
+                  X=stack(snaps.X) if snaps.X else None, diagnostics=state.log, config=config,
+                  members=setup.members, grid=setup.grid, n_steps=setup.n_steps, substeps=state.substeps,
+                  wall_time=wall, complete=error is None, error=error)
+
+
+def _warn(result: Result) -> None:
+    negative = max((r.get("n_negative_c", 0) for r in result.diagnostics), default=0)
+    if negative > 0:
+        warnings.warn(f"the euler c-update drove c negative in up to {int(negative)} cells; "
+                      "c_update='exp' keeps c >= 0", stacklevel=3)
+    overflow = max((r.get("tile_overflow", 0) for r in result.diagnostics), default=0)
+    if overflow > 0:
+        warnings.warn(f"the CNN skipped up to {int(overflow)} occupied tiles in a step (they kept linear "
+                      "upsampling); a smaller diag_every re-plans the tile list more often", stacklevel=3)
