@@ -26,6 +26,7 @@ from nsipf_torch.grid import Grid
 from nsipf_torch.initial import get_ic
 from nsipf_torch.interp import make_interp
 from nsipf_torch.model import UpsampleCNN
+from nsipf_torch.params import Params
 from nsipf_torch.sipf import initial_state, sipf_advance
 
 CUDA = torch.device("cuda", 0)
@@ -158,9 +159,10 @@ def _grid():
 
 def test_fd_substep_on_cuda(monkeypatch):
     from nsipf_torch.runners import FDRunner
+    params = Params(gamma=torch.tensor([0.01, 0.02]))  # checked at the API's entry, on the host
     with fake_cuda(monkeypatch):
         grid = _grid()
-        runner = FDRunner(grid, get_ic("two_blobs"), [{"gamma": 0.01, "chi": 1.0}] * 2, 1.0)
+        runner = FDRunner(grid, get_ic("two_blobs"), params, B=2)
         rho, c = fd.fd_substep(runner.rho, runner.c, 1e-4, runner.gamma, runner.chi, grid.h)
         assert _on_cuda(runner.rho, runner.c, rho, c)
 
@@ -182,6 +184,7 @@ def test_particle_step_on_cuda(monkeypatch, method):
         else:
             from nsipf_torch.neural import NeuralInterp
             interp = NeuralInterp(model, grid, capacity=3 if method == "neural-tiled" else None)
+            assert interp.tile is not None
         noise = torch.randn(state.X.shape, device=CUDA)
         gamma = torch.full((2,), 0.01, device=CUDA)
         X, c = sipf_advance(state.X, state.c, noise, grid=grid, dt=1e-3, gamma=gamma, chi=1.0, M0=1.0,
