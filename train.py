@@ -353,10 +353,11 @@ def fit(run: Run, blob: dict | None, writer, t0: float) -> None:
 
 
 # --- set-up ------------------------------------------------------------------------------------------------
-def load_split_tensors(cfg: TrainConfig, master: bool, world: int) -> tuple[torch.Tensor, ...]:
-    """(x_tr, y_tr, x_va, y_va) normalised, on the CPU; rank 0 generates (or loads) the cache first."""
+def load_split_tensors(cfg: TrainConfig, master: bool, world: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """(x_tr, y_tr, x_va, y_va) normalised, on the CPU; rank 0 generates (on ``device``) or loads the
+    cache first."""
     dcfg, cache = cfg.data_config(), cache_folder(cfg.cache_dir)
-    data = make_dataset(dcfg, cache, progress=True) if master else None
+    data = make_dataset(dcfg, cache, progress=True, device=device) if master else None
     if world > 1:
         torch.distributed.barrier()
     if not master:
@@ -404,8 +405,8 @@ def evaluate_checkpoint(cfg: TrainConfig) -> int:
     except ValueError as err:
         return usage_error("train.py", err)
     cfg.depth, cfg.scale, cfg.width = model.depth, model.scale, model.width  # the data's halo = the model's
-    data = make_dataset(cfg.data_config(), cache_folder(cfg.cache_dir))
     device = torch.device(cfg.device)
+    data = make_dataset(cfg.data_config(), cache_folder(cfg.cache_dir), device=device)
     inp, tgt = normalised(data["val"], cfg.roughness, cfg.dim, cfg.depth, cfg.scale)
     print(table(evaluate(model.to(device), inp.to(device), tgt.to(device))))
     return 0
@@ -428,7 +429,7 @@ def main(argv=None) -> int:
     if world > 1:
         torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
     t0 = time.perf_counter()
-    tensors = load_split_tensors(cfg, rank == 0, world)
+    tensors = load_split_tensors(cfg, rank == 0, world, device)
     t_data = time.perf_counter() - t0
     run = build_run(cfg, blob, device, world, rank, tensors)
     writer = None
