@@ -1,12 +1,13 @@
-"""Train the neural interpolator's CNN on radial solutions (MODEL.md §3, issue 4 §3). nanoGPT-style: flat.
+"""Train the neural interpolator's CNN on radial solutions (MODEL.md §3). nanoGPT-style: flat.
 
-Commands (run from the repository root):
+Commands (outputs go to the current directory; the data cache to the user cache folder):
 
     python train.py                                    # 3D -> checkpoints/nsipf_3d.pt (the shipped model)
     python train.py --dim 2                            # 2D -> checkpoints/nsipf_2d.pt
     python train.py --roughness on --out checkpoints/ablation_rough_3d.pt     # the roughness ablation
     python train.py --roughness off --out checkpoints/ablation_off_3d.pt   # the paper's input (the first model)
     python train.py --resume                           # continue the run in --out for more --epochs
+    python train.py --device cuda                      # on a GPU: data generation and training
     python train.py --evaluate checkpoints/nsipf_3d.pt --roughness on    # a model's table on rough inputs
     OMP_NUM_THREADS=1 torchrun --nproc_per_node=2 train.py --threads 1   # DistributedDataParallel (gloo on
                                                        # the CPU, nccl on CUDA), same result layout
@@ -16,13 +17,12 @@ Paper defaults (MODEL.md §3): Adam, batch size 4 (per process), mean-squared-er
 Input and target (``--roughness``, default ``keep``): the CNN sees the rough SIPF field of persistent
 particles (what a simulation gives it) and is trained to add the residual of the *smooth* field while
 passing the particles' holes through as linear upsampling does: target = exact fine field + linear
-upsampling of (rough - smooth). Trained on the smooth input alone (``off``, the paper's), the CNN amplified
-the grid-scale holes (drift error at the particles 0.78 against the cubic spline's 0.55 on 3D two_blobs at
-t = 0.025) and lost end to end (two_blobs 64^3 rho error 0.091 / 0.066 at T/2 / T against the spline's
-0.063 / 0.051; with ``keep`` 0.035 / 0.041). Trained to remove the holes (``on``), it over-smooths and
-fails (MODEL.md §6).
+upsampling of (rough - smooth). Trained on the smooth input alone (``off``, the paper's), the CNN amplifies
+the grid-scale holes and loses end to end; trained to remove the holes (``on``), it over-smooths and fails
+(MODEL.md §6; the measured errors of every variant are in docs/VALIDATION.md).
 Each sample is normalised by its input's maximum (the CNN is exactly scale-equivariant, so this only weighs
-samples equally). The data (``nsipf_torch.data``) is generated once, seeded, and cached under --cache-dir.
+samples equally). The data (``nsipf_torch.data``) is generated once, seeded, on --device, and cached under
+--cache-dir. Every output path is checked before the data are generated.
 
 Outputs
 - ``--out``: checkpoint after every epoch, written atomically (temporary file, then rename). It holds the

@@ -1,4 +1,4 @@
-"""Training data of the neural interpolator, made from radial solutions (MODEL.md §3, issue 4 §1).
+"""Training data of the neural interpolator, made from radial solutions (MODEL.md §3).
 
 Generation, step by step (everything is seeded by ``DataConfig.seed``; the training and the validation
 set use disjoint seed streams, so validation is held out *by whole radial trajectory*):
@@ -18,7 +18,7 @@ set use disjoint seed streams, so validation is held out *by whole radial trajec
 3. **Grids.** Each problem gets ``grids_per_traj`` grids: spacing h = 2/N with N log-uniform in
    [N_min, N_max] (h/sigma of every grid the one checkpoint serves), a random sub-cell shift of the lattice
    against the radial centre, and a particle count P in [P_min, P_max] (the first P particles, mass M/P
-   each). Every step the particles are deposited (nearest grid point) on each grid, and the SIPF field
+   each). Every step the particles are deposited (nearest grid point, :mod:`nsipf_torch.deposit`) on each grid, and the SIPF field
    c_i = c0(x_i) exp(-sum_k dt rho_hat_i^k) (paper eq. 33, exact form) is accumulated.
 4. **Patches.** At ``snapshots`` times in (0, T] (plus t = 0), ``patches_per_grid`` patches per grid are
    cut around randomly chosen particles, so patches sit where the neural interpolator is evaluated:
@@ -30,15 +30,16 @@ set use disjoint seed streams, so validation is held out *by whole radial trajec
 
 Which input to train on: a CNN trained on ``rough`` with the exact target beats linear and spline
 upsampling on rough patches, but it learns to denoise away the holes the particles dig into c, and end to
-end it fails (3D two_blobs rho error 2.7 against 0.22; MODEL.md §6 "over-smoothing c is wrong"). A CNN
-trained on ``smooth`` alone (``train.py --roughness off``, the paper's input) amplifies those grid-scale
-holes in the drift instead (3D two_blobs at 64^3: rho error 0.091 at T/2 against the spline's 0.063). The
+end it fails (MODEL.md §6 "over-smoothing c is wrong"). A CNN trained on ``smooth`` alone (``train.py
+--roughness off``, the paper's input) amplifies those grid-scale holes in the drift instead (the measured
+errors: docs/VALIDATION.md). The
 shipped models (``train.py --roughness keep``, the default) take ``rough`` as input and
 ``target + linear upsampling of (rough - smooth)`` as target: the residual they add is that of the smooth
 field, and the holes pass through as linear upsampling would, neither filled nor amplified.
 
-The result is cached in ``cache_dir`` under a name hashed from the config (``torch.save`` of tensors and
-plain values; ``torch.load(weights_only=True)``). Caches are not committed.
+The result is cached in the user cache folder (:func:`cache_folder`) under a name hashed from the config,
+written atomically by :func:`nsipf_torch.io.save_torch` (tensors and plain values;
+``torch.load(weights_only=True)``).
 """
 from __future__ import annotations
 
