@@ -227,7 +227,7 @@ class SplineInterp:
         t = s - i0
         # the window of i0 starts at coefficient i0 - 1, padded index i0 + 1 in [0, N]
         k = (i0 + 1).long().reshape(-1, d)
-        member = torch.arange(X.shape[0], device=X.device).repeat_interleave(X.shape[1])
+        member = torch.arange(X.shape[0], device=X.device).unsqueeze(1).expand(X.shape[:2]).reshape(-1)
         row = member
         for a in range(d - 1):
             row = row * (N + 4) + k[:, a]

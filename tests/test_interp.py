@@ -127,3 +127,23 @@ def test_registry_and_batch_independence():
         g = it.grad_c(c, X)
         for b in range(3):
             assert torch.equal(it.grad_c(c[b:b + 1], X[b:b + 1])[0], g[b]), name
+
+
+def test_one_factory_makes_every_interpolator():
+    # The classical ones, NSIPF's neural one (the shipped checkpoint, options passed through) and a
+    # registered newcomer all come from make_interp; a bad name or option is a ValueError naming it.
+    from nsipf_torch.interp import INTERPS, make_interp, register_interp
+    from nsipf_torch.neural import NeuralInterp
+    grid = Grid(16, dim=3, dtype=torch.float32)
+    assert isinstance(make_interp("spline", grid, chunk=128), SplineInterp)
+    neural = make_interp("neural", grid, precision="bf16", tile=4)
+    assert isinstance(neural, NeuralInterp) and neural.precision == "bf16" and neural.tile == 4
+    register_interp("trilinear-twin", TrilinearInterp)
+    try:
+        assert isinstance(make_interp("trilinear-twin", grid), TrilinearInterp)
+    finally:
+        del INTERPS["trilinear-twin"]
+    with pytest.raises(ValueError, match="'cubic'"):
+        make_interp("cubic", grid)
+    with pytest.raises(ValueError, match="spline"):
+        make_interp("spline", grid, order=3)
