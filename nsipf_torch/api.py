@@ -219,7 +219,10 @@ def run_loop(runner, setup: Setup, callbacks: Sequence[Callback], state: LoopSta
         for cb in callbacks:
             cb.on_start(state)
         while state.step < setup.n_steps:
-            state.substeps += runner.advance(setup.time_at(state.step + 1) - setup.time_at(state.step))
+            try:
+                state.substeps += runner.advance(setup.time_at(state.step + 1) - setup.time_at(state.step))
+            except FloatingPointError:  # the FD sub-step count met a NaN/Inf before a diagnostics step did
+                raise NonFiniteError(state.step + 1, setup.time_at(state.step + 1), "rho or c") from None
             state.step += 1
             state.t = setup.time_at(state.step)
             state.diag_due = (state.step % cfg.diag_every == 0 or state.step == setup.n_steps
