@@ -3,7 +3,9 @@
 Every initial condition gives
 - ``rho0(grid, M0)``: the cell averages of rho0, shape (N,)*d, integrating to M0 over Omega exactly;
 - ``c0(grid)``: c0 sampled at the cell centres, shape (N,)*d;
-- ``sample(P, generator, grid)``: P particle positions (P, d), float64 on the CPU, drawn from rho0/M0.
+- ``sample(P, generator, grid)``: P particle positions (P, d), float64 on the generator's device, drawn
+  from rho0/M0. The samplers have no data-dependent shapes and no host reads, so a CUDA generator draws
+  10^8 particles on the GPU without a host round trip.
 
 The canonical rho0 are Gaussian mixtures restricted to Omega = [-L, L]^d. Each component is a product of
 1-D truncated normals, so its exact cell averages are products of erf differences and its exact sampler is
@@ -61,14 +63,14 @@ class InitialCondition:
 
 
 def sample_from_cells(rho_cells: torch.Tensor, P: int, generator: torch.Generator, grid: Grid) -> torch.Tensor:
-    """P positions (P, d), float64 on the CPU, with cells drawn in proportion to ``rho_cells``."""
+    """P positions (P, d), float64 on the generator's device, with cells drawn in proportion to ``rho_cells``."""
     _check_P(P)
-    weights = rho_cells.detach().to("cpu", torch.float64).reshape(-1)
+    weights = rho_cells.detach().to(generator.device, torch.float64).reshape(-1)
     if torch.any(weights < 0) or not torch.isfinite(weights).all() or weights.sum() <= 0:
         raise ValueError("rho0 must be finite, non-negative and of positive mass to be sampled")
     flat = torch.multinomial(weights, P, replacement=True, generator=generator)
     idx = torch.stack(torch.unravel_index(flat, grid.shape), dim=-1).to(torch.float64)
-    u = torch.rand(P, grid.dim, generator=generator, dtype=torch.float64)
+    u = torch.rand(P, grid.dim, generator=generator, dtype=torch.float64, device=generator.device)
     return -grid.L + (idx + u) * grid.h
 
 
@@ -109,20 +111,26 @@ class GaussianMixtureIC(InitialCondition):
         return self.c0_fn(mesh).to(grid.dtype)
 
     def sample(self, P: int, generator: torch.Generator, grid: Grid) -> torch.Tensor:
-        """Exact draw from the truncated mixture: component by multinomial, then per-axis inverse CDF."""
+        """Exact draw from the truncated mixture: component by multinomial, then per-axis inverse CDF.
+
+        Every particle's inverse CDF is evaluated for every component and the drawn one is kept
+        (``torch.where``): no boolean indexing, so no data-dependent shape and no host sync on a GPU;
+        each value is the same elementwise arithmetic as a per-component evaluation.
+        """
         _check_P(P)
-        w = torch.tensor([c.weight for c in self.components], dtype=torch.float64)
+        device = generator.device
+        w = torch.tensor([c.weight for c in self.components], dtype=torch.float64, device=device)
         which = torch.multinomial(w, P, replacement=True, generator=generator)
-        u = torch.rand(P, grid.dim, generator=generator, dtype=torch.float64)
-        X = torch.empty(P, grid.dim, dtype=torch.float64)
+        u = torch.rand(P, grid.dim, generator=generator, dtype=torch.float64, device=device)
         wall = torch.tensor([-grid.L, grid.L], dtype=torch.float64)
+        X = torch.zeros(P, grid.dim, dtype=torch.float64, device=device)
         for k, comp in enumerate(self.components):
-            sel = which == k
-            for axis in range(grid.dim):
-                lo, hi = self._axis_cdf(comp, wall, axis)
-                q = lo + u[sel, axis] * (hi - lo)
-                x = comp.centre[axis] + comp.sigma * SQRT2 * torch.erfinv(2.0 * q - 1.0)
-                X[sel, axis] = x.clamp(-grid.L, grid.L)
+            lo_hi = torch.stack([self._axis_cdf(comp, wall, axis) for axis in range(grid.dim)], dim=-1)
+            lo, hi = lo_hi.to(device)  # (d,) each: the truncation's CDF values at the walls
+            q = lo + u * (hi - lo)
+            centre = torch.tensor(comp.centre[:grid.dim], dtype=torch.float64, device=device)
+            x = centre + comp.sigma * SQRT2 * torch.erfinv(2.0 * q - 1.0)
+            X = torch.where((which == k).unsqueeze(-1), x.clamp(-grid.L, grid.L), X)
         return X
 
 
@@ -283,6 +291,8 @@ register_ic("annuli", lambda: GaussianMixtureIC(
     "annuli", [GaussianComponent(1.0, (0.0, 0.0, 0.0), 0.15)], _annuli_c0))
 
 
-def member_generator(seed: int) -> torch.Generator:
-    """The one global CPU stream of a member: its initial sample is drawn from it, so ranks can slice it."""
-    return torch.Generator(device="cpu").manual_seed(int(seed))
+def member_generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
+    """The one global stream of a member: its initial sample is drawn from it, so ranks can slice it.
+
+    A CUDA generator with the same seed draws another, equally valid sample (a different stream)."""
+    return torch.Generator(device=device).manual_seed(int(seed))

@@ -1,10 +1,14 @@
 """Interpolators: the gradient of a differentiable proxy of c at the particles (MODEL.md §2 step 3).
 
-Protocol (the neural interpolator of issue 4 plugs in here too)::
+Every interpolator, the neural one included, is made by one factory from one registry::
 
-    interp = make_interp(name, grid)
+    interp = make_interp(name, grid, **options)     # "trilinear", "spline", "neural" (NSIPF), or registered
     interp.grad_c(c, X) -> (B, P, d)    c (B, N, ..., N) at cell centres, X (B, P, d) in [-L, L]
     interp.value(c, X)  -> (B, P)       the proxy itself (tests, diagnostics)
+
+NSIPF is the particle method with the interpolator "neural" (:mod:`nsipf_torch.neural`, imported when
+first asked for; options ``model`` = a checkpoint path, default the shipped one for the grid's dimension,
+``precision``, ``tile``, ``capacity``). A new interpolator is added with :func:`register_interp`.
 
 Both classical proxies use the index coordinate s = (x + L)/h - 1/2 along each axis, which puts cell
 centre i at s = i, and Neumann walls on the cell faces s = -1/2 and s = N - 1/2: the field is continued by
@@ -56,9 +60,7 @@ class _OnDevice:
         self._source = tensor
 
     def on(self, device: torch.device) -> torch.Tensor:
-        device = torch.device(device)
-        if device.type == "cuda" and device.index is None:
-            device = torch.device("cuda", torch.cuda.current_device())
+        """The copy on ``device`` (a tensor's device, which always carries its index)."""
         if device not in self._copies:
             self._copies[device] = self._source.to(device)
         return self._copies[device]
@@ -279,15 +281,26 @@ class SplineInterp:
         return self._evaluate(c, X, gradient=False)
 
 
-INTERPS = {"trilinear": TrilinearInterp, "spline": SplineInterp}
+def _neural(grid: Grid, model=None, **options):
+    from .neural import NeuralInterp
+    from .resources import default_checkpoint
+    return NeuralInterp.from_checkpoint(model or default_checkpoint(grid.dim), grid, **options)
+
+
+INTERPS = {"trilinear": TrilinearInterp, "spline": SplineInterp, "neural": _neural}
 
 
 def register_interp(name: str, factory) -> None:
-    """Add an interpolator (e.g. the neural one): ``factory(grid)`` returns an object with grad_c and value."""
+    """Add an interpolator: ``factory(grid, **options)`` returns an object with ``grad_c`` and ``value``."""
     INTERPS[name] = factory
 
 
-def make_interp(name: str, grid: Grid):
+def make_interp(name: str, grid: Grid, **options):
+    """The interpolator ``name`` on ``grid``; ``options`` go to its factory (e.g. ``model``, ``precision``
+    for "neural", ``chunk`` for the classical ones). A bad name or option is a ``ValueError``."""
     if name not in INTERPS:
         raise ValueError(f"unknown interpolator {name!r}; choose one of {sorted(INTERPS)}")
-    return INTERPS[name](grid)
+    try:
+        return INTERPS[name](grid, **options)
+    except TypeError as err:
+        raise ValueError(f"interpolator {name!r}: {err}") from err
