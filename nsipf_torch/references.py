@@ -143,6 +143,9 @@ def fd_reference(ic: InitialCondition, grid: Grid, gamma: float, chi: float, T: 
     """FD at factors x the resolution of ``grid`` (float64): (rho of the finest level on its grid, Richardson's
     estimate of its error in rel_l2 on 16 blocks with the assumed order 2, {N: rho})."""
     from .fd import fd_solve
+    factors = tuple(int(f) for f in factors)
+    if len(factors) < 2 or any(b <= a for a, b in zip(factors, factors[1:])) or factors[0] < 1:
+        raise ValueError(f"fd_reference needs two or more increasing resolution factors, got {factors}")
     out = {}
     for f in factors:
         g = Grid(grid.N * f, grid.dim, grid.L, grid.device, torch.float64)

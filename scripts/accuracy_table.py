@@ -35,10 +35,10 @@ from nsipf_torch.validation import ring_fraction
 METHODS = ("FD", "SIPF-trilinear", "SIPF-spline", "NSIPF")
 
 
-def runner_for(method, grid, ic, P, seeds, model=None):
+def runner_for(method, grid, ic, P, seeds, model=None, gamma=0.01, chi=1.0):
     if method == "FD":
         seeds = seeds[:1]  # deterministic: one member
-    members = [{"gamma": 0.01, "chi": 1.0, "seed": s} for s in seeds]
+    members = [{"gamma": gamma, "chi": chi, "seed": s} for s in seeds]
     if method == "FD":
         return FDRunner(grid, ic, members, 1.0)
     interp = neural_interp(model, grid) if method == "NSIPF" else make_interp(method.split("-")[1], grid)
