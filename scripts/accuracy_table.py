@@ -30,7 +30,7 @@ from nsipf_torch.interp import make_interp
 from nsipf_torch.metrics import rel_l2
 from nsipf_torch.resources import reference_path
 from nsipf_torch.params import Params
-from nsipf_torch.runners import FDRunner, ParticleRunner, neural_interp
+from nsipf_torch.runners import FDRunner, ParticleRunner
 from nsipf_torch.validation import ring_fraction
 
 METHODS = ("FD", "SIPF-trilinear", "SIPF-spline", "NSIPF")
@@ -42,7 +42,7 @@ def runner_for(method, grid, ic, P, seeds, model=None, gamma=0.01, chi=1.0):
     params = Params(gamma=gamma, chi=chi, dim=grid.dim)
     if method == "FD":
         return FDRunner(grid, ic, params)
-    interp = neural_interp(model, grid) if method == "NSIPF" else make_interp(method.split("-")[1], grid)
+    interp = make_interp("neural", grid, model=model) if method == "NSIPF" else make_interp(method.split("-")[1], grid)
     return ParticleRunner(grid, ic, params, seeds, P, interp)
 
 

@@ -5,7 +5,7 @@ import torch
 from nsipf_torch.grid import Grid
 from nsipf_torch.interp import make_interp
 from nsipf_torch.monitor import InterpGap, interp_gap
-from nsipf_torch.runners import neural_interp
+from nsipf_torch.interp import make_interp
 
 
 def _particles(dim, B=2, P=4096, seed=0):
@@ -21,7 +21,7 @@ def test_gap_small_on_a_linear_field_large_on_a_rough_one(dim, N):
     grid scale (a Gaussian times exp(-U), U uniform per cell, as particles' holes make it): the two
     interpolators differ by design, measured 0.58 / 0.45 (bound 0.3)."""
     grid = Grid(N, dim)
-    mon = InterpGap(grid, neural_interp(None, grid))
+    mon = InterpGap(grid, make_interp("neural", grid))
     X = _particles(dim)
     mesh = grid.mesh()
     linear = (0.7 * mesh[0] - 0.3 * mesh[1] + 2.0).expand(2, *grid.shape).contiguous()
@@ -44,7 +44,7 @@ def test_gap_is_zero_for_identical_interpolators_and_uses_the_first_n():
     c = torch.rand(1, 16, 16, 16, dtype=torch.float64) + 1.0
     X = _particles(3, B=1, P=300)
     assert float(interp_gap(c, X, spline, grid, n=100)) == 0.0
-    nn = neural_interp(None, grid)
+    nn = make_interp("neural", grid)
     moved = X.clone()
     moved[:, 100:] = 0.0  # particles beyond the subsample do not enter
     assert torch.equal(interp_gap(c, X, nn, grid, n=100), interp_gap(c, moved, nn, grid, n=100))
@@ -54,7 +54,7 @@ def test_gap_is_zero_for_identical_interpolators_and_uses_the_first_n():
 
 def test_step_plan_and_overflow_are_left_as_they_were():
     grid = Grid(32, 3)
-    nn = neural_interp(None, grid)
+    nn = make_interp("neural", grid)
     X = _particles(3, B=1, P=20_000)
     c = torch.rand(1, 32, 32, 32, dtype=torch.float64) + 1.0
     nn.plan_capacity(X, margin=1.0)

@@ -260,11 +260,11 @@ def test_compiled_step_matches_eager():
 def test_compiled_nsipf_step_matches_eager():
     """NSIPF through torch.compile (graph breaks at bincount and autograd.grad are allowed) takes the same
     steps as eager up to fused round-off: float64, 3 steps, no particle changes cell. About 40 s here."""
-    from nsipf_torch.runners import neural_interp
+    from nsipf_torch.interp import make_interp
     from nsipf_torch.sipf import compiled_advance
 
     grid = Grid(16, dim=3)
-    kw = dict(grid=grid, dt=1e-3, gamma=0.01, chi=1.0, M0=1.0, interp=neural_interp(None, grid))
+    kw = dict(grid=grid, dt=1e-3, gamma=0.01, chi=1.0, M0=1.0, interp=make_interp("neural", grid))
     ic = get_ic("two_blobs")
     eager = sipf_run(initial_state(ic, grid, 1000, [3]), noise_generators([3]), 3, **kw)
     compiled = sipf_run(initial_state(ic, grid, 1000, [3]), noise_generators([3]), 3, step_fn=compiled_advance(), **kw)
