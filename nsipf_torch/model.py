@@ -35,7 +35,7 @@ from einops import rearrange
 
 ARCH = "UpsampleCNN-v1"
 NEGATIVE_SLOPE = 0.1  # leaky ReLU: positively homogeneous like ReLU, but no dead units (c >= 0 inputs and no
-                      # biases killed every plain-ReLU unit within a few hundred Adam steps)
+                      # biases, plain-ReLU units die early in training)
 
 _SHUFFLE = {
     2: "b (s1 s2) x y -> b (x s1) (y s2)",

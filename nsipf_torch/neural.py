@@ -18,9 +18,9 @@ tile list has a fixed capacity K (``capacity``; default None: all tiles, which i
 grid at once, the same field without the halo overhead; :meth:`plan_capacity` sizes it from the particles,
 outside the step): the K tiles holding most particle stencils are chosen with ``topk``. The tile load is a
 fixed-size histogram (:func:`nsipf_torch.deposit.histogram`), so everything stays on the device with
-static shapes: no ``nonzero()``, no ``bincount``, no host synchronisation in ``grad_c``. Occupied tiles beyond the capacity keep the linear
-upsampling of c (a finite, consistent fallback); ``last_overflow`` (a tensor, read it outside the step)
-counts them.
+static shapes: no ``nonzero()``, no ``bincount``, no host synchronisation in ``grad_c``. Occupied tiles
+beyond the capacity keep the linear upsampling of c (a finite, consistent fallback); ``last_overflow`` (a
+tensor, read it outside the step) counts them.
 
 Precision (``precision``): the CNN's convolutions run in ``"fp32"`` (IEEE float32 on a GPU too: cuDNN's
 TF32 default is switched off around them), ``"tf32"`` (TensorFloat-32 convolutions, CUDA only) or ``"bf16"``

@@ -11,13 +11,15 @@
 #   gputests the other gpu-marked tests (one training epoch on CUDA, compiled NSIPF, CUDA vs CPU checks)
 #   targets  benchmark.py --tables targets: the GPU target rows (median of 3, compilation excluded and
 #            reported, peak memory and "fits 80 GB" for P = 1e8)
+#   histogram benchmark.py --tables histogram: the deposit's sync-free histogram against bincount and the
+#            other forms, spread and hot (all particles in 8 cells), P = 1e6 and 1e7 at 64^3
 #   train    benchmark.py --tables train: python train.py --device cuda, shipped config, data included
 # After every stage it (re)writes the summary JSON, so a run cut short still leaves what it measured:
 #   docs/benchmarks/gpu_<device>_<date>.json (device, driver, torch, CUDA, commit, each stage's status, the
 #   pytest summaries, the target rows, train.py's wall time); the dry run writes it under --out instead.
 # Logs and benchmark results: --out (default bench/gpu_check).
 set -u
-DEVICE=cuda QUICK=0 OUT=bench/gpu_check BUDGET=240 STAGES=sync,gputests,targets,train JSON_DIR=""
+DEVICE=cuda QUICK=0 OUT=bench/gpu_check BUDGET=240 STAGES=sync,gputests,targets,histogram,train JSON_DIR=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --device) DEVICE=$2; shift 2 ;;
@@ -26,7 +28,7 @@ while [ $# -gt 0 ]; do
     --budget) BUDGET=$2; shift 2 ;;
     --stages) STAGES=$2; shift 2 ;;
     --json-dir) JSON_DIR=$2; shift 2 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "gpu_check.sh: error: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -80,7 +82,7 @@ for line in (out / "stages.tsv").read_text().splitlines():
     entry["log_tail"] = text.splitlines()[-8:]
     stages[name] = entry
 results = {}
-for name in ("targets", "train"):
+for name in ("targets", "histogram", "train"):
     path = out / f"bench_{name}" / "results.json"
     if path.exists():
         results[name] = json.loads(path.read_text()).get(name)
@@ -117,5 +119,9 @@ stage sync 60 "${PYTEST[@]}" tests/test_gpu.py -k "$SYNC_TESTS"
 stage gputests 70 "${PYTEST[@]}" tests -k "not ($SYNC_TESTS)"
 stage targets 120 "$PY" benchmark.py --suite "$SUITE" --tables targets --device "$DEVICE" --dtype float32 \
   --repeats 3 --out "$OUT/bench_targets"
+HIST_PS=1000000,10000000
+[ "$QUICK" = 1 ] && HIST_PS=20000
+stage histogram 30 "$PY" benchmark.py --suite "$SUITE" --tables histogram --device "$DEVICE" --N2 64 --Ps "$HIST_PS" \
+  --out "$OUT/bench_histogram"
 stage train 150 "$PY" benchmark.py --suite "$SUITE" --tables train --device "$DEVICE" --out "$OUT/bench_train"
 echo "gpu_check.sh: done in $(( SECONDS - START )) s (budget $BUDGET s)"

@@ -98,7 +98,7 @@ class _Writer:
         pass
 
 
-def _patches(dcfg, cache_dir, progress=False):
+def _patches(dcfg, cache_dir, progress=False, device="cpu"):
     """A tiny dataset of the right shapes, made on the host (data.py has its own tests)."""
     d, k, s, n = dcfg.dim, dcfg.halo, dcfg.scale, 4
     with unset_fake_temporarily():
