@@ -7,6 +7,7 @@ leading batch axis, so a batch of B fields has shape (B, N, ..., N).
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 
 import torch
@@ -50,7 +51,7 @@ class Grid:
     def __post_init__(self):
         if isinstance(self.N, bool) or not isinstance(self.N, int) or self.N < 4:
             raise ValueError(f"N must be an integer >= 4, got {self.N!r}")
-        if isinstance(self.dim, bool) or self.dim not in (1, 2, 3):
+        if isinstance(self.dim, bool) or not isinstance(self.dim, numbers.Integral) or self.dim not in (1, 2, 3):
             raise ValueError(f"dim must be 1, 2 or 3, got {self.dim!r}")
         check_finite("L", self.L)
         if self.L <= 0:

@@ -13,6 +13,7 @@ repeat them, so they stay free of host synchronisation.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -120,7 +121,7 @@ class Params:
         object.__setattr__(self, "L", check_positive("L", self.L))
         object.__setattr__(self, "M0", check_positive("M0", self.M0))
         object.__setattr__(self, "T", check_positive("T", self.T, allow_zero=True))
-        if isinstance(self.dim, bool) or self.dim not in (1, 2, 3):
+        if isinstance(self.dim, bool) or not isinstance(self.dim, numbers.Integral) or self.dim not in (1, 2, 3):
             raise ValueError(f"dim must be 1, 2 or 3, got {self.dim!r}")
 
     @property

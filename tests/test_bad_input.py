@@ -1,6 +1,7 @@
 """Bad input, tried and tabulated (issue 6): each case gives one clear line on stderr (argparse's usage line
 may precede it), exit status 2, no traceback, and nothing written into --out. Run in-process through
 main(argv); docs/RELIABILITY.md lists the messages."""
+import numpy as np
 import pytest
 import torch
 
@@ -22,6 +23,9 @@ def models(tmp_path_factory):
     (d / "corrupt.pt").write_bytes(b"\x00garbage" * 50)
     (d / "truncated.pt").write_bytes(good3.read_bytes()[: len(good3.read_bytes()) // 2])
     torch.save({"arch": "resnet", "model": {}}, d / "arch.pt")
+    (d / "ic.txt").write_text("rho0 = 1\n")
+    big = np.ones((8, 8, 8))
+    np.savez(d / "huge.npz", rho0=big, c0=big * 1e300)  # fine in float64, overflows float32
     return d
 
 
@@ -64,6 +68,13 @@ SIMULATE = [
     (["--method", "nsipf", "--model", "MODELS/dim2.pt"], "2-D model"),
     (["--method", "nsipf", "--model", "MODELS/arch.pt"], "architecture"),
     (["--ic-file", "/nonexistent.npz"], "does not exist"),
+    # resources are checked before they are spent: memory from the estimate, step counts from a limit
+    (["--N", "100000"], "GiB available"),
+    (["--dim", "2", "--N", "100000"], "GiB available"),
+    (["--method", "sipf", "--P", "100000000000"], "GiB available"),
+    (["--dt", "1e-300", "--T", "0.2"], "steps to reach"),
+    (["--ic-file", "TEXTFILE"], "is not an .npz archive"),
+    (["--ic-file", "HUGEFILE"], "beyond the largest torch.float32"),
 ]
 
 
@@ -71,7 +82,8 @@ SIMULATE = [
 def test_simulate_bad_input(tmp_path, capsys, models, argv, needle):
     if needle == "CUDA" and torch.cuda.is_available():
         pytest.skip("CUDA is present")
-    argv = [a.replace("MODELS", str(models)) for a in argv]
+    argv = [a.replace("MODELS", str(models)).replace("TEXTFILE", str(models / "ic.txt"))
+            .replace("HUGEFILE", str(models / "huge.npz")) for a in argv]
     code, lines, err, out = run(simulate.main, [*TINY, *argv], tmp_path, capsys)
     assert code == 2 and len(lines) == 1 and needle in lines[0], err
     assert "Traceback" not in err and not out.exists()

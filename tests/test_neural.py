@@ -191,10 +191,11 @@ def test_nsipf_runner_on_cuda_conserves_mass_and_signs():
     # The whole NSIPF step on the device with device-side noise: mass exact, rho, c >= 0, particles inside.
     from nsipf_torch.initial import get_ic
     from nsipf_torch.params import Params
-    from nsipf_torch.runners import ParticleRunner, neural_interp
+    from nsipf_torch.interp import make_interp
+    from nsipf_torch.runners import ParticleRunner
 
     grid = Grid(32, dim=3, device="cuda", dtype=torch.float32)
-    runner = ParticleRunner(grid, get_ic("two_blobs"), Params(), [0], 20_000, neural_interp(None, grid))
+    runner = ParticleRunner(grid, get_ic("two_blobs"), Params(), [0], 20_000, make_interp("neural", grid))
     assert runner.generators[0].device.type == "cuda"
     for _ in range(20):
         runner.advance(1e-3)
