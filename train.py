@@ -1,12 +1,13 @@
-"""Train the neural interpolator's CNN on radial solutions (MODEL.md §3, issue 4 §3). nanoGPT-style: flat.
+"""Train the neural interpolator's CNN on radial solutions (MODEL.md §3). nanoGPT-style: flat.
 
-Commands (run from the repository root):
+Commands (outputs go to the current directory; the data cache to the user cache folder):
 
     python train.py                                    # 3D -> checkpoints/nsipf_3d.pt (the shipped model)
     python train.py --dim 2                            # 2D -> checkpoints/nsipf_2d.pt
     python train.py --roughness on --out checkpoints/ablation_rough_3d.pt     # the roughness ablation
     python train.py --roughness off --out checkpoints/ablation_off_3d.pt   # the paper's input (the first model)
     python train.py --resume                           # continue the run in --out for more --epochs
+    python train.py --device cuda                      # on a GPU: data generation and training
     python train.py --evaluate checkpoints/nsipf_3d.pt --roughness on    # a model's table on rough inputs
     OMP_NUM_THREADS=1 torchrun --nproc_per_node=2 train.py --threads 1   # DistributedDataParallel (gloo on
                                                        # the CPU, nccl on CUDA), same result layout
@@ -16,13 +17,12 @@ Paper defaults (MODEL.md §3): Adam, batch size 4 (per process), mean-squared-er
 Input and target (``--roughness``, default ``keep``): the CNN sees the rough SIPF field of persistent
 particles (what a simulation gives it) and is trained to add the residual of the *smooth* field while
 passing the particles' holes through as linear upsampling does: target = exact fine field + linear
-upsampling of (rough - smooth). Trained on the smooth input alone (``off``, the paper's), the CNN amplified
-the grid-scale holes (drift error at the particles 0.78 against the cubic spline's 0.55 on 3D two_blobs at
-t = 0.025) and lost end to end (two_blobs 64^3 rho error 0.091 / 0.066 at T/2 / T against the spline's
-0.063 / 0.051; with ``keep`` 0.035 / 0.041). Trained to remove the holes (``on``), it over-smooths and
-fails (MODEL.md §6).
+upsampling of (rough - smooth). Trained on the smooth input alone (``off``, the paper's), the CNN amplifies
+the grid-scale holes and loses end to end; trained to remove the holes (``on``), it over-smooths and fails
+(MODEL.md §6; the measured errors of every variant are in docs/VALIDATION.md).
 Each sample is normalised by its input's maximum (the CNN is exactly scale-equivariant, so this only weighs
-samples equally). The data (``nsipf_torch.data``) is generated once, seeded, and cached under --cache-dir.
+samples equally). The data (``nsipf_torch.data``) is generated once, seeded, on --device, and cached under
+--cache-dir. Every output path is checked before the data are generated.
 
 Outputs
 - ``--out``: checkpoint after every epoch, written atomically (temporary file, then rename). It holds the
@@ -353,10 +353,11 @@ def fit(run: Run, blob: dict | None, writer, t0: float) -> None:
 
 
 # --- set-up ------------------------------------------------------------------------------------------------
-def load_split_tensors(cfg: TrainConfig, master: bool, world: int) -> tuple[torch.Tensor, ...]:
-    """(x_tr, y_tr, x_va, y_va) normalised, on the CPU; rank 0 generates (or loads) the cache first."""
+def load_split_tensors(cfg: TrainConfig, master: bool, world: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """(x_tr, y_tr, x_va, y_va) normalised, on the CPU; rank 0 generates (on ``device``) or loads the
+    cache first."""
     dcfg, cache = cfg.data_config(), cache_folder(cfg.cache_dir)
-    data = make_dataset(dcfg, cache, progress=True) if master else None
+    data = make_dataset(dcfg, cache, progress=True, device=device) if master else None
     if world > 1:
         torch.distributed.barrier()
     if not master:
@@ -404,8 +405,8 @@ def evaluate_checkpoint(cfg: TrainConfig) -> int:
     except ValueError as err:
         return usage_error("train.py", err)
     cfg.depth, cfg.scale, cfg.width = model.depth, model.scale, model.width  # the data's halo = the model's
-    data = make_dataset(cfg.data_config(), cache_folder(cfg.cache_dir))
     device = torch.device(cfg.device)
+    data = make_dataset(cfg.data_config(), cache_folder(cfg.cache_dir), device=device)
     inp, tgt = normalised(data["val"], cfg.roughness, cfg.dim, cfg.depth, cfg.scale)
     print(table(evaluate(model.to(device), inp.to(device), tgt.to(device))))
     return 0
@@ -428,7 +429,7 @@ def main(argv=None) -> int:
     if world > 1:
         torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
     t0 = time.perf_counter()
-    tensors = load_split_tensors(cfg, rank == 0, world)
+    tensors = load_split_tensors(cfg, rank == 0, world, device)
     t_data = time.perf_counter() - t0
     run = build_run(cfg, blob, device, world, rank, tensors)
     writer = None

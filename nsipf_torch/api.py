@@ -39,7 +39,10 @@ from .interp import INTERPS, make_interp
 from .memory import check_memory
 from .neural import PRECISIONS
 from .params import Params, check_finite
-from .runners import FDRunner, ParticleRunner, neural_interp
+from .model import load_model
+from .resources import default_checkpoint
+from .runners import FDRunner, ParticleRunner
+from .validity import check_run
 from .stencils import LIMITERS
 
 METHODS = ("fdm", "sipf", "nsipf")
@@ -68,7 +71,8 @@ class SimConfig:
     chi: float = field(default=1.0, metadata={"help": "chemo-sensitivity χ >= 0"})
     M0: float = field(default=1.0, metadata={"help": "total mass of ρ"})
     P: int = field(default=20_000, metadata={"help": "particles per member (sipf, nsipf), each of mass M0/P"})
-    interp: str = field(default="spline", metadata={"help": "sipf interpolator of c", "choices": ("spline", "trilinear")})
+    interp: str = field(default="spline", metadata={"help": "sipf interpolator of c (neural: the same as --method nsipf)",
+                                                    "choices": tuple(INTERPS)})
     deposit: str = field(default="ngp", metadata={"help": "particle deposit: nearest grid point or cloud-in-cell",
                                                   "choices": DEPOSITS})
     c_update: str = field(default="exp", metadata={"help": "c step: exp (exact for frozen ρ, c >= 0) or euler "
@@ -90,6 +94,13 @@ class SimConfig:
     save_particles: int = field(default=0, metadata={"help": "store M particle positions per member in each snapshot"})
     compile: bool = field(default=False, metadata={"help": "torch.compile the step (the particle step's deposit and "
                                                    "gather in separate regions; the FD sub-step fused); compile time is extra"})
+    strict: bool = field(default=False, metadata={"help": "refuse an nsipf run outside the CNN's declared validity "
+                                                  "domain (nsipf_torch/validity.py) instead of warning"})
+
+    @property
+    def interpolator(self) -> str | None:
+        """The particle methods' interpolator: NSIPF is SIPF with the "neural" one."""
+        return None if self.method == "fdm" else "neural" if self.method == "nsipf" else self.interp
 
     def members(self) -> list[dict]:
         """One dict (gamma, chi, seed) per batch member, from the sweep and the batch."""
@@ -131,6 +142,7 @@ class Setup:
     ic: InitialCondition
     members: list[dict]
     n_steps: int
+    validity: list[str] = field(default_factory=list)
 
     def time_at(self, k: int) -> float:
         """The time after k steps; the last step is shortened to land on T exactly."""
@@ -178,9 +190,22 @@ def check_config(cfg: SimConfig, ic: InitialCondition | None = None) -> Setup:
     if hasattr(ic, "check_grid"):
         ic.check_grid(grid)
     n_steps = step_count(params.T, cfg.dt)
+    validity = validity_messages(cfg, ic)
+    if validity and cfg.strict:
+        raise ValueError(f"outside the CNN's validity domain: {validity[0]} (--strict refuses the run)")
     check_memory(cfg.method, cfg.interp, N=cfg.N, dim=cfg.dim, P=cfg.P, B=len(members), dtype=grid.dtype,
                  device=grid.device)
-    return Setup(cfg, params, grid, ic, members, n_steps)
+    return Setup(cfg, params, grid, ic, members, n_steps, validity)
+
+
+def validity_messages(cfg: SimConfig, ic: InitialCondition) -> list[str]:
+    """Where an NSIPF run leaves its checkpoint's declared validity domain, one message per axis
+    (:func:`nsipf_torch.validity.check_run`); loading the checkpoint here also refuses a bad one early."""
+    if cfg.interpolator != "neural":
+        return []
+    _, meta = load_model(cfg.model or default_checkpoint(cfg.dim), dim=cfg.dim)
+    return check_run(meta, N=cfg.N, P=cfg.P, dim=cfg.dim, L=cfg.L, c0_width=getattr(ic, "c0_width", None),
+                     held_out=getattr(ic, "held_out", False), ic_name=cfg.ic_file or cfg.ic)
 
 
 def make_runner(setup: Setup, world: World = World()):
@@ -198,10 +223,8 @@ def make_runner(setup: Setup, world: World = World()):
             raise ValueError(f"--dt {cfg.dt} would need {n_sub} positive FD sub-steps per step at N = {grid.N} "
                              f"(more than {MAX_FD_SUBSTEPS}); use a smaller --dt")
         return runner
-    if cfg.method == "nsipf":
-        interp = neural_interp(cfg.model, grid, cfg.cnn_precision)
-    else:
-        interp = make_interp(cfg.interp, grid)
+    options = {"model": cfg.model, "precision": cfg.cnn_precision} if cfg.interpolator == "neural" else {}
+    interp = make_interp(cfg.interpolator, grid, **options)
     return ParticleRunner(grid, ic, params, [m["seed"] for m in setup.members], cfg.P, interp,
                           c_update=cfg.c_update, deposit_method=cfg.deposit, world=world, compile=cfg.compile)
 
@@ -219,7 +242,10 @@ def run_loop(runner, setup: Setup, callbacks: Sequence[Callback], state: LoopSta
         for cb in callbacks:
             cb.on_start(state)
         while state.step < setup.n_steps:
-            state.substeps += runner.advance(setup.time_at(state.step + 1) - setup.time_at(state.step))
+            try:
+                state.substeps += runner.advance(setup.time_at(state.step + 1) - setup.time_at(state.step))
+            except FloatingPointError:  # the FD sub-step count met a NaN/Inf before a diagnostics step did
+                raise NonFiniteError(state.step + 1, setup.time_at(state.step + 1), "rho or c") from None
             state.step += 1
             state.t = setup.time_at(state.step)
             state.diag_due = (state.step % cfg.diag_every == 0 or state.step == setup.n_steps
@@ -284,6 +310,8 @@ def simulate(problem: str | InitialCondition | tuple[Callable, Callable] = "annu
     """
     cfg, ic = _config(problem, method, seeds, options)
     setup = check_config(cfg, ic)
+    for message in setup.validity:
+        warnings.warn(f"outside the CNN's validity domain: {message}", stacklevel=2)
     return run(setup, make_runner(setup, world or World()), callbacks, resume)
 
 
@@ -360,7 +388,7 @@ def _result(setup: Setup, snaps: Snapshots, state: LoopState, wall: float, error
     def stack(frames):
         return torch.stack(frames, dim=1) if frames else torch.empty(0)
     config = {"config": asdict(setup.cfg), "params": setup.params.to_dict(), "members": setup.members,
-              "device": str(setup.grid.device), "torch": torch.__version__}
+              "device": str(setup.grid.device), "torch": torch.__version__, "validity_warnings": setup.validity}
     return Result(times=list(snaps.times), steps=list(snaps.steps), rho=stack(snaps.rho), c=stack(snaps.c),
                   X=stack(snaps.X) if snaps.X else None, diagnostics=state.log, config=config,
                   members=setup.members, grid=setup.grid, n_steps=setup.n_steps, substeps=state.substeps,

@@ -1,4 +1,4 @@
-"""Training data of the neural interpolator, made from radial solutions (MODEL.md §3, issue 4 §1).
+"""Training data of the neural interpolator, made from radial solutions (MODEL.md §3).
 
 Generation, step by step (everything is seeded by ``DataConfig.seed``; the training and the validation
 set use disjoint seed streams, so validation is held out *by whole radial trajectory*):
@@ -18,7 +18,7 @@ set use disjoint seed streams, so validation is held out *by whole radial trajec
 3. **Grids.** Each problem gets ``grids_per_traj`` grids: spacing h = 2/N with N log-uniform in
    [N_min, N_max] (h/sigma of every grid the one checkpoint serves), a random sub-cell shift of the lattice
    against the radial centre, and a particle count P in [P_min, P_max] (the first P particles, mass M/P
-   each). Every step the particles are deposited (nearest grid point) on each grid, and the SIPF field
+   each). Every step the particles are deposited (nearest grid point, :mod:`nsipf_torch.deposit`) on each grid, and the SIPF field
    c_i = c0(x_i) exp(-sum_k dt rho_hat_i^k) (paper eq. 33, exact form) is accumulated.
 4. **Patches.** At ``snapshots`` times in (0, T] (plus t = 0), ``patches_per_grid`` patches per grid are
    cut around randomly chosen particles, so patches sit where the neural interpolator is evaluated:
@@ -30,15 +30,16 @@ set use disjoint seed streams, so validation is held out *by whole radial trajec
 
 Which input to train on: a CNN trained on ``rough`` with the exact target beats linear and spline
 upsampling on rough patches, but it learns to denoise away the holes the particles dig into c, and end to
-end it fails (3D two_blobs rho error 2.7 against 0.22; MODEL.md §6 "over-smoothing c is wrong"). A CNN
-trained on ``smooth`` alone (``train.py --roughness off``, the paper's input) amplifies those grid-scale
-holes in the drift instead (3D two_blobs at 64^3: rho error 0.091 at T/2 against the spline's 0.063). The
+end it fails (MODEL.md §6 "over-smoothing c is wrong"). A CNN trained on ``smooth`` alone (``train.py
+--roughness off``, the paper's input) amplifies those grid-scale holes in the drift instead (the measured
+errors: docs/VALIDATION.md). The
 shipped models (``train.py --roughness keep``, the default) take ``rough`` as input and
 ``target + linear upsampling of (rough - smooth)`` as target: the residual they add is that of the smooth
 field, and the holes pass through as linear upsampling would, neither filled nor amplified.
 
-The result is cached in ``cache_dir`` under a name hashed from the config (``torch.save`` of tensors and
-plain values; ``torch.load(weights_only=True)``). Caches are not committed.
+The result is cached in the user cache folder (:func:`cache_folder`) under a name hashed from the config,
+written atomically by :func:`nsipf_torch.io.save_torch` (tensors and plain values;
+``torch.load(weights_only=True)``).
 """
 from __future__ import annotations
 
@@ -49,9 +50,12 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
+from .deposit import deposit
+from .grid import Grid
 from .io import save_torch
 from .radial import RadialGrid, gaussian_shell_averages, solve_radial
 
@@ -174,19 +178,26 @@ def _reflect_ball(X, R):
     return torch.where(r > R, X * ((2 * R - r) / r).clamp(min=0.0), X)
 
 
-def _generate_split(cfg: DataConfig, n_traj: int, seed: int, canonical: bool, progress: bool = False):
+def _generate_split(cfg: DataConfig, n_traj: int, seed: int, canonical: bool, progress: bool = False,
+                    device: str | torch.device = "cpu"):
+    """One split (module docstring, steps 1-4). The radial solve, the particle paths and the deposits run
+    on ``device``; every random number is drawn from the one seeded CPU generator, so the data do not
+    depend on the device beyond round-off. Patches are cut on the host."""
+    device = torch.device(device)
     g = torch.Generator().manual_seed(seed)
-    d, s, n, k = cfg.dim, cfg.scale, cfg.tile, cfg.halo
+    d, n, k = cfg.dim, cfg.tile, cfg.halo
     prob = sample_problems(n_traj, g, canonical)
-    rgrid = RadialGrid(cfg.Nr, cfg.R, d)
+    rgrid = RadialGrid(cfg.Nr, cfg.R, d, device=device)
     r = rgrid.r
-    rho0 = gaussian_shell_averages(rgrid, prob["sigma_rho"], prob["mass"])
-    c0 = prob["amp"].reshape(-1, 1) * torch.exp(-(r - prob["ring"].reshape(-1, 1)) ** 2
-                                                / (2 * prob["sigma_c"].reshape(-1, 1) ** 2))
+    on = {key: value.to(device) for key, value in prob.items()}
+    rho0 = gaussian_shell_averages(rgrid, on["sigma_rho"], on["mass"])
+    c0 = on["amp"].reshape(-1, 1) * torch.exp(-(r - on["ring"].reshape(-1, 1)) ** 2
+                                              / (2 * on["sigma_c"].reshape(-1, 1) ** 2))
     steps = round(cfg.T / cfg.dt)
     times = [i * cfg.dt for i in range(steps + 1)]
-    _, c_hist = solve_radial(rho0, c0, prob["gamma"], prob["chi"], rgrid, times, cfg.dt, progress=progress)
+    _, c_hist = solve_radial(rho0, c0, on["gamma"], on["chi"], rgrid, times, cfg.dt, progress=progress)
     snap_steps = sorted({0} | {round(steps * (j + 1) / cfg.snapshots) for j in range(cfg.snapshots)})
+    host = _HostView(rgrid.to(device="cpu"), c_hist.cpu(), c0.cpu())
 
     G = cfg.grids_per_traj
     N = _log_uniform(g, cfg.N_min, cfg.N_max, n_traj * G).reshape(n_traj, G)
@@ -198,43 +209,30 @@ def _generate_split(cfg: DataConfig, n_traj: int, seed: int, canonical: bool, pr
     half = torch.ceil(_PATCH_REACH / h).long() + n // 2 + k + 2
 
     out = {"rough": [], "smooth": [], "target": [], "traj": [], "time": [], "h": [], "P": []}
-    sub = 4  # sample points per axis for the cell average of the smooth input
-    offs_in = torch.arange(-k - n // 2, n - n // 2 + k, dtype=torch.float64)  # coarse offsets of a patch
-    offs_fine = (torch.arange(s * n, dtype=torch.float64) + 0.5) / s - n // 2  # fine centres, in cells
-    offs_sub = (torch.arange(sub, dtype=torch.float64) + 0.5) / sub - 0.5
-
-    def mesh(o):
-        return torch.stack(torch.meshgrid(*([o] * d), indexing="ij"), dim=-1)  # (m,)*d x d
-
     for lo in range(0, n_traj, cfg.chunk):
         idx = list(range(lo, min(n_traj, lo + cfg.chunk)))
-        b = len(idx)
         # Particles in float32: the paths' statistics, not their last digits, are what the data needs.
-        X = _sample_gaussian_ball(prob["sigma_rho"][idx], cfg.P_max, d, cfg.R, g).to(torch.float32)
-        chi = prob["chi"][idx].reshape(-1, 1, 1).to(torch.float32)
-        noise_sd = torch.sqrt(2 * prob["gamma"][idx] * cfg.dt).reshape(-1, 1, 1).to(torch.float32)
-        acc = [[torch.zeros(int(2 * half[t, j]) ** d, dtype=torch.float32) for j in range(G)] for t in idx]
+        X = _sample_gaussian_ball(prob["sigma_rho"][idx], cfg.P_max, d, cfg.R, g).to(device, torch.float32)
+        chi = on["chi"][idx].reshape(-1, 1, 1).to(torch.float32)
+        noise_sd = torch.sqrt(2 * on["gamma"][idx] * cfg.dt).reshape(-1, 1, 1).to(torch.float32)
+        lattices = [[_Lattice(int(half[t, j]), float(h[t, j]), shift[t, j], d, device) for j in range(G)] for t in idx]
         for step in range(steps + 1):
             if step in snap_steps:
-                _cut_patches(cfg, step, idx, X, acc, c_hist, c0, rgrid, h, shift, Pg, half, prob,
-                             offs_in, offs_fine, offs_sub, mesh, g, out)
+                _cut_patches(cfg, step, idx, X.cpu(), [[lat.acc.cpu() for lat in row] for row in lattices], host,
+                             h, shift, Pg, half, g, out)
             if step == steps:
                 break
-            # Deposit (NGP) each grid's first P particles: sum_k dt rho_hat^k, the exponent of eq. 33.
+            # Deposit (NGP, nsipf_torch.deposit) each grid's first P particles: sum_k dt rho_hat^k, the
+            # exponent of eq. 33.
             for bi, t in enumerate(idx):
                 for j in range(G):
-                    P = int(Pg[t, j])
-                    cell = torch.floor(X[bi, :P] / h[t, j] - shift[t, j]).long() + half[t, j]
-                    cell = cell.clamp(0, int(2 * half[t, j]) - 1)
-                    flat = sum(cell[:, a] * int(2 * half[t, j]) ** (d - 1 - a) for a in range(d))
-                    w = cfg.dt * float(prob["mass"][t]) / (P * float(h[t, j]) ** d)
-                    acc[bi][j].index_add_(0, flat, torch.full((P,), w, dtype=torch.float32))
+                    lattices[bi][j].add(X[bi, :int(Pg[t, j])], cfg.dt * float(prob["mass"][t]))
             # Move with the exact radial drift at time t_step (the field the deposit saw).
             slope, edges = (v.to(torch.float32) for v in _radial_slope(c_hist[idx, step], rgrid))
             rad = torch.linalg.vector_norm(X, dim=-1)
             dr_face = _profile(slope, edges, rad)
             grad = dr_face.unsqueeze(-1) * X / rad.clamp(min=1e-12).unsqueeze(-1)
-            noise = torch.randn(X.shape, generator=g, dtype=torch.float32)
+            noise = torch.randn(X.shape, generator=g, dtype=torch.float32).to(device)
             X = _reflect_ball(X + chi * cfg.dt * grad + noise_sd * noise, cfg.R)
     data = {key: torch.cat(v) if key in ("rough", "smooth", "target") else torch.tensor(sum(v, []))
             for key, v in out.items()}
@@ -245,10 +243,43 @@ def _generate_split(cfg: DataConfig, n_traj: int, seed: int, canonical: bool, pr
     return data
 
 
-def _cut_patches(cfg, step, idx, X, acc, c_hist, c0, rgrid, h, shift, Pg, half, prob, offs_in, offs_fine,
-                 offs_sub, mesh, g, out):
-    d, G, m = cfg.dim, cfg.grids_per_traj, cfg.patches_per_grid
-    r = rgrid.r
+class _HostView(NamedTuple):
+    """What cutting patches reads, on the CPU: the radial grid, c(r, t_k) and c0(r)."""
+
+    rgrid: RadialGrid
+    c_hist: torch.Tensor
+    c0: torch.Tensor
+
+
+class _Lattice:
+    """One random SIPF grid of a trajectory: 2*half cells of width h per axis, shifted by ``shift`` cells
+    against the radial centre, and the flat float32 accumulator of sum_k dt rho_hat^k on it."""
+
+    def __init__(self, half: int, h: float, shift: torch.Tensor, dim: int, device):
+        # cell i of the lattice spans x in [(i - half + shift) h, (i - half + shift + 1) h): as a Grid on
+        # [-half h, half h] the positions are taken relative to the shifted origin
+        self.grid = Grid(2 * half, dim, half * h, device, torch.float32)
+        self.offset = (shift * h).to(device, torch.float32)
+        self.acc = torch.zeros((2 * half) ** dim, dtype=torch.float32, device=device)
+
+    def add(self, X: torch.Tensor, dt_mass: float) -> None:
+        """acc += dt * rho_hat of the particles X (P, d), each of mass ``dt_mass / dt / P``."""
+        self.acc += deposit((X - self.offset).unsqueeze(0), self.grid, dt_mass).reshape(-1)
+
+
+def _cut_patches(cfg, step, idx, X, acc, host: _HostView, h, shift, Pg, half, g, out):
+    """The patches of every grid of the trajectories ``idx`` at ``step`` (module docstring, step 4); on the
+    host: X (b, P, d) and the accumulators ``acc`` are CPU copies."""
+    d, G, m, s, n, k = cfg.dim, cfg.grids_per_traj, cfg.patches_per_grid, cfg.scale, cfg.tile, cfg.halo
+    r, c_hist, c0 = host.rgrid.r, host.c_hist, host.c0
+    sub = 4  # sample points per axis for the cell average of the smooth input
+    offs_in = torch.arange(-k - n // 2, n - n // 2 + k, dtype=torch.float64)  # coarse offsets of a patch
+    offs_fine = (torch.arange(s * n, dtype=torch.float64) + 0.5) / s - n // 2  # fine centres, in cells
+    offs_sub = (torch.arange(sub, dtype=torch.float64) + 0.5) / sub - 0.5
+
+    def mesh(o):
+        return torch.stack(torch.meshgrid(*([o] * d), indexing="ij"), dim=-1)  # (m,)*d x d
+
     for bi, t in enumerate(idx):
         c_t = c_hist[t:t + 1, step]
         for j in range(G):
@@ -282,12 +313,14 @@ def _cut_patches(cfg, step, idx, X, acc, c_hist, c0, rgrid, h, shift, Pg, half, 
                 out["P"].append([int(Pg[t, j])])
 
 
-def make_dataset(cfg: DataConfig, cache_dir: str | Path | None = "", progress: bool = False) -> dict:
+def make_dataset(cfg: DataConfig, cache_dir: str | Path | None = "", progress: bool = False,
+                 device: str | torch.device = "cpu") -> dict:
     """{"train": split, "val": split, "config": asdict(cfg)}; a split maps "rough", "smooth" (N_s, m_in..)
     and "target" (N_s, m_out..) float32 tensors and per-sample "traj", "time", "h", "P".
 
     Loaded from ``cache_dir/<dim>d-<hash>.pt`` when present, else generated and saved atomically there
-    (``""``: the user cache folder of :func:`cache_folder`; ``None``: no cache).
+    (``""``: the user cache folder of :func:`cache_folder`; ``None``: no cache). ``device``: where the
+    radial solve and the particle paths run (the data are the same up to round-off; they return on the CPU).
     """
     path = None
     if cache_dir is not None:
@@ -295,8 +328,8 @@ def make_dataset(cfg: DataConfig, cache_dir: str | Path | None = "", progress: b
         if path.exists():
             return torch.load(path, weights_only=True)
     data = {
-        "train": _generate_split(cfg, cfg.n_traj, cfg.seed * 2 + 1, canonical=True, progress=progress),
-        "val": _generate_split(cfg, cfg.n_val_traj, cfg.seed * 2 + 2, canonical=False, progress=progress),
+        "train": _generate_split(cfg, cfg.n_traj, cfg.seed * 2 + 1, True, progress, device),
+        "val": _generate_split(cfg, cfg.n_val_traj, cfg.seed * 2 + 2, False, progress, device),
         "config": dataclasses.asdict(cfg),
     }
     if path is not None:

@@ -1,4 +1,4 @@
-"""Particle sharding across processes with torch.distributed (issue 6): no engine of our own.
+"""Particle sharding across processes with torch.distributed: no engine of our own.
 
 ``torchrun --nproc_per_node=K simulate.py ...`` starts K processes; each owns a contiguous slice of every
 member's particles. The initial sample is the one global stream of each member, sliced, so the initial

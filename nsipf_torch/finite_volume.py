@@ -150,8 +150,8 @@ def substep_count(c: torch.Tensor, dt: float, gamma, chi, geom: Geometry, rho: t
         if rho is not None:
             rate = torch.maximum(rate, stability_rate(update_c(c, rho, dt, c_update), gamma, chi, geom))
         worst = float(rate.max())
-    if not math.isfinite(worst):
-        raise ValueError(f"c (or rho) holds NaN/Inf values: the stability rate is {worst}")
+    if not math.isfinite(worst):  # NaN/Inf in c or rho: the time loop reports it as a NonFiniteError
+        raise FloatingPointError(f"c (or rho) holds NaN/Inf values: the stability rate is {worst}")
     return max(1, math.ceil(dt * worst / POSITIVITY_BOUND - 1e-12))
 
 

@@ -1,10 +1,14 @@
 """Interpolators: the gradient of a differentiable proxy of c at the particles (MODEL.md §2 step 3).
 
-Protocol (the neural interpolator of issue 4 plugs in here too)::
+Every interpolator, the neural one included, is made by one factory from one registry::
 
-    interp = make_interp(name, grid)
+    interp = make_interp(name, grid, **options)     # "trilinear", "spline", "neural" (NSIPF), or registered
     interp.grad_c(c, X) -> (B, P, d)    c (B, N, ..., N) at cell centres, X (B, P, d) in [-L, L]
     interp.value(c, X)  -> (B, P)       the proxy itself (tests, diagnostics)
+
+NSIPF is the particle method with the interpolator "neural" (:mod:`nsipf_torch.neural`, imported when
+first asked for; options ``model`` = a checkpoint path, default the shipped one for the grid's dimension,
+``precision``, ``tile``, ``capacity``). A new interpolator is added with :func:`register_interp`.
 
 Both classical proxies use the index coordinate s = (x + L)/h - 1/2 along each axis, which puts cell
 centre i at s = i, and Neumann walls on the cell faces s = -1/2 and s = N - 1/2: the field is continued by
@@ -56,9 +60,7 @@ class _OnDevice:
         self._source = tensor
 
     def on(self, device: torch.device) -> torch.Tensor:
-        device = torch.device(device)
-        if device.type == "cuda" and device.index is None:
-            device = torch.device("cuda", torch.cuda.current_device())
+        """The copy on ``device`` (a tensor's device, which always carries its index)."""
         if device not in self._copies:
             self._copies[device] = self._source.to(device)
         return self._copies[device]
@@ -119,7 +121,7 @@ class TrilinearInterp:
 
     def grad_c(self, c: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
         _check(c, X, self.grid)
-        # static chunks over the particles keep the ~30 temporaries cache-resident (measured 1.6x at P = 1e6);
+        # static chunks over the particles keep the ~30 temporaries cache-resident on a CPU;
         # the loop does not depend on the data, and each particle's result does not depend on the chunking
         step = max(1, self.chunk // X.shape[0])
         if X.shape[1] <= step:
@@ -166,9 +168,8 @@ class SplineInterp:
     Interpolation at the centres, s_i = (b_{i-1} + 4 b_i + b_{i+1}) / 6 with b_{-1} = b_0 and b_N = b_{N-1}
     (the half-sample symmetric continuation), is a constant tridiagonal system per axis. Its inverse is
     computed once in float64 and applied along each axis as one matrix product per member: d products of
-    fixed shape, so each member's result is bitwise independent of the batch size. The product replaced
-    Thomas sweeps (2N tiny launches per axis): measured on one CPU thread 0.26 / 2.1 / 43.5 ms against
-    1.5 / 4.7 / 43.6 ms at N = 32 / 64 / 128, and a handful of kernels instead of 6N on a GPU. The system is
+    fixed shape, so each member's result is bitwise independent of the batch size, and a handful of
+    kernels where Thomas sweeps would launch 2N tiny ones per axis. The system is
     strictly diagonally dominant (eigenvalues of the /6 matrix in [1/3, 1], inverse entries decaying like
     (2 - sqrt 3)^|i-j|), so the product is accurate to round-off.
     """
@@ -279,15 +280,26 @@ class SplineInterp:
         return self._evaluate(c, X, gradient=False)
 
 
-INTERPS = {"trilinear": TrilinearInterp, "spline": SplineInterp}
+def _neural(grid: Grid, model=None, **options):
+    from .neural import NeuralInterp
+    from .resources import default_checkpoint
+    return NeuralInterp.from_checkpoint(model or default_checkpoint(grid.dim), grid, **options)
+
+
+INTERPS = {"trilinear": TrilinearInterp, "spline": SplineInterp, "neural": _neural}
 
 
 def register_interp(name: str, factory) -> None:
-    """Add an interpolator (e.g. the neural one): ``factory(grid)`` returns an object with grad_c and value."""
+    """Add an interpolator: ``factory(grid, **options)`` returns an object with ``grad_c`` and ``value``."""
     INTERPS[name] = factory
 
 
-def make_interp(name: str, grid: Grid):
+def make_interp(name: str, grid: Grid, **options):
+    """The interpolator ``name`` on ``grid``; ``options`` go to its factory (e.g. ``model``, ``precision``
+    for "neural", ``chunk`` for the classical ones). A bad name or option is a ``ValueError``."""
     if name not in INTERPS:
         raise ValueError(f"unknown interpolator {name!r}; choose one of {sorted(INTERPS)}")
-    return INTERPS[name](grid)
+    try:
+        return INTERPS[name](grid, **options)
+    except TypeError as err:
+        raise ValueError(f"interpolator {name!r}: {err}") from err

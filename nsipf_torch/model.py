@@ -35,7 +35,7 @@ from einops import rearrange
 
 ARCH = "UpsampleCNN-v1"
 NEGATIVE_SLOPE = 0.1  # leaky ReLU: positively homogeneous like ReLU, but no dead units (c >= 0 inputs and no
-                      # biases killed every plain-ReLU unit within a few hundred Adam steps)
+                      # biases, plain-ReLU units die early in training)
 
 _SHUFFLE = {
     2: "b (s1 s2) x y -> b (x s1) (y s2)",
@@ -110,10 +110,11 @@ class UpsampleCNN(nn.Module):
     def model_args(self) -> dict:
         return {"dim": self.dim, "scale": self.scale, "width": self.width, "depth": self.depth}
 
-    def symmetric_weights(self) -> list[torch.Tensor]:
-        """The mirror-equivariant kernels the forward pass uses (a frozen model can compute them once)."""
+    def symmetric_weights(self, device=None, dtype=None) -> list[torch.Tensor]:
+        """The mirror-equivariant kernels the forward pass uses (a frozen model can compute them once),
+        symmetrised after conversion to ``device``/``dtype`` when given."""
         last = len(self.convs) - 1
-        return [symmetrise_kernel(conv.weight, self.dim, self.scale if i == last else None)
+        return [symmetrise_kernel(conv.weight.to(device=device, dtype=dtype), self.dim, self.scale if i == last else None)
                 for i, conv in enumerate(self.convs)]
 
     def forward_valid(self, c_padded: torch.Tensor, weights: list[torch.Tensor] | None = None,

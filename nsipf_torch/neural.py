@@ -18,9 +18,9 @@ tile list has a fixed capacity K (``capacity``; default None: all tiles, which i
 grid at once, the same field without the halo overhead; :meth:`plan_capacity` sizes it from the particles,
 outside the step): the K tiles holding most particle stencils are chosen with ``topk``. The tile load is a
 fixed-size histogram (:func:`nsipf_torch.deposit.histogram`), so everything stays on the device with
-static shapes: no ``nonzero()``, no ``bincount``, no host synchronisation in ``grad_c``. Occupied tiles beyond the capacity keep the linear
-upsampling of c (a finite, consistent fallback); ``last_overflow`` (a tensor, read it outside the step)
-counts them.
+static shapes: no ``nonzero()``, no ``bincount``, no host synchronisation in ``grad_c``. Occupied tiles
+beyond the capacity keep the linear upsampling of c (a finite, consistent fallback); ``last_overflow`` (a
+tensor, read it outside the step) counts them.
 
 Precision (``precision``): the CNN's convolutions run in ``"fp32"`` (IEEE float32 on a GPU too: cuDNN's
 TF32 default is switched off around them), ``"tf32"`` (TensorFloat-32 convolutions, CUDA only) or ``"bf16"``
@@ -32,7 +32,6 @@ Positivity and mass are the stepper's business (deposit + exponential c-update),
 from __future__ import annotations
 
 import contextlib
-import copy
 import itertools
 import math
 
@@ -70,7 +69,8 @@ def conv_precision(device: torch.device, precision: str):
 
 
 class NeuralInterp:
-    """The neural interpolator on ``grid`` (module docstring). ``model`` is copied to the grid's dtype/device."""
+    """The neural interpolator on ``grid`` (module docstring). ``model``'s kernels are copied to the grid's
+    dtype and device."""
 
     name = "neural"
 
@@ -92,10 +92,14 @@ class NeuralInterp:
         if precision == "tf32" and grid.device.type != "cuda":
             raise ValueError(f"precision 'tf32' needs a CUDA device, the grid is on {grid.device.type}")
         self.grid, self.precision = grid, precision
-        self.model = copy.deepcopy(model).to(device=grid.device, dtype=grid.dtype).eval().requires_grad_(False)
-        # the model is frozen: symmetrise its kernels once, in the precision the convolutions run in
+        # for its architecture (halo, scale): the forward pass only ever uses the kernels copied below
+        self.model = model
+        # the model is frozen: symmetrise its kernels once, in the grid's dtype on its device, then cast to
+        # the precision the convolutions run in
         self.body_dtype = torch.bfloat16 if precision == "bf16" else None
-        self.weights = [w.detach().to(self.body_dtype or grid.dtype) for w in self.model.symmetric_weights()]
+        with torch.no_grad():
+            self.weights = [w.to(self.body_dtype or grid.dtype)
+                            for w in self.model.symmetric_weights(grid.device, grid.dtype)]
         self.scale = model.scale
         self.fine_grid = Grid(self.scale * grid.N, grid.dim, grid.L, grid.device, grid.dtype)
         self.fine_interp = TrilinearInterp(self.fine_grid)

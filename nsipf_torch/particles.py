@@ -46,10 +46,12 @@ def initial_particles(ic: InitialCondition, grid: Grid, P: int, seeds: Sequence[
 
     Each member's whole sample comes from its one global stream, so a process that owns particles
     [lo, hi) of a member can draw the same sample and slice it: the initial state does not depend on how
-    the particles are later split.
+    the particles are later split. The sample is drawn where the grid lives: on the CPU as always, on a
+    GPU from a CUDA generator with the same seed (another, equally valid sample, drawn without copying
+    10^8 positions from the host; as the Brownian increments of :func:`nsipf_torch.sipf.draw_noise`).
     """
     if len(seeds) == 0:
         raise ValueError("seeds must name at least one member, got an empty list")
-    cpu64 = grid.to(device="cpu", dtype=torch.float64)
-    X = torch.stack([ic.sample(P, member_generator(seed), cpu64) for seed in seeds])
+    where = grid.to(dtype=torch.float64)
+    X = torch.stack([ic.sample(P, member_generator(seed, grid.device), where) for seed in seeds])
     return X.to(device=grid.device, dtype=grid.dtype)

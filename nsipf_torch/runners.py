@@ -13,7 +13,6 @@ decides between classical SIPF and NSIPF. Both take their physical parameters as
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -23,21 +22,12 @@ from .deposit import deposit
 from .diagnostics import field_diagnostics
 from .grid import Grid
 from .params import Params
-from .resources import default_checkpoint
 from .distributed import World, sharded_deposit
+from .monitor import InterpGap
+from .neural import NeuralInterp
 from .sipf import compiled_advance, initial_state, noise_generators, sipf_run
 
 
-
-
-def neural_interp(model_path: str | Path | None, grid: Grid, precision: str = "fp32"):
-    """NSIPF's interpolator from a checkpoint (the shipped one for grid.dim when ``model_path`` is None);
-    ``precision`` of its convolutions: fp32, tf32 (CUDA) or bf16 (:mod:`nsipf_torch.neural`).
-
-    A missing, corrupt, wrong-dimension or wrong-architecture file is a ``ValueError`` naming it.
-    """
-    from .neural import NeuralInterp
-    return NeuralInterp.from_checkpoint(model_path or default_checkpoint(grid.dim), grid, precision=precision)
 
 
 class FDRunner:
@@ -98,6 +88,8 @@ class ParticleRunner:
         self.generators = noise_generators(seeds, rank=world.rank, device=grid.device)
         self.deposit_fn = None if world.size == 1 else sharded_deposit(world, grid, params.M0, P, deposit_method)
         self.step_fn = compiled_advance() if compile else None
+        # NSIPF's runtime monitor: its drift beside the cubic spline's at a fixed subsample of particles
+        self.gap = InterpGap(grid, interp) if isinstance(interp, NeuralInterp) else None
 
     def replan(self) -> None:
         """Size the neural interpolator's tile list from the particles now (a host sync: outside the step).
@@ -139,6 +131,8 @@ class ParticleRunner:
         if hasattr(self.interp, "last_overflow"):  # occupied tiles the CNN skipped last step (linear upsampling)
             overflow = self.interp.last_overflow
             diag["tile_overflow"] = torch.zeros(rho.shape[0], dtype=torch.long) + (0 if overflow is None else overflow.cpu())
+        if self.gap is not None:
+            diag["interp_gap"] = self.gap(self.c, self.X)
         return diag
 
     def checked(self) -> dict[str, torch.Tensor]:

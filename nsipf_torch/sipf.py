@@ -8,8 +8,8 @@ One step, for B independent members at once::
 
 ``sipf_step`` holds no host synchronisation (no item calls) and no data-dependent Python branch, so it can be compiled or
 captured. The Brownian increments xi^n are drawn outside it by :func:`draw_noise`, one generator per
-member (``randn(generator=...)`` does not trace), and passed in. Diagnostics (:func:`particle_diagnostics`)
-are separate and meant to run every k steps.
+member (``randn(generator=...)`` does not trace), and passed in. Diagnostics (the runners' ``diagnostics()``)
+are separate and run every k steps.
 
 Usage::
 
@@ -18,7 +18,6 @@ Usage::
     for n in range(nsteps):
         noise = draw_noise(gens, B, P, grid.dim, grid.dtype, grid.device)
         state = sipf_step(state, noise, grid=grid, dt=dt, gamma=gamma, chi=chi, M0=M0, interp=interp)
-        if n % k == 0: diag = particle_diagnostics(state, grid, M0)
     rho = deposit(state.X, grid, M0)
 """
 from __future__ import annotations
@@ -28,8 +27,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 import torch
 
-from .deposit import counts_to_rho, deposit, deposit_counts
-from .diagnostics import field_diagnostics
+from .deposit import deposit
 from .field import update_c
 from .grid import Grid
 from .initial import InitialCondition
@@ -160,23 +158,3 @@ def draw_noise(generators: Sequence[torch.Generator], B: int, P: int, d: int, dt
         raise ValueError(f"need one generator per member: got {len(generators)} for B={B}")
     out = [torch.randn(P, d, generator=g, dtype=dtype, device=g.device) for g in generators]
     return (out[0].unsqueeze(0) if B == 1 else torch.stack(out)).to(device)
-
-
-def particle_diagnostics(state: SIPFState, grid: Grid, M0: float, c_floor: float = 0.0) -> dict[str, torch.Tensor]:
-    """Per-member health figures (B,) computed outside the step; call every k steps.
-
-    The grid figures of :func:`nsipf_torch.diagnostics.field_diagnostics` (min/max rho, min c, mean |x|^2,
-    here the exact particle average), with the mass as count * M0/P (exact), plus n_outside (particles
-    outside [-L, L]^d: must be 0), n_negative_c (cells with c < c_floor, the Euler update's failure mode,
-    MODEL.md §6) and finite (all of X and c finite).
-    """
-    X, c = state.X, state.c
-    P = X.shape[1]
-    counts = deposit_counts(X, grid)
-    axes = tuple(range(1, grid.dim + 1))
-    diag = field_diagnostics(counts_to_rho(counts, grid, M0, P), c, grid, mean_r2=(X * X).sum(dim=-1).mean(dim=-1))
-    diag["mass"] = counts.sum(dim=axes).to(torch.float64) * (float(M0) / P)
-    diag["n_negative_c"] = (c < c_floor).sum(dim=axes)
-    diag["n_outside"] = (X.abs() > grid.L).any(dim=-1).sum(dim=-1)
-    diag["finite"] = torch.isfinite(X).all(dim=-1).all(dim=-1) & torch.isfinite(c).flatten(1).all(dim=-1)
-    return diag

@@ -9,31 +9,42 @@ the number of kernels launched per step, and the wall time per step outside the 
 """
 from __future__ import annotations
 
-import argparse
 import sys
-import time
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from benchmark import make_runner, run_steps
+from benchmark import METHODS, make_runner, run_steps
+from nsipf_torch.cli import parse_config, usage_error
 from nsipf_torch.grid import Grid, resolve_device
 from nsipf_torch.sipf import compiled_advance
 
 
+@dataclass
+class ProfileConfig:
+    method: str = field(default="NSIPF", metadata={"help": "the method profiled", "choices": METHODS})
+    N: int = field(default=64, metadata={"help": "grid cells per axis"})
+    P: int = field(default=1_000_000, metadata={"help": "particles (1e6 is accepted)"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
+    steps: int = field(default=10, metadata={"help": "profiled steps (after 5 warm-up steps)"})
+    compile: str = field(default="", metadata={"help": "torch.compile mode for the particle step (empty: eager)",
+                                               "choices": ("", "default", "reduce-overhead")})
+    rows: int = field(default=15, metadata={"help": "operators listed"})
+
+    def validate(self) -> None:
+        for name in ("N", "P", "steps", "rows"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
+
+
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--method", default="NSIPF", help="FDM, SIPF-spline, SIPF-trilinear or NSIPF")
-    ap.add_argument("--N", type=int, default=64, help="grid cells per axis")
-    ap.add_argument("--P", type=float, default=1e6, help="particles")
-    ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    ap.add_argument("--steps", type=int, default=10, help="profiled steps (after 5 warm-up steps)")
-    ap.add_argument("--compile", default=None, help="torch.compile mode for the particle step: default or reduce-overhead")
-    ap.add_argument("--rows", type=int, default=15, help="operators listed")
-    args = ap.parse_args(argv)
-    device = resolve_device(args.device)
-    grid = Grid(args.N, 3, 1.0, device, torch.float32)
+    try:
+        args = parse_config(ProfileConfig, argv, prog="profile_step.py", description=__doc__.split("\n")[0])
+        device = resolve_device(args.device)
+        grid = Grid(args.N, 3, 1.0, device, torch.float32)
+    except ValueError as err:
+        return usage_error("profile_step.py", err)
     runner = make_runner(args.method, grid, int(args.P))
     if args.compile:
         runner.step_fn = compiled_advance(**({} if args.compile == "default" else {"mode": args.compile}))

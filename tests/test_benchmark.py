@@ -10,8 +10,12 @@ def test_tiny_suite_outputs(tmp_path, capsys):
             "--baseline-steps", "1", "--dtype", "float64", "--no-progress", "--out", str(out)]
     assert benchmark.main(argv) == 0
     res = json.loads((out / "results.json").read_text())
-    for key in ("device", "torch", "commit", "config", "table1", "baseline", "table2"):
+    for key in ("device", "torch", "commit", "config", "table1", "baseline", "table2", "targets", "train"):
         assert key in res
+    # the target rows of the GPU script at test sizes, and train.py (tiny config, data included) exited 0
+    assert [r["method"] for r in res["targets"]] == [t[1] for t in benchmark.TINY_TARGETS]
+    assert all("error" not in r and r["min_s"] <= r["median_s"] <= r["max_s"] for r in res["targets"])
+    assert res["train"]["exit"] == 0 and (out / "train" / "model.pt").exists()
     methods = {r["method"] for r in res["table1"]}
     assert methods == {"FDM", "SIPF-spline", "NSIPF", "SIPF-trilinear"}
     for row in res["table1"]:
@@ -48,3 +52,26 @@ def test_tables_subset(tmp_path):
     assert len(res["table1"]) == 1 and res["baseline"] == {} and res["table2"] == [] and "fast_path" not in res
     md = (out / "results.md").read_text()
     assert "Table 1" in md and "Table 2" not in md and "baseline" not in md
+
+
+def test_histogram_forms_agree_and_are_timed(tmp_path):
+    # Every histogram form is checked against torch.bincount before it is timed (an error row otherwise).
+    out = tmp_path / "hist"
+    argv = ["--suite", "tiny", "--tables", "histogram", "--Ps", "2000", "--N2", "8", "--repeats", "1",
+            "--no-progress", "--out", str(out)]
+    assert benchmark.main(argv) == 0
+    rows = json.loads((out / "results.json").read_text())["histogram"]
+    assert len(rows) == 2 * len(benchmark._histogram_candidates())
+    assert all("error" not in r and r["s_per_call"] > 0 for r in rows)
+
+
+def test_bad_sizes_exit_2_with_one_line(tmp_path, capsys):
+    assert benchmark.main(["--Ns", "0", "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--Ns" in err and not (tmp_path / "b").exists()
+
+
+def test_commit_is_read_only_inside_a_git_checkout(tmp_path):
+    assert benchmark.git_checkout(tmp_path / "x.py") is None
+    (tmp_path / ".git").mkdir()
+    assert benchmark.git_checkout(tmp_path / "pkg" / "x.py") == tmp_path.resolve()

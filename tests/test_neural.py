@@ -182,7 +182,7 @@ def test_cuda_fp32_matches_cpu_float64_and_tiles_agree():
     print(f"\ngrad c rel. error vs float64 CPU: fp32 {errs[0]:.2e}, tf32 {errs[1]:.2e}, bf16 {errs[2]:.2e}")
     assert errs[0] < 5e-5
     assert errs[1] < 2e-2 and errs[2] < 1e-1  # reduced precision: reported in BENCHMARKS.md, bounded loosely
-    sample = NeuralInterp(_model(3), grid, tile=None)._sample
+    sample = NeuralInterp(_model(3), grid, tile=None).fine_interp.value
     torch.testing.assert_close(sample(got, Xg), sample(full, Xg), rtol=1e-5, atol=1e-6)
 
 
@@ -191,10 +191,11 @@ def test_nsipf_runner_on_cuda_conserves_mass_and_signs():
     # The whole NSIPF step on the device with device-side noise: mass exact, rho, c >= 0, particles inside.
     from nsipf_torch.initial import get_ic
     from nsipf_torch.params import Params
-    from nsipf_torch.runners import ParticleRunner, neural_interp
+    from nsipf_torch.interp import make_interp
+    from nsipf_torch.runners import ParticleRunner
 
     grid = Grid(32, dim=3, device="cuda", dtype=torch.float32)
-    runner = ParticleRunner(grid, get_ic("two_blobs"), Params(), [0], 20_000, neural_interp(None, grid))
+    runner = ParticleRunner(grid, get_ic("two_blobs"), Params(), [0], 20_000, make_interp("neural", grid))
     assert runner.generators[0].device.type == "cuda"
     for _ in range(20):
         runner.advance(1e-3)

@@ -2,6 +2,7 @@
 run from outside the repository (CI imports the in-tree package, so only this test can see a packaging gap)."""
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -33,8 +34,12 @@ def test_no_sys_path_edits_anywhere():
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
+    # built from a copy: setuptools writes build/ and *.egg-info beside the sources it builds
+    src = tmp_path_factory.mktemp("src") / "nsipf_torch"
+    shutil.copytree(ROOT, src, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "runs", "*.egg-info", "__pycache__", ".pytest_cache", ".cache"))
     out = tmp_path_factory.mktemp("wheel")
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(ROOT)],
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(src)],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     (path,) = out.glob("nsipf_torch-*.whl")

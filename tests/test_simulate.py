@@ -158,3 +158,23 @@ def test_nan_mid_run_stops_with_step_and_quantity(tmp_path, capsys, monkeypatch)
     assert (out / "snap_0002.npz").exists() and not (out / "snap_0003.npz").exists()
     assert not (out / "final.npz").exists()
     assert np.isfinite(np.load(out / "snap_0002.npz")["rho"]).all()
+
+
+def test_outside_the_validity_domain_warns_and_strict_refuses(tmp_path, capsys):
+    # --N 8 --P 100000: 195 particles per cell on a grid below every training size (nsipf_torch/validity.py)
+    argv = ["--method", "nsipf", "--ic", "blob", "--N", "8", "--P", "100000", "--T", "0.002", "--dt", "0.002",
+            "--snapshots", "1", "--no-progress"]
+    assert simulate.main([*argv, "--out", str(tmp_path / "warned")]) == 0
+    err = capsys.readouterr().err
+    assert "warning: outside the CNN's validity domain: particles per cell" in err and "grid size N = 8" in err
+    recorded = json.loads((tmp_path / "warned" / "config.json").read_text())["validity_warnings"]
+    assert len(recorded) >= 2
+    assert "interp_gap" in (tmp_path / "warned" / "diagnostics.csv").read_text().splitlines()[0]
+    assert simulate.main([*argv, "--strict", "--out", str(tmp_path / "strict")]) == 2
+    lines = [ln for ln in capsys.readouterr().err.strip().splitlines() if "error" in ln]
+    assert len(lines) == 1 and "--strict refuses" in lines[0] and not (tmp_path / "strict").exists()
+
+
+def test_main_job_is_inside_the_validity_domain():
+    from nsipf_torch.api import SimConfig, check_config
+    assert check_config(SimConfig(device="cpu")).validity == []  # the defaults are the main job

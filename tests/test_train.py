@@ -73,6 +73,22 @@ def test_bad_input_exits_2_without_writing(tmp_path, capsys, monkeypatch, argv, 
     assert list(tmp_path.iterdir()) == []
 
 
+def test_unwritable_outputs_are_refused_before_any_data(tmp_path, capsys, monkeypatch):
+    # Every output path is checked before the (minutes-long) data generation: one line, exit 2, nothing
+    # written. A path below a regular file cannot be created, whoever runs the test (root included).
+    import time
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setattr(train, "make_dataset", lambda *a, **k: pytest.fail("data generated before the check"))
+    for flag in ("--out", "--logdir", "--cache-dir"):
+        target = str(blocker / "sub" / ("model.pt" if flag == "--out" else "dir"))
+        start = time.perf_counter()
+        assert train.main(TINY + [flag, target]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and flag in err and time.perf_counter() - start < 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")

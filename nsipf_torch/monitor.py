@@ -1,0 +1,59 @@
+"""A runtime monitor of the neural interpolator: how far its drift is from the cubic spline's.
+
+Every diagnostics step, the drift grad c~ (paper eq. 34, the chi grad c term) of NSIPF and of the
+classical cubic B-spline (SIPF, :class:`~nsipf_torch.interp.SplineInterp`) are evaluated on the same c at a
+fixed subsample of particles (the first ``n`` of each member: the sample order is random, so they are a
+uniform subsample), and
+
+    interp_gap = ||grad_nsipf - grad_spline||_2 / ||grad_spline||_2      per member, (B,)
+
+(norms over the subsample's particles and components). On a smooth field both interpolators are close to
+the exact gradient and the gap is the CNN's own error; where the CNN is outside what it learned (or the
+field is rough at the grid scale, where the two differ by design) it grows. The gap is a symptom to be
+calibrated against end-to-end errors (docs/VALIDATION.md), not an error estimate.
+"""
+from __future__ import annotations
+
+import torch
+
+from .grid import Grid
+from .interp import make_interp
+
+DEFAULT_SUBSAMPLE = 4096
+
+
+class InterpGap:
+    """``InterpGap(grid, neural)(c, X) -> (B,)``: the gap of the module docstring on the first ``n`` particles.
+
+    ``neural`` is a :class:`~nsipf_torch.neural.NeuralInterp` (or any object with ``grad_c``). For the
+    monitor its tile list is planned for the subsample alone (every tile the subsample occupies, no more);
+    the step's plan (``capacity``) and its ``last_overflow`` counter, which the runner reports, are restored.
+    """
+
+    def __init__(self, grid: Grid, neural, n: int = DEFAULT_SUBSAMPLE):
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"the subsample size n must be a positive integer, got {n!r}")
+        self.grid, self.neural, self.n = grid, neural, n
+        self.spline = make_interp("spline", grid)
+
+    @torch.no_grad()
+    def __call__(self, c: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
+        Xs = X[:, : self.n]
+        overflow = getattr(self.neural, "last_overflow", None)
+        capacity = getattr(self.neural, "capacity", None)
+        if capacity is not None:  # the CNN runs only on the tiles the subsample occupies (a host sync, as
+            self.neural.plan_capacity(Xs, margin=1.0)  # the diagnostics' own re-planning is)
+        g_nn = self.neural.grad_c(c, Xs)
+        if capacity is not None:
+            self.neural.capacity = capacity
+        if overflow is not None:
+            self.neural.last_overflow = overflow
+        g_sp = self.spline.grad_c(c, Xs)
+        num = torch.linalg.vector_norm((g_nn - g_sp).to(torch.float64), dim=(-2, -1))
+        den = torch.linalg.vector_norm(g_sp.to(torch.float64), dim=(-2, -1))
+        return torch.where(den > 0, num / den.clamp(min=torch.finfo(torch.float64).tiny), num)
+
+
+def interp_gap(c: torch.Tensor, X: torch.Tensor, neural, grid: Grid, n: int = DEFAULT_SUBSAMPLE) -> torch.Tensor:
+    """One-off form of :class:`InterpGap` (builds the spline each call; a run keeps an ``InterpGap``)."""
+    return InterpGap(grid, neural, n)(c, X)

@@ -1,0 +1,59 @@
+"""The declared validity domain of the shipped checkpoints and the run check."""
+import pytest
+import torch
+
+from nsipf_torch.data import sample_problems
+from nsipf_torch.initial import get_ic
+from nsipf_torch.io import load_torch
+from nsipf_torch.resources import default_checkpoint
+from nsipf_torch.validity import check_run, domain_of
+
+
+@pytest.fixture(scope="module")
+def ckpt3():
+    return load_torch(default_checkpoint(3))
+
+
+def test_domain_of_shipped_checkpoints():
+    """The ranges follow from the training recipe (10^4-3*10^4 particles on N = 32-128 grids)."""
+    d3, d2 = domain_of(load_torch(default_checkpoint(3))), domain_of(load_torch(default_checkpoint(2)))
+    assert d3["dim"] == 3 and d2["dim"] == 2
+    assert d3["particles_per_cell"] == pytest.approx((1e4 / 128**3, 3e4 / 32**3))
+    assert d2["particles_per_cell"] == pytest.approx((1e4 / 128**2, 3e4 / 32**2))
+    assert d3["N"] == (32, 128) and d3["c0_width_over_h"] == pytest.approx((1.28, 25.6))
+
+
+def test_c0_width_bounds_are_the_data_recipe():
+    """The c0 widths the domain assumes are those data.py draws: 10^4 draws reach within 1e-3 of both ends."""
+    p = sample_problems(10_000, torch.Generator().manual_seed(0), canonical=False)
+    assert 0.08 <= float(p["sigma_c"].min()) < 0.081 and 0.399 < float(p["sigma_c"].max()) <= 0.4
+
+
+def test_main_job_and_canonical_runs_are_inside(ckpt3):
+    for name, N, P in [("annuli", 32, 20_000), ("two_blobs", 64, 200_000), ("blob", 64, 20_000),
+                       ("two_blobs", 128, 1_000_000)]:
+        ic = get_ic(name)
+        assert check_run(ckpt3, N=N, P=P, dim=3, c0_width=ic.c0_width, held_out=ic.held_out) == [], (name, N, P)
+
+
+def test_far_outside_warns_once_per_axis(ckpt3):
+    """--N 8 --P 100000 on annuli: 195 particles per cell, N below 32, c0's rings 0.4 cells wide."""
+    msgs = check_run(ckpt3, N=8, P=100_000, dim=3, c0_width=0.1)
+    assert len(msgs) == 3
+    assert "195" in msgs[0] and "grid size N = 8" in msgs[1] and "width" in msgs[2]
+    # 64^3 with 10^6 particles: 3.8 per cell, outside the 3-D training (0.0048-0.92)
+    assert check_run(ckpt3, N=64, P=10**6, dim=3) == [
+        "particles per cell P/N^3 = 3.81 is outside the training range 0.00477-0.916"]
+    ic = get_ic("planar")
+    assert any("held-out" in m for m in check_run(ckpt3, N=64, P=200_000, dim=3, held_out=ic.held_out,
+                                                   ic_name=ic.name))
+    assert check_run(ckpt3, N=64, P=200_000, dim=2)[0].startswith("dimension 2")
+
+
+def test_stored_domain_wins_and_missing_config_is_an_error():
+    stored = {"domain": {"dim": 3, "particles_per_cell": (1.0, 10.0), "N": (16, 256), "c0_width_over_h": (1, 50)}}
+    assert check_run(stored, N=64, P=10**6, dim=3) == []
+    with pytest.raises(ValueError, match="neither"):
+        domain_of({"model": {}})
+    with pytest.raises(ValueError, match="N >= 1"):
+        check_run(stored, N=0, P=1, dim=3)
