@@ -207,32 +207,6 @@ def test_agrees_with_fd_two_blobs_full(interp_name):
     assert float(err[0]) < 0.25, err
 
 
-# ------------------------------------------------------------------------------------------------------
-# Convergence (slow; the figures go to docs/VALIDATION.md).
-
-@pytest.mark.slow
-def test_convergence_in_P_slope_minus_half():
-    from nsipf_torch.convergence import convergence_in_P
-
-    r = convergence_in_P(Grid(32, dim=3), 0.05, [5_000, 20_000, 80_000], 640_000, [1, 2, 3, 4])
-    print(f"\nconvergence in P: {r}")
-    # Monte Carlo error ~ P^(-1/2); the reference's own noise (P_ref = 8 x 80k) flattens the last point by ~6%
-    assert -0.65 < r["slope"] < -0.35, r
-
-
-@pytest.mark.slow
-def test_convergence_in_dt_first_order_with_coupled_noise():
-    from nsipf_torch.convergence import convergence_in_dt
-
-    # dt = 2e-3, 1e-3, 5e-4, each step's noise the normalised sum of the fine path's increments
-    r = convergence_in_dt(Grid(32, dim=3), 0.05, 20_000, 1.25e-4, [16, 8, 4])
-    print(f"\nconvergence in dt: {r}")
-    # Euler-Maruyama with additive noise: strong order 1; measured 1.05, 0.98 (pairwise). The RMS over
-    # particles converges only at ~0.5: a few per cent of the paths separate (NGP counts and the trilinear
-    # gradient are discontinuous in X), see docs/VALIDATION.md.
-    assert 0.8 < r["slope"] < 1.25, r
-
-
 def _compiled_vs_eager(grid: Grid, seeds):
     """Three steps eager and with compiled_advance() (deposit and gather in separate compiled regions)."""
     from nsipf_torch.sipf import compiled_advance
