@@ -108,7 +108,7 @@ class ParticleRunner:
     def c(self) -> torch.Tensor:
         return self.state.c
 
-    @torch.no_grad()  # not inference_mode: the neural interpolator takes its drift by autograd
+    @torch.no_grad()
     def advance(self, dt: float) -> int:
         if self.steps % self.replan_every == 0:
             self.replan()

@@ -5,9 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-import benchmark
 import simulate
-import train
+from nsipf_torch.commands import benchmark, train
 from nsipf_torch.model import UpsampleCNN, save_checkpoint
 
 TINY = ["--N", "8", "--T", "0.004", "--dt", "0.002", "--snapshots", "1", "--no-progress"]

@@ -1,7 +1,7 @@
 """Smoke run of benchmark.py on tiny sizes: the tables are filled and the outputs carry their provenance."""
 import json
 
-import benchmark
+from nsipf_torch.commands import benchmark
 
 
 def test_tiny_suite_outputs(tmp_path, capsys):

@@ -113,7 +113,7 @@ def test_train_main_on_cuda(monkeypatch, tmp_path):
     # train.py --device cuda end to end: every op of the training step, the validation pass, the images and
     # the final evaluation runs on the model's device, and what leaves it (checkpoint, TensorBoard, scipy's
     # spline) is on the host.
-    import train
+    from nsipf_torch.commands import train
     saved = []
 
     def save_checkpoint(path, model, **kw):
@@ -194,7 +194,7 @@ def test_particle_step_on_cuda(monkeypatch, method):
 
 def test_benchmark_row_on_cuda(monkeypatch):
     # A particle row of the benchmark: the runner made as benchmark.py makes it, stepped and re-planned.
-    import benchmark
+    from nsipf_torch.commands import benchmark
     monkeypatch.setattr(benchmark, "sync", lambda device: None)
     with fake_cuda(monkeypatch):
         grid = _grid()

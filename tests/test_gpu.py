@@ -81,7 +81,7 @@ def test_histogram_equals_bincount_on_cuda(case):
 
 
 def test_train_one_epoch_on_cuda(tmp_path):
-    import train
+    from nsipf_torch.commands import train
     from nsipf_torch.model import load_model
     argv = TINY_TRAIN + ["--device", "cuda", "--epochs", "1", "--out", str(tmp_path / "m.pt"),
                          "--cache-dir", str(tmp_path / "cache"), "--logdir", str(tmp_path / "runs")]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import train
+from nsipf_torch.commands import train
 from nsipf_torch.model import load_model
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -97,8 +97,6 @@ def prepare(argv: list[str]) -> tuple[Setup, OutputOptions, dict | None, World, 
     if cfg.method == "fdm" and opts.compare:
         raise ValueError("--compare fdm compares a particle method with fdm; use --method sipf or nsipf")
     setup = check_config(cfg, ic)
-    for message in setup.validity:  # recorded in config.json too
-        print(f"{PROG}: warning: outside the CNN's validity domain: {message}", file=sys.stderr)
     world = init_world(setup.grid.device)
     if world.size > 1 and (opts.checkpoint_every or opts.resume):
         raise ValueError("--checkpoint-every/--resume need a single process (the state is not gathered from ranks)")
@@ -115,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         close_world(world)
         return usage_error(PROG, err)
+    if world.is_main:
+        for message in setup.validity:  # recorded in config.json too
+            print(f"{PROG}: warning: outside the CNN's validity domain: {message}", file=sys.stderr)
     try:
         result = run(setup, runner, callbacks(setup, opts, world, out), resume=state)
         return report(result, setup, opts, out) if world.is_main else int(not result.complete)
