@@ -1,4 +1,4 @@
-"""The one error metric used everywhere: relative L2 on a coarse block-averaged grid (issue 2 §3)."""
+"""The one error metric used everywhere: relative L2 on a coarse block-averaged grid."""
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,4 @@
-"""End-to-end accuracy table (issue 4): FD, SIPF-trilinear, SIPF-spline and NSIPF against converged FD
+"""End-to-end accuracy table: FD, SIPF-trilinear, SIPF-spline and NSIPF against converged FD
 references, rel_l2 of rho and c on 16^d blocks at t = T/2 and T, with wall times; and the `annuli`
 behaviour check (mass within 0.12 of the inner ring at t = 0.05 against FD on the same grid; ring-shaped
 food is in the training data, so this is not a held-out test: scripts/heldout_table.py has those).

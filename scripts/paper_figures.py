@@ -4,7 +4,8 @@ NSIPF beside the FD reference, mid-plane cross-sections of rho at several times,
     python -m scripts.paper_figures                     # N = 32, P = 2e4 (the paper's P), all three problems
     python -m scripts.paper_figures --N 64 --P 200000 --problems two_blobs
 
-Runs simulate.py twice per problem (fdm and nsipf) into --runs, then writes docs/figures/<problem>.png
+Runs nsipf_torch.simulate twice per problem (fdm and nsipf), saves both runs into --runs, then writes
+docs/figures/<problem>.png
 (cross-sections, FD top row, NSIPF bottom row), docs/figures/<problem>_profile.png, and a ParaView-style
 3D view of the NSIPF particles, docs/figures/<problem>_particles3d.png.
 """
@@ -20,7 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-import simulate
+import nsipf_torch as nt
 from nsipf_torch.plotting import centre_line, mid_plane
 
 
@@ -30,66 +31,74 @@ def main(argv=None) -> int:
     p.add_argument("--N", type=int, default=32, help="grid cells per axis")
     p.add_argument("--P", type=int, default=20_000, help="NSIPF particles")
     p.add_argument("--snapshots", type=int, default=4, help="snapshot intervals over [0, T]")
-    p.add_argument("--runs", default="runs/paper_figures", help="where the simulate.py runs go")
+    p.add_argument("--runs", default="runs/paper_figures", help="where the two runs of each problem are saved")
     p.add_argument("--figures", default="docs/figures", help="where the figures go")
     args = p.parse_args(argv)
     figs = Path(args.figures)
     figs.mkdir(parents=True, exist_ok=True)
     for problem in args.problems.split(","):
-        dirs = {}
-        for method in ("fdm", "nsipf"):
-            dirs[method] = Path(args.runs) / f"{problem}_{method}"
-            extra = ["--save-particles", "4000"] if method == "nsipf" else []
-            code = simulate.main(["--method", method, "--ic", problem, "--N", str(args.N), "--P", str(args.P),
-                                  "--snapshots", str(args.snapshots), "--out", str(dirs[method]), *extra])
-            if code:
-                return code
-        snaps = {m: sorted(d.glob("snap_*.npz")) for m, d in dirs.items()}
-        data = {m: [np.load(s) for s in snaps[m]] for m in dirs}
-        vmax = max(float(d["rho"][0].max()) for d in data["fdm"])
-        k = len(data["fdm"])
-        fig, axes = plt.subplots(2, k, figsize=(2.6 * k, 5.4), layout="constrained")
-        for j in range(k):
-            for i, (m, label) in enumerate((("fdm", "FD reference"), ("nsipf", f"NSIPF, P = {args.P:,}"))):
-                d = data[m][j]
-                im = axes[i, j].imshow(mid_plane(d["rho"][0], 3).T, origin="lower", extent=(-1, 1, -1, 1),
-                                       vmin=0, vmax=vmax, cmap="magma")
-                axes[i, j].set_title(f"{label}\nt = {float(d['t']):.3g}", fontsize=9)
-                axes[i, j].set_xticks([])
-                axes[i, j].set_yticks([])
-        fig.colorbar(im, ax=axes, shrink=0.8, label="ρ (z = 0)")
-        fig.suptitle(f"{problem}, 3D, N = {args.N}³")
-        fig.savefig(figs / f"{problem}.png", dpi=110)
-        plt.close(fig)
-
-        x = data["fdm"][-1]["x"]
-        fig, ax = plt.subplots(figsize=(6, 3.6))
-        for j, color in zip((k // 2, k - 1), ("C0", "C3")):
-            t = float(data["fdm"][j]["t"])
-            ax.plot(x, centre_line(data["fdm"][j]["rho"][0], 3), color=color, label=f"FD, t = {t:.3g}")
-            ax.plot(x, centre_line(data["nsipf"][j]["rho"][0], 3), color=color, ls="--", label=f"NSIPF, t = {t:.3g}")
-        ax.set_xlabel("x (y = z = 0)")
-        ax.set_ylabel("ρ")
-        ax.set_title(f"{problem}: profiles along x")
-        ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(figs / f"{problem}_profile.png", dpi=110)
-        plt.close(fig)
-
-        X = data["nsipf"][-1]["X"][0]
-        fig = plt.figure(figsize=(5, 5))
-        ax = fig.add_subplot(projection="3d")
-        ax.scatter(X[:, 0], X[:, 1], X[:, 2], s=1.5, c=X[:, 2], cmap="viridis", alpha=0.6, depthshade=True)
-        ax.set_xlim(-1, 1)
-        ax.set_ylim(-1, 1)
-        ax.set_zlim(-1, 1)
-        ax.set_box_aspect((1, 1, 1))
-        ax.set_title(f"{problem}: NSIPF particles at t = {float(data['nsipf'][-1]['t']):.3g}")
-        fig.savefig(figs / f"{problem}_particles3d.png", dpi=110)
-        plt.close(fig)
+        runs = {"fdm": nt.simulate(problem, method="fdm", N=args.N, snapshots=args.snapshots),
+                "nsipf": nt.simulate(problem, method="nsipf", N=args.N, P=args.P, snapshots=args.snapshots,
+                                     save_particles=4000)}
+        for method, result in runs.items():
+            result.save(Path(args.runs) / f"{problem}_{method}", figures=False)
+        cross_sections(runs, problem, args, figs / f"{problem}.png")
+        profiles(runs, problem, figs / f"{problem}_profile.png")
+        particles(runs["nsipf"], problem, figs / f"{problem}_particles3d.png")
         print(f"wrote {figs}/{problem}.png, {problem}_profile.png, {problem}_particles3d.png")
     return 0
+
+
+def cross_sections(runs, problem: str, args, path: Path) -> None:
+    """Mid-plane rho of FD (top) and NSIPF (bottom) at every snapshot, one colour scale."""
+    vmax = float(runs["fdm"].rho[0].max())
+    k = len(runs["fdm"].times)
+    fig, axes = plt.subplots(2, k, figsize=(2.6 * k, 5.4), layout="constrained")
+    for i, (m, label) in enumerate((("fdm", "FD reference"), ("nsipf", f"NSIPF, P = {args.P:,}"))):
+        for j, t in enumerate(runs[m].times):
+            im = axes[i, j].imshow(mid_plane(runs[m].rho[0, j].numpy(), 3).T, origin="lower",
+                                   extent=(-1, 1, -1, 1), vmin=0, vmax=vmax, cmap="magma")
+            axes[i, j].set_title(f"{label}\nt = {t:.3g}", fontsize=9)
+            axes[i, j].set_xticks([])
+            axes[i, j].set_yticks([])
+    fig.colorbar(im, ax=axes, shrink=0.8, label="ρ (z = 0)")
+    fig.suptitle(f"{problem}, 3D, N = {args.N}³")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def profiles(runs, problem: str, path: Path) -> None:
+    """rho along x through the centre at mid-run and at T, FD solid, NSIPF dashed."""
+    x = runs["fdm"].grid.centres().numpy()
+    k = len(runs["fdm"].times)
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for j, color in zip((k // 2, k - 1), ("C0", "C3")):
+        t = runs["fdm"].times[j]
+        ax.plot(x, centre_line(runs["fdm"].rho[0, j].numpy(), 3), color=color, label=f"FD, t = {t:.3g}")
+        ax.plot(x, centre_line(runs["nsipf"].rho[0, j].numpy(), 3), color=color, ls="--", label=f"NSIPF, t = {t:.3g}")
+    ax.set_xlabel("x (y = z = 0)")
+    ax.set_ylabel("ρ")
+    ax.set_title(f"{problem}: profiles along x")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def particles(result, problem: str, path: Path) -> None:
+    """4,000 NSIPF particles at T in 3D."""
+    X = result.X[0, -1].numpy()
+    fig = plt.figure(figsize=(5, 5))
+    ax = fig.add_subplot(projection="3d")
+    ax.scatter(X[:, 0], X[:, 1], X[:, 2], s=1.5, c=X[:, 2], cmap="viridis", alpha=0.6, depthshade=True)
+    ax.set_xlim(-1, 1)
+    ax.set_ylim(-1, 1)
+    ax.set_zlim(-1, 1)
+    ax.set_box_aspect((1, 1, 1))
+    ax.set_title(f"{problem}: NSIPF particles at t = {result.times[-1]:.3g}")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
-"""Wall time of the batched radial solver on a training-set-sized family (issue 2 §5 target: <= 1 min).
+"""Wall time of the batched radial solver on a training-set-sized family (target: <= 1 min).
 
     python -m scripts.time_radial                       # B=300, Nr=256, R=1.5, d=3, T=0.2, dt=1e-3, compiled
     python -m scripts.time_radial --Nr 512 --no-compile --threads 2
 
-The family (a stand-in for issue 4's training data; seeded): rho0 a Gaussian of width U[0.08, 0.2] and mass
+The family (a stand-in for the training data; seeded): rho0 a Gaussian of width U[0.08, 0.2] and mass
 1, c0 = A exp(-r^2/2 s^2) with A log-uniform in [0.5, 10] and s in U[0.15, 0.4], gamma in U[0.005, 0.02],
 chi in U[0.5, 1.5]. Prints the wall time (compilation separately), the sub-step counts, the mass drift
 and min rho. Timings depend on the load of the shared CPU; say so when you quote them.

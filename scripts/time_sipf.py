@@ -1,4 +1,4 @@
-"""Particle-steps per second of the SIPF step (issue 3 performance figures; grows into benchmark.py).
+"""Particle-steps per second of the SIPF step (the measurements benchmark.py tabulates).
 
     python -m scripts.time_sipf                       # P = 1e4, 1e5, 1e6 at N = 64, both interpolators
     python -m scripts.time_sipf --compile --P 1e6 --interp trilinear

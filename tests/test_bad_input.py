@@ -1,4 +1,4 @@
-"""Bad input, tried and tabulated (issue 6): each case gives one clear line on stderr (argparse's usage line
+"""Bad input, tried and tabulated: each case gives one clear line on stderr (argparse's usage line
 may precede it), exit status 2, no traceback, and nothing written into --out. Run in-process through
 main(argv); docs/RELIABILITY.md lists the messages."""
 import numpy as np

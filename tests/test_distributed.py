@@ -1,4 +1,4 @@
-"""Particle sharding with torchrun: gloo, 2 processes x 1 thread, loopback only (issue 6)."""
+"""Particle sharding with torchrun: gloo, 2 processes x 1 thread, loopback only."""
 import os
 import subprocess
 import sys

@@ -1,4 +1,4 @@
-"""Validation of the 2D/3D finite-volume reference solver (nsipf_torch/fd.py; issue 2 §4 and its tests).
+"""Validation of the 2D/3D finite-volume reference solver (nsipf_torch/fd.py).
 
 Tolerances are either from theory (round-off, exact positivity, second order) or measured margins; each
 assertion says which. docs/VALIDATION.md records the measured figures.
@@ -222,7 +222,7 @@ def _two_blobs(N, dim, T, dtype=torch.float64):
 
 def test_grid_convergence_two_blobs_2d():
     # rel_l2 (16^2 coarse cells) between N = 32, 64, 128 in 2D at T = 0.1: Richardson order >= 1.5
-    # (issue 2; measured about 2).
+    # (measured about 2).
     rho = [_two_blobs(N, 2, 0.1)[0] for N in (32, 64, 128)]
     e1 = rel_l2(rho[0], rho[1], dim=2).item()
     e2 = rel_l2(rho[1], rho[2], dim=2).item()

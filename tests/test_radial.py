@@ -1,4 +1,4 @@
-"""Validation of the batched radial solver (issue 2 §5 and its validation list; MODEL.md §1 radial form)."""
+"""Validation of the batched radial solver (MODEL.md §1 radial form)."""
 import math
 
 import numpy as np
@@ -64,7 +64,7 @@ def test_gaussian_shell_averages_are_exact(dim):
 
 @pytest.mark.parametrize("dim", [2, 3])
 def test_mass_conserved_and_signs_over_1000_steps(dim):
-    # Mass: the fluxes telescope, so only round-off remains (bound 1e-12 in float64 from issue 2).
+    # Mass: the fluxes telescope, so only round-off remains (bound 1e-12 in float64).
     # Signs: the sub-step bound keeps every explicit stage positivity-preserving (module docstring).
     # A stiff member (amplitude 10, narrow rho) and a mild one, checked at every outer step.
     g = RadialGrid(48, 1.5, dim)
@@ -116,7 +116,7 @@ def test_pure_diffusion_matches_gaussian_heat_solution(dim):
 
 
 def test_convergence_in_Nr_with_chemotaxis():
-    # Self-convergence against Nr = 512 on a resolved problem (widths >= 0.2, as issue 2 asks for the
+    # Self-convergence against Nr = 512 on a resolved problem (widths >= 0.2, as the validation asks for the
     # radial-vs-3D test). Measured orders 1.5 and 1.8 (the minmod limiter clips extrema on the coarsest
     # grid); we require >= 1.6 on the finest pair and an error below 0.5% at Nr = 128.
     T, gamma = 0.1, 0.02
@@ -204,7 +204,7 @@ def test_bad_fields():
         solve_radial(-rho0, c0, 0.01, 1.0, g, [0.01], 1e-3)
 
 
-# ---- Radial solver against the 3D FD solver (issue 2 validation), on a radially symmetric problem with
+# ---- Radial solver against the 3D FD solver , on a radially symmetric problem with
 # widths >= 0.2: rho0 a Gaussian of width 0.2 and mass 1, c0 = exp(-r^2 / (2 0.3^2)), gamma = 0.01, chi = 1,
 # T = 0.05. The radial reference (Nr = 512 on R = 1.75 >= sqrt(3), so it covers the box corners; its own
 # error is ~1e-4) is interpolated linearly in r at the radii of the 3D cell centres, and the relative L2
@@ -245,7 +245,7 @@ def test_radial_against_3d_fd_32(radial_reference):
 
 @pytest.mark.slow
 def test_radial_against_3d_fd_64(radial_reference):
-    # Issue 2: under 1% at 64^3, shrinking at about second order. Measured 2.9% (32^3) -> 0.79% (64^3),
+    # Target: under 1% at 64^3, shrinking at about second order. Measured 2.9% (32^3) -> 0.79% (64^3),
     # order 1.86; tolerances 1% and order > 1.6.
     e32, e64 = _fd_vs_radial(32, radial_reference), _fd_vs_radial(64, radial_reference)
     print(f"\n[radial vs 3D FD] 32^3: {e32:.4f}, 64^3: {e64:.4f}, order {math.log2(e32 / e64):.2f}")

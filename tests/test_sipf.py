@@ -163,7 +163,7 @@ def test_draw_noise_per_member_streams():
     a = draw_noise(noise_generators(seeds), 2, 100, 3)
     b = draw_noise(noise_generators([4]), 1, 100, 3)
     assert torch.equal(a[1], b[0]) and not torch.equal(a[0], a[1])
-    # distinct ranks give distinct streams (issue 6: each rank its own (seed, rank) stream)
+    # distinct ranks give distinct streams (each rank its own (seed, rank) stream)
     assert not torch.equal(draw_noise(noise_generators([3], rank=1), 1, 100, 3)[0], a[0])
     with pytest.raises(ValueError, match="generator per member"):
         draw_noise(noise_generators(seeds), 3, 10, 3)
@@ -222,7 +222,7 @@ def _compiled_vs_eager(grid: Grid, seeds):
 
 def test_compiled_step_matches_eager():
     """The compiled step (the fast CPU path, BENCHMARKS) computes the same step up to fused round-off.
-    In the default run (issue 5): about 15 s, nearly all of it compilation."""
+    In the default run: about 15 s, nearly all of it compilation."""
     compiled, eager = _compiled_vs_eager(Grid(16, dim=3), [1, 2])
     # fused kernels may contract a*b+c into FMAs: differences of a few ulps, not more (no particle changes cell
     # in 3 steps at these sizes)
