@@ -5,9 +5,8 @@ NSIPF beside the FD reference, mid-plane cross-sections of rho at several times,
     python -m scripts.paper_figures --N 64 --P 200000 --problems two_blobs
 
 Runs nsipf_torch.simulate twice per problem (fdm and nsipf), saves both runs into --runs, then writes
-docs/figures/<problem>.png
-(cross-sections, FD top row, NSIPF bottom row), docs/figures/<problem>_profile.png, and a ParaView-style
-3D view of the NSIPF particles, docs/figures/<problem>_particles3d.png.
+docs/figures/<problem>.png (cross-sections, FD top row, NSIPF bottom row), docs/figures/<problem>_profile.png,
+and a ParaView-style 3D view of the NSIPF particles, docs/figures/<problem>_particles3d.png.
 """
 from __future__ import annotations
 

@@ -90,7 +90,7 @@ PRECISION_REFERENCE = reference_path("two_blobs", 3)
 
 
 METHODS = ("FDM", "SIPF-spline", "NSIPF", "SIPF-trilinear")
-TABLES = ("table1", "baseline", "table2", "fast_path", "targets", "train", "histogram")
+TABLES = ("table1", "baseline", "table2", "fast_path", "targets", "train", "histogram", "fd_compile")
 DEFAULT_TABLES = ["table1", "baseline", "table2", "fast_path", "targets", "train"]
 
 
@@ -280,6 +280,8 @@ def run_suite(cfg: BenchConfig, meta: dict, device: torch.device, dtype: torch.d
         checkpoint("train", train_row(suite["train_argv"], device, out, log))
     if "histogram" in tables:
         checkpoint("histogram", histogram_rows(cfg.N2, suite["Ps"], cfg.repeats, device, log))
+    if "fd_compile" in tables:
+        checkpoint("fd_compile", fd_compile_rows(suite["Ns"], cfg, n_steps, device, dtype, log))
     if "table1" in tables:
         checkpoint("table1", table1_rows(suite["Ns"], cfg, n_steps, device, dtype, log))
     if "baseline" in tables:
@@ -308,6 +310,23 @@ def table1_rows(Ns, cfg: BenchConfig, n_steps: int, device, dtype, log) -> list[
                          "particle_steps_per_s": None if method == "FDM" else cfg.P * n_steps / r["median_s"],
                          "paper_s": paper})
             log(f"  table 1  {method:15s} N={N:4d}: {fmt(r)}")
+    return rows
+
+
+def fd_compile_rows(Ns, cfg: BenchConfig, n_steps: int, device, dtype, log) -> list[dict]:
+    """FDM two_blobs to T with the sub-step eager and fused by ``torch.compile``, side by side in one run
+    (compilation happens in the warm-up, reported and excluded)."""
+    rows = []
+    for N in Ns:
+        grid = Grid(N, 3, 1.0, device, dtype)
+        for mode in ("eager", "compiled"):
+            def factory(grid=grid, compiled=mode == "compiled"):
+                runner = make_runner("FDM", grid, cfg.P)
+                runner.compile = compiled
+                return runner
+            r = timed(factory, n_steps, cfg.dt, cfg.repeats, device)
+            rows.append({"N": N, "mode": mode, **r, "ms_per_substep": 1e3 * r["median_s"] / r["substeps"]})
+            log(f"  fd sub-step {mode:8s} N={N:4d}: {fmt(r)}")
     return rows
 
 
@@ -647,6 +666,13 @@ def render_markdown(results: dict, n_steps: int) -> str:
              f"Command: `python benchmark.py {' '.join(sys.argv[1:])}`; dtype {cfg['dtype']}; median of {cfg['repeats']} "
              "runs (min–max); warm-up excluded."]
     lines += render_targets(results)
+    if results.get("fd_compile"):
+        lines += ["", f"## FD sub-step: eager and `torch.compile`d, two_blobs 3D to T = {cfg['T']}", "",
+                  "| N | mode | wall time | FD sub-steps | ms per sub-step | warm-up (compilation) |",
+                  "|---|---|---|---|---|---|"]
+        for r in results["fd_compile"]:
+            lines.append(f"| {r['N']}³ | {r['mode']} | {fmt(r)} | {r['substeps']} | {r['ms_per_substep']:.3g} | "
+                         f"{r['warmup_s']:.3g} s |")
     if results.get("table1"):
         lines += ["", f"## Table 1: two_blobs 3D, T = {cfg['T']}, dt = {cfg['dt']} ({n_steps} steps), P = {cfg['P']:,}", "",
                   "| method | N | wall time | steps/s | particle-steps/s | FD sub-steps | warm-up | paper (res = 32/64/128 "
