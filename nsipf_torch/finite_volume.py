@@ -170,7 +170,8 @@ def advance(rho: torch.Tensor, c: torch.Tensor, dt: float, gamma, chi, geom: Geo
             c_update: str = "exp", n_sub: int | None = None, compile: bool = False):
     """One outer step of size dt as ``n_sub`` equal Strang sub-steps; returns (rho, c, n_sub).
 
-    ``n_sub=None`` picks the count from the positivity bound (:func:`substep_count`, one host sync); an
+    ``n_sub=None`` picks the count from the positivity bound (:func:`substep_count`, one host sync: the
+    only one of an outer step, and with ``compile`` one small host-to-device copy of the sub-step size); an
     explicit count is used as given (e.g. to compare batched with single runs bitwise). Inputs are checked
     once by the callers' entry points, not here, so the loop stays free of per-step checks.
     """
@@ -178,7 +179,9 @@ def advance(rho: torch.Tensor, c: torch.Tensor, dt: float, gamma, chi, geom: Geo
         n_sub = substep_count(c, dt, gamma, chi, geom, rho=rho, c_update=c_update)
     elif isinstance(n_sub, bool) or not isinstance(n_sub, int) or n_sub < 1:
         raise ValueError(f"n_sub must be a positive integer, got {n_sub!r}")
-    dt_sub = torch.tensor(dt / n_sub, dtype=rho.dtype, device=rho.device)
+    dt_sub = dt / n_sub
+    if compile:  # a 0-d tensor, so that a new sub-step size does not recompile (one host-to-device copy)
+        dt_sub = torch.tensor(dt_sub, dtype=rho.dtype, device=rho.device)
     step = compiled_substep() if compile else substep
     for _ in range(n_sub):
         rho, c = step(rho, c, dt_sub, gamma, chi, geom, limiter, c_update)
