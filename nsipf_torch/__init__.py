@@ -13,6 +13,8 @@ from .callbacks import Callback, Checkpoint, ProgressBar, Snapshots, StopOnNonFi
 from .grid import Grid, resolve_device, resolve_dtype
 from .initial import FunctionIC, GriddedIC, InitialCondition, get_ic, known_ics, load_ic_file, register_ic
 from .metrics import block_average, rel_l2
+from .model import load_model
 from .params import Params
+from .training import TrainConfig, evaluate, train
 
 __version__ = "0.1.0"

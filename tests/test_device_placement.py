@@ -127,7 +127,8 @@ def test_train_main_on_cuda(monkeypatch, tmp_path):
         n = inp.shape[-1] - 2 * halo
         return torch.zeros(inp.shape[0], *(scale * n,) * dim)
 
-    real_parse, real_cnn = train.parse_args, train.UpsampleCNN
+    from nsipf_torch import training
+    real_parse, real_cnn = train.parse_args, training.UpsampleCNN
 
     def parse_args(argv):  # CUDA "is available" while the flags are checked
         with monkeypatch.context() as m:
@@ -139,10 +140,10 @@ def test_train_main_on_cuda(monkeypatch, tmp_path):
             return real_cnn(*args, **kw)
 
     monkeypatch.setattr(train, "parse_args", parse_args)
-    monkeypatch.setattr(train, "UpsampleCNN", cnn)
-    monkeypatch.setattr(train, "make_dataset", _patches)
-    monkeypatch.setattr(train, "save_checkpoint", save_checkpoint)
-    monkeypatch.setattr(train, "spline_upsample", spline_upsample)
+    monkeypatch.setattr(training, "UpsampleCNN", cnn)
+    monkeypatch.setattr(training, "make_dataset", _patches)
+    monkeypatch.setattr(training, "save_checkpoint", save_checkpoint)
+    monkeypatch.setattr(training, "spline_upsample", spline_upsample)
     monkeypatch.setattr(torch.Tensor, "backward", lambda self, *a, **k: None)
     monkeypatch.setattr(importlib.import_module("torch.utils.tensorboard"), "SummaryWriter", _Writer)
     argv = ["--device", "cuda", "--dim", "2", "--epochs", "2", "--width", "4", "--depth", "2",

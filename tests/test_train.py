@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from nsipf_torch import training
 from nsipf_torch.commands import train
 from nsipf_torch.model import load_model
 
@@ -79,7 +80,8 @@ def test_unwritable_outputs_are_refused_before_any_data(tmp_path, capsys, monkey
     import time
     blocker = tmp_path / "file"
     blocker.write_text("")
-    monkeypatch.setattr(train, "make_dataset", lambda *a, **k: pytest.fail("data generated before the check"))
+    from nsipf_torch import training
+    monkeypatch.setattr(training, "make_dataset", lambda *a, **k: pytest.fail("data generated before the check"))
     for flag in ("--out", "--logdir", "--cache-dir"):
         target = str(blocker / "sub" / ("model.pt" if flag == "--out" else "dir"))
         start = time.perf_counter()
@@ -137,10 +139,10 @@ def test_keep_target_is_the_smooth_residual_plus_linear_roughness():
     target = 1 + torch.rand(n, s * n, s * n, generator=g)
     split = {"rough": rough, "smooth": smooth, "target": target}
     crop = (slice(None),) + (slice(s * k, -s * k),) * dim
-    inp, tgt = train.normalised(split, "keep", dim, k, s)
+    inp, tgt = training.normalised(split, "keep", dim, k, s)
     scale = rough.flatten(1).amax(1).reshape(-1, 1, 1)
     assert torch.allclose(inp * scale, rough)
     resid = tgt * scale - upsample_linear(rough, s, dim)[crop]
     assert torch.allclose(resid, target - upsample_linear(smooth, s, dim)[crop], atol=1e-5)
     with pytest.raises(ValueError, match="halo"):
-        train.normalised(split, "keep", dim)
+        training.normalised(split, "keep", dim)
