@@ -15,10 +15,10 @@ from nsipf_torch.plotting import centre_line, plot_line_profiles
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--small", action="store_true", help="a tiny run (N = 16, P = 2,000, T = 0.02)")
+    p.add_argument("--small", action="store_true", help="a short run (N = 32, P = 5,000, T = 0.02)")
     p.add_argument("--out", default=".", help="where quickstart.png goes")
     args = p.parse_args(argv)
-    size = dict(N=16, P=2_000, T=0.02) if args.small else dict(N=32, P=20_000, T=0.2)
+    size = dict(N=32, P=5_000, T=0.02) if args.small else dict(N=32, P=20_000, T=0.2)
 
     nsipf = nt.simulate("two_blobs", method="nsipf", device="cpu", **size)   # returns a Result, writes nothing
     fd = nt.simulate("two_blobs", method="fdm", device="cpu", dtype="float64",
@@ -28,7 +28,7 @@ def main(argv=None) -> int:
     error = nt.rel_l2(rho_nsipf, rho_fd, coarse=size["N"] // 2, dim=3)
     print(f"NSIPF: {nsipf.n_steps} steps in {nsipf.wall_time:.1f} s; FD: {fd.substeps} sub-steps in {fd.wall_time:.1f} s")
     print(f"rho relative L2 error of NSIPF against FD at t = {size['T']}: {float(error[0]):.3f}")
-    print(f"mass: NSIPF {float(nsipf.series('mass')[1][-1, 0]):.15g}, FD {float(fd.series('mass')[1][-1, 0]):.15g}")
+    print(f"mass: NSIPF {float(nsipf.series('mass')[1][-1, 0]):.6f} (float32), FD {float(fd.series('mass')[1][-1, 0]):.12f}")
 
     x = nsipf.grid.centres().numpy()
     path = Path(args.out) / "quickstart.png"

@@ -14,8 +14,8 @@ def test_quickstart_small(tmp_path, capsys):
     assert _main("quickstart.py")(["--small", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     error = float(re.search(r"error of NSIPF against FD at t = [\d.]+: ([\d.]+)", out).group(1))
-    # measured 0.085 at this size (P = 2,000 particles, N = 16, seed 0); twice that is a regression
-    assert error < 0.17
+    # measured 0.095 at this size (P = 5,000 particles, N = 32, seed 0); twice that is a regression
+    assert error < 0.19
     assert (tmp_path / "quickstart.png").stat().st_size > 0
 
 
