@@ -38,7 +38,7 @@ from .initial import FunctionIC, InitialCondition, get_ic, known_ics
 from .interp import INTERPS, make_interp
 from .memory import check_memory
 from .neural import PRECISIONS
-from .params import Params, check_finite
+from .params import Params
 from .model import load_model
 from .resources import default_checkpoint
 from .runners import FDRunner, ParticleRunner
@@ -165,8 +165,7 @@ def check_config(cfg: SimConfig, ic: InitialCondition | None = None) -> Setup:
                                  ("deposit", cfg.deposit, DEPOSITS), ("cnn-precision", cfg.cnn_precision, PRECISIONS)):
         if value not in choices:
             raise ValueError(f"unknown --{flag} {value!r}; choose one of {', '.join(choices)}")
-    dt = check_finite("--dt", cfg.dt) if isinstance(cfg.dt, (int, float)) and math.isfinite(cfg.dt) else None
-    if dt is None or dt <= 0:
+    if not (isinstance(cfg.dt, (int, float)) and math.isfinite(cfg.dt) and cfg.dt > 0):
         raise ValueError(f"--dt must be a finite number > 0, got {cfg.dt}")
     if math.isfinite(cfg.T) and 0 < cfg.T < cfg.dt:
         raise ValueError(f"--dt {cfg.dt} is longer than the whole run --T {cfg.T}")

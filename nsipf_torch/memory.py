@@ -29,7 +29,9 @@ FIXED_BYTES = 8 * 2**20  # allocator slack and small buffers
 
 
 def _key(method: str, interp: str) -> str:
-    return "fdm" if method == "fdm" else "nsipf" if method == "nsipf" else f"sipf-{interp}"
+    if method == "fdm":
+        return "fdm"
+    return "nsipf" if method == "nsipf" or interp == "neural" else f"sipf-{interp}"
 
 
 def estimate_bytes(method: str, interp: str, *, N: int, dim: int, P: int, B: int = 1,
