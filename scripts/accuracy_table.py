@@ -15,25 +15,65 @@ to stdout and --out (JSON beside it).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from nsipf_torch.cli import check_output_file, parse_config, usage_error
 from nsipf_torch.grid import Grid
 from nsipf_torch.initial import get_ic
 from nsipf_torch.interp import make_interp
 from nsipf_torch.metrics import rel_l2
-from nsipf_torch.resources import reference_path
+from nsipf_torch.resources import default_checkpoint, reference_path
 from nsipf_torch.params import Params
 from nsipf_torch.runners import FDRunner, ParticleRunner
 from nsipf_torch.validation import ring_fraction
 
 METHODS = ("FD", "SIPF-trilinear", "SIPF-spline", "NSIPF")
+
+
+@dataclass
+class AccuracyConfig:
+    problems: list[str] = field(default_factory=lambda: ["blob", "two_blobs", "annuli"],
+                                metadata={"help": "canonical problems, comma separated (each needs its FD reference)"})
+    N: list[int] = field(default_factory=lambda: [32, 64], metadata={"help": "grid sizes, comma separated"})
+    P: list[int] = field(default_factory=lambda: [20_000, 200_000],
+                         metadata={"help": "particle counts, comma separated (2e5 is accepted)"})
+    methods: list[str] = field(default_factory=lambda: list(METHODS),
+                               metadata={"help": "table columns, comma separated", "choices": METHODS})
+    dim: int = field(default=3, metadata={"help": "space dimension", "choices": (2, 3)})
+    dt: float = field(default=1e-3, metadata={"help": "time step"})
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2],
+                             metadata={"help": "particle seeds, comma separated, averaged (run as one batch)"})
+    model: str | None = field(default=None, metadata={"help": "NSIPF checkpoint (None: the shipped checkpoints/nsipf_{dim}d.pt)"})
+    out: str = field(default="docs/accuracy_table.md", metadata={"help": "markdown output (JSON beside it)"})
+
+    def validate(self) -> None:
+        for name in ("problems", "N", "P", "methods", "seeds"):
+            if not getattr(self, name):
+                raise ValueError(f"--{name} must name at least one entry")
+        for name in ("N", "P"):
+            bad = [v for v in getattr(self, name) if v < 1]
+            if bad:
+                raise ValueError(f"--{name} values must be >= 1, got {bad[0]}")
+        if any(s < 0 for s in self.seeds):
+            raise ValueError(f"--seeds must be >= 0, got {min(self.seeds)}")
+        if not self.dt > 0:
+            raise ValueError(f"--dt must be > 0, got {self.dt}")
+        for problem in self.problems:
+            if not reference_path(problem, self.dim).is_file():
+                raise ValueError(f"--problems {problem!r} has no {self.dim}D FD reference "
+                                 f"({reference_path(problem, self.dim)})")
+        model = self.model or default_checkpoint(self.dim)
+        if "NSIPF" in self.methods and not Path(model).is_file():
+            raise ValueError(f"--model {str(model)!r} is not a file")
+        check_output_file(self.out, "--out")
+        check_output_file(Path(self.out).with_suffix(".json"), "--out")
 
 
 def runner_for(method, grid, ic, P, seeds, model=None, gamma=0.01, chi=1.0):
@@ -77,43 +117,35 @@ def run_case(problem, N, P, method, dim, dt, seeds, model=None):
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--problems", default="blob,two_blobs,annuli", help="comma-separated canonical problems")
-    p.add_argument("--N", default="32,64", help="comma-separated grid sizes")
-    p.add_argument("--P", default="20000,200000", help="comma-separated particle counts")
-    p.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated: {', '.join(METHODS)}")
-    p.add_argument("--dim", type=int, default=3, help="2 or 3")
-    p.add_argument("--dt", type=float, default=1e-3, help="time step")
-    p.add_argument("--seeds", default="0,1,2", help="comma-separated particle seeds, averaged (run as one batch)")
-    p.add_argument("--model", default=None, help="NSIPF checkpoint (default: checkpoints/nsipf_{dim}d.pt)")
-    p.add_argument("--out", default="docs/accuracy_table.md", help="markdown output (JSON beside it)")
-    args = p.parse_args(argv)
-    seeds = [int(x) for x in args.seeds.split(",")]
+    try:
+        cfg = parse_config(AccuracyConfig, argv, prog="accuracy_table.py", description=__doc__.split("\n\n")[0])
+    except ValueError as err:
+        return usage_error("accuracy_table.py", err)
     rows = []
-    for problem in args.problems.split(","):
-        for N in map(int, args.N.split(",")):
+    for problem in cfg.problems:
+        for N in cfg.N:
             fd_row = None
-            for P in map(lambda s: int(float(s)), args.P.split(",")):
+            for P in cfg.P:
                 row = {"problem": problem, "N": N, "P": P}
-                for method in args.methods.split(","):
+                for method in cfg.methods:
                     if method == "FD" and fd_row is not None:
                         row["FD"] = fd_row  # the FD solution does not depend on P
                         continue
-                    row[method] = run_case(problem, N, P, method, args.dim, args.dt, seeds, args.model)
+                    row[method] = run_case(problem, N, P, method, cfg.dim, cfg.dt, cfg.seeds, cfg.model)
                     if method == "FD":
                         fd_row = row["FD"]
                     print(problem, N, P, method, row[method], flush=True)
                 rows.append(row)
-    lines = [f"| problem | N | P | {' | '.join(args.methods.split(','))} |", "|---|---|---|" + "---|" * len(args.methods.split(","))]
+    lines = [f"| problem | N | P | {' | '.join(cfg.methods)} |", "|---|---|---|" + "---|" * len(cfg.methods)]
     for row in rows:
         cells = []
-        for m in args.methods.split(","):
+        for m in cfg.methods:
             r = row[m]
             cells.append(f"{r['rho_half']:.3f} / {r['rho_T']:.3f} (c {r['c_T']:.3f}; {r['wall_s']:.1f} s)")
         lines.append(f"| {row['problem']} | {row['N']} | {row['P']:,} | " + " | ".join(cells) + " |")
     md = "\n".join(lines) + "\n"
     print(md)
-    out = Path(args.out)
+    out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(md)
     out.with_suffix(".json").write_text(json.dumps(rows, indent=2))

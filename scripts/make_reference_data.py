@@ -1,4 +1,4 @@
-"""Write small converged FD reference solutions of the canonical problems into tests/data/.
+"""Write small converged FD reference solutions of the canonical problems into nsipf_torch/reference/ (--out).
 
 For each problem (MODEL.md §5: gamma = 0.01, chi = 1, M0 = 1, T = 0.2) and dimension, the FD solver
 (nsipf_torch/fd.py) runs at a fine N and at the next coarser N; the fine solution at t = T/2 and t = T is
@@ -12,25 +12,66 @@ the mean |x|^2 trajectories (MODEL.md §5 behaviour figures) of both runs.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-
+from nsipf_torch.cli import check_output_dir, check_output_file, parse_config, usage_error
 from nsipf_torch.fd import fd_solve
 from nsipf_torch.resources import REFERENCES
-from nsipf_torch.grid import Grid, resolve_dtype
+from nsipf_torch.grid import DTYPES, Grid, resolve_device, resolve_dtype
 from nsipf_torch.initial import get_ic
 from nsipf_torch.metrics import block_average, rel_l2
+from nsipf_torch.stencils import LIMITERS
 from nsipf_torch.validation import mean_r2, ring_fraction
 
 GAMMA, CHI, M0, T = 0.01, 1.0, 1.0, 0.2
 COARSE = 16
+
+
+@dataclass
+class ReferenceConfig:
+    dim: list[int] = field(default_factory=lambda: [3, 2],
+                           metadata={"help": "space dimensions, comma separated", "choices": (2, 3)})
+    N: int | None = field(default=None, metadata={"help": f"fine N, a multiple of {COARSE} (None: 96 in 3D, 256 in 2D)"})
+    coarse_N: int | None = field(default=None, metadata={
+        "help": f"comparison N, a multiple of {COARSE} (None: 64 in 3D, 128 in 2D)"})
+    problems: list[str] = field(default_factory=lambda: ["blob", "two_blobs", "annuli"],
+                                metadata={"help": "problems (initial conditions), comma separated"})
+    dt: float = field(default=1e-3, metadata={"help": "outer time step"})
+    dtype: str = field(default="float32", metadata={"help": "floating-point type of the runs", "choices": tuple(DTYPES)})
+    limiter: str = field(default="minmod", metadata={"help": "drift reconstruction of the FD solver", "choices": LIMITERS})
+    threads: int = field(default=1, metadata={"help": "torch intra-op threads"})
+    device: str = field(default="cpu", metadata={"help": "cpu, cuda or auto"})
+    summary: str = field(default="out/fd_reference_summary.json", metadata={"help": "JSON of all measured figures"})
+    out: str = field(default=str(REFERENCES), metadata={"help": "folder of the fd_<problem>_<dim>d.npz files"})
+
+    def validate(self) -> None:
+        if not self.dim or not self.problems:
+            raise ValueError("--dim and --problems must name at least one entry")
+        for flag, value in (("--N", self.N), ("--coarse-N", self.coarse_N)):
+            if value is not None and (value < COARSE or value % COARSE):
+                raise ValueError(f"{flag} must be a positive multiple of {COARSE} (the block average), got {value}")
+        for problem in self.problems:
+            try:
+                get_ic(problem)
+            except ValueError as err:
+                raise ValueError(f"--problems: {err}") from None
+        if not self.dt > 0:
+            raise ValueError(f"--dt must be > 0, got {self.dt}")
+        if self.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {self.threads}")
+        try:
+            resolve_device(self.device)
+        except ValueError as err:
+            raise ValueError(f"--device: {err}") from None
+        check_output_dir(self.out, "--out")
+        check_output_file(self.summary, "--summary")
 
 
 def run(name: str, dim: int, N: int, dt: float, dtype: torch.dtype, limiter: str, device="cpu"):
@@ -60,20 +101,12 @@ def run(name: str, dim: int, N: int, dt: float, dtype: torch.dtype, limiter: str
                    "mass_drift": drift[0], "min_rho": float(rho.min()), "min_c": float(c.min())}
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dim", type=int, nargs="+", default=[3, 2])
-    ap.add_argument("--N", type=int, default=None, help="fine N (default 96 in 3D, 256 in 2D)")
-    ap.add_argument("--coarse-N", type=int, default=None, help="comparison N (default 64 in 3D, 128 in 2D)")
-    ap.add_argument("--problems", nargs="+", default=["blob", "two_blobs", "annuli"])
-    ap.add_argument("--dt", type=float, default=1e-3)
-    ap.add_argument("--dtype", default="float32")
-    ap.add_argument("--limiter", default="minmod")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    ap.add_argument("--summary", default="out/fd_reference_summary.json", help="JSON of all measured figures")
-    ap.add_argument("--out", default=str(REFERENCES))
-    args = ap.parse_args(argv)
+def main(argv=None) -> int:
+    try:
+        args = parse_config(ReferenceConfig, argv, prog="make_reference_data.py",
+                            description=__doc__.split("\n\n")[0])
+    except ValueError as err:
+        return usage_error("make_reference_data.py", err)
     torch.set_num_threads(args.threads)
     dtype = resolve_dtype(args.dtype)
     out = Path(args.out)
@@ -108,7 +141,8 @@ def main(argv=None):
             json_path.parent.mkdir(parents=True, exist_ok=True)
             json_path.write_text(json.dumps(summary, indent=1))
     print(f"summary -> {args.summary}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

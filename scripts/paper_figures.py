@@ -10,8 +10,8 @@ and a ParaView-style 3D view of the NSIPF particles, docs/figures/<problem>_part
 """
 from __future__ import annotations
 
-import argparse
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
@@ -21,21 +21,44 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import nsipf_torch as nt
+from nsipf_torch.cli import check_output_dir, parse_config, usage_error
+from nsipf_torch.initial import get_ic
 from nsipf_torch.plotting import centre_line, mid_plane
 
 
+@dataclass
+class FiguresConfig:
+    problems: list[str] = field(default_factory=lambda: ["blob", "two_blobs", "annuli"],
+                                metadata={"help": "problems (initial conditions), comma separated"})
+    N: int = field(default=32, metadata={"help": "grid cells per axis"})
+    P: int = field(default=20_000, metadata={"help": "NSIPF particles (2e4 is accepted)"})
+    snapshots: int = field(default=4, metadata={"help": "snapshot intervals over [0, T]"})
+    runs: str = field(default="runs/paper_figures", metadata={"help": "where the two runs of each problem are saved"})
+    figures: str = field(default="docs/figures", metadata={"help": "where the figures go"})
+
+    def validate(self) -> None:
+        if not self.problems:
+            raise ValueError("--problems must name at least one problem")
+        for problem in self.problems:
+            try:
+                get_ic(problem)
+            except ValueError as err:
+                raise ValueError(f"--problems: {err}") from None
+        for name in ("N", "P", "snapshots"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        check_output_dir(self.runs, "--runs")
+        check_output_dir(self.figures, "--figures")
+
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--problems", default="blob,two_blobs,annuli", help="comma-separated canonical problems")
-    p.add_argument("--N", type=int, default=32, help="grid cells per axis")
-    p.add_argument("--P", type=int, default=20_000, help="NSIPF particles")
-    p.add_argument("--snapshots", type=int, default=4, help="snapshot intervals over [0, T]")
-    p.add_argument("--runs", default="runs/paper_figures", help="where the two runs of each problem are saved")
-    p.add_argument("--figures", default="docs/figures", help="where the figures go")
-    args = p.parse_args(argv)
+    try:
+        args = parse_config(FiguresConfig, argv, prog="paper_figures.py", description=__doc__.split("\n\n")[0])
+    except ValueError as err:
+        return usage_error("paper_figures.py", err)
     figs = Path(args.figures)
     figs.mkdir(parents=True, exist_ok=True)
-    for problem in args.problems.split(","):
+    for problem in args.problems:
         runs = {"fdm": nt.simulate(problem, method="fdm", N=args.N, snapshots=args.snapshots),
                 "nsipf": nt.simulate(problem, method="nsipf", N=args.N, P=args.P, snapshots=args.snapshots,
                                      save_particles=4000)}

@@ -4,22 +4,51 @@ Prints one line per run: N, dtype, threads, wall seconds, outer steps, sub-steps
 MODEL.md §6), ms per sub-step; optionally the batching gain (a B = 4 chi sweep against 4 single runs with the
 same forced sub-step count). Timings are not asserted anywhere; they go into docs/VALIDATION.md.
 
-    python -m scripts.time_fd --N 32 64 128 --dtype float32
+    python -m scripts.time_fd --N 32,64,128 --dtype float32
     python -m scripts.time_fd --N 32 --batch-check
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import torch
 
+from nsipf_torch.cli import parse_config, usage_error
 
 from nsipf_torch.fd import fd_advance, fd_solve, fd_substep_count
-from nsipf_torch.grid import Grid, resolve_device, resolve_dtype
+from nsipf_torch.grid import DTYPES, Grid, resolve_device, resolve_dtype
 from nsipf_torch.initial import get_ic
+
+
+@dataclass
+class TimeFDConfig:
+    N: list[int] = field(default_factory=lambda: [32, 64], metadata={"help": "grid sizes, comma separated"})
+    dtype: list[str] = field(default_factory=lambda: ["float32"],
+                             metadata={"help": "floating-point types, comma separated", "choices": tuple(DTYPES)})
+    device: str = field(default="cpu", metadata={"help": "cpu, cuda or auto"})
+    T: float = field(default=0.2, metadata={"help": "final time"})
+    dt: float = field(default=1e-3, metadata={"help": "outer time step"})
+    threads: int | None = field(default=None, metadata={"help": "torch intra-op threads (None: torch's)"})
+    batch_check: bool = field(default=False, metadata={"help": "also time B = 4 against 4 single runs (at the first --N)"})
+    batch_steps: int = field(default=20, metadata={"help": "outer steps of the --batch-check runs"})
+
+    def validate(self) -> None:
+        if not self.N or not self.dtype:
+            raise ValueError("--N and --dtype must name at least one entry")
+        if min(self.N) < 1:
+            raise ValueError(f"--N values must be >= 1, got {min(self.N)}")
+        if not (self.T > 0 and self.dt > 0):
+            raise ValueError(f"--T and --dt must be > 0, got {self.T} and {self.dt}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {self.threads}")
+        if self.batch_steps < 1:
+            raise ValueError(f"--batch-steps must be >= 1, got {self.batch_steps}")
+        try:
+            resolve_device(self.device)
+        except ValueError as err:
+            raise ValueError(f"--device: {err}") from None
 
 
 def sync(device):
@@ -66,17 +95,11 @@ def batch_check(N, dtype, device, steps, dt):
     return batched, singles, n_sub, same
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--N", type=int, nargs="+", default=[32, 64])
-    ap.add_argument("--dtype", nargs="+", default=["float32"])
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--T", type=float, default=0.2)
-    ap.add_argument("--dt", type=float, default=1e-3)
-    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    ap.add_argument("--batch-check", action="store_true", help="also time B = 4 against 4 single runs")
-    ap.add_argument("--batch-steps", type=int, default=20)
-    args = ap.parse_args(argv)
+def main(argv=None) -> int:
+    try:
+        args = parse_config(TimeFDConfig, argv, prog="time_fd.py", description=__doc__.split("\n\n")[0])
+    except ValueError as err:
+        return usage_error("time_fd.py", err)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -95,7 +118,8 @@ def main(argv=None):
             print(f"# batch B=4 chi sweep at {N}^3 {name}, {args.batch_steps} steps x {n_sub} sub-steps: "
                   f"batched {batched:.2f} s, 4 singles {singles:.2f} s (x{singles / batched:.2f}), "
                   f"bitwise equal: {same}", flush=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

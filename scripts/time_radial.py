@@ -10,15 +10,43 @@ and min rho. Timings depend on the load of the shared CPU; say so when you quote
 """
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import torch
 
+from nsipf_torch.cli import parse_config, usage_error
+from nsipf_torch.grid import DTYPES
 from nsipf_torch.radial import RadialGrid, gaussian_shell_averages, radial_mass, solve_radial
+
+
+@dataclass
+class TimeRadialConfig:
+    B: int = field(default=300, metadata={"help": "members of the family (batch size)"})
+    Nr: int = field(default=256, metadata={"help": "radial cells (>= 4)"})
+    R: float = field(default=1.5, metadata={"help": "outer radius"})
+    dim: int = field(default=3, metadata={"help": "space dimension", "choices": (2, 3)})
+    T: float = field(default=0.2, metadata={"help": "final time"})
+    dt: float = field(default=1e-3, metadata={"help": "outer time step"})
+    snapshots: int = field(default=50, metadata={"help": "saved times, evenly spaced over (0, T]"})
+    dtype: str = field(default="float64", metadata={"help": "floating-point type", "choices": tuple(DTYPES)})
+    threads: int = field(default=1, metadata={"help": "torch threads (1 is best on a shared 2-core CPU)"})
+    compile: bool = field(default=True, metadata={"help": "torch.compile the sub-step (compile time reported apart)"})
+    seed: int = field(default=0, metadata={"help": "seed of the family's random parameters"})
+
+    def validate(self) -> None:
+        for name in ("B", "snapshots", "threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        if self.Nr < 4:
+            raise ValueError(f"--Nr must be >= 4, got {self.Nr}")
+        for name in ("R", "T", "dt"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"--{name} must be > 0, got {getattr(self, name)}")
+        if self.seed < 0:
+            raise ValueError(f"--seed must be >= 0, got {self.seed}")
 
 
 def family(B: int, rgrid: RadialGrid, seed: int):
@@ -34,20 +62,11 @@ def family(B: int, rgrid: RadialGrid, seed: int):
     return rho0.to(rgrid.dtype), c0.to(rgrid.dtype), gamma, chi
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--B", type=int, default=300)
-    p.add_argument("--Nr", type=int, default=256)
-    p.add_argument("--R", type=float, default=1.5)
-    p.add_argument("--dim", type=int, default=3)
-    p.add_argument("--T", type=float, default=0.2)
-    p.add_argument("--dt", type=float, default=1e-3)
-    p.add_argument("--snapshots", type=int, default=50)
-    p.add_argument("--dtype", default="float64")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (1 is best on a shared 2-core CPU)")
-    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
+def main(argv=None) -> int:
+    try:
+        args = parse_config(TimeRadialConfig, argv, prog="time_radial.py", description=__doc__.splitlines()[0])
+    except ValueError as err:
+        return usage_error("time_radial.py", err)
     torch.set_num_threads(args.threads)
     rgrid = RadialGrid(args.Nr, args.R, args.dim, dtype=args.dtype)
     rho0, c0, gamma, chi = family(args.B, rgrid, args.seed)
@@ -76,7 +95,8 @@ def main(argv=None):
     q = torch.quantile(need, torch.tensor([0.0, 0.5, 0.9, 1.0], dtype=torch.float64))
     print("per-member sub-steps needed at T: min/median/90%/max " + "/".join(f"{x:.0f}" for x in q))
     print(f"max relative mass drift {float(drift):.2e}; min rho {float(rho.min()):.3e}; min c {float(c.min()):.3e}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -9,22 +9,56 @@ wall time is inflated by other load) and the load average at the start.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import torch
 
+from nsipf_torch.cli import parse_config, usage_error
 
 from nsipf_torch.deposit import deposit
 from nsipf_torch.field import update_c
-from nsipf_torch.grid import Grid, resolve_dtype
+from nsipf_torch.grid import DTYPES, Grid, resolve_dtype
 from nsipf_torch.initial import get_ic
-from nsipf_torch.interp import make_interp
+from nsipf_torch.interp import INTERPS, make_interp
 from nsipf_torch.particles import em_move
 from nsipf_torch.sipf import compiled_advance, draw_noise, initial_state, noise_generators, sipf_run
+
+
+@dataclass
+class TimeSIPFConfig:
+    P: list[int] = field(default_factory=lambda: [10_000, 100_000, 1_000_000],
+                         metadata={"help": "particle counts, comma separated (1e6 is accepted)"})
+    N: int = field(default=64, metadata={"help": "grid cells per axis"})
+    interp: list[str] = field(default_factory=lambda: ["trilinear", "spline"],
+                              metadata={"help": "interpolators, comma separated", "choices": tuple(INTERPS)})
+    ic: str = field(default="two_blobs", metadata={"help": "initial condition"})
+    dtype: str = field(default="float32", metadata={"help": "floating-point type", "choices": tuple(DTYPES)})
+    batch: int = field(default=1, metadata={"help": "members per run (seeds 0..B-1)"})
+    steps: int = field(default=5, metadata={"help": "timed steps per figure (2 for spline and neural at P >= 1e6)"})
+    threads: int | None = field(default=None, metadata={"help": "torch.set_num_threads (None: torch's)"})
+    compile: bool = field(default=False, metadata={
+        "help": "torch.compile the two halves of the pure step (sipf.compiled_advance)"})
+    breakdown: bool = field(default=False, metadata={"help": "also time the parts of the step separately"})
+    batch_vs_single: bool = field(default=False, metadata={
+        "help": "time one batch of --batch members against --batch single-member runs (same seeds)"})
+
+    def validate(self) -> None:
+        if not self.P or not self.interp:
+            raise ValueError("--P and --interp must name at least one entry")
+        if min(self.P) < 1:
+            raise ValueError(f"--P values must be >= 1, got {min(self.P)}")
+        for name in ("N", "batch", "steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {self.threads}")
+        try:
+            get_ic(self.ic)
+        except ValueError as err:
+            raise ValueError(f"--ic: {err}") from None
 
 
 def _clock(fn, n):
@@ -35,21 +69,11 @@ def _clock(fn, n):
     return (time.perf_counter() - t) / n, (time.process_time() - c) / n
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--P", default="1e4,1e5,1e6", help="comma-separated particle counts")
-    ap.add_argument("--N", type=int, default=64)
-    ap.add_argument("--interp", default="trilinear,spline")
-    ap.add_argument("--ic", default="two_blobs")
-    ap.add_argument("--dtype", default="float32")
-    ap.add_argument("--batch", type=int, default=1)
-    ap.add_argument("--steps", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    ap.add_argument("--compile", action="store_true", help="torch.compile the two halves of the pure step (sipf.compiled_advance)")
-    ap.add_argument("--breakdown", action="store_true", help="also time the parts of the step separately")
-    ap.add_argument("--batch-vs-single", action="store_true",
-                    help="time one batch of --batch members against --batch single-member runs (same seeds)")
-    args = ap.parse_args(argv)
+def main(argv=None) -> int:
+    try:
+        args = parse_config(TimeSIPFConfig, argv, prog="time_sipf.py", description=__doc__.split("\n\n")[0])
+    except ValueError as err:
+        return usage_error("time_sipf.py", err)
     if args.threads:
         torch.set_num_threads(args.threads)
     grid = Grid(args.N, dim=3, dtype=resolve_dtype(args.dtype))
@@ -58,13 +82,14 @@ def main(argv=None):
     print(f"# N={args.N} dtype={args.dtype} B={args.batch} threads={torch.get_num_threads()} "
           f"compile={args.compile} loadavg={os.getloadavg()[0]:.1f} torch={torch.__version__}")
     if args.batch_vs_single:
-        return batch_vs_single(args, grid, ic)
+        batch_vs_single(args, grid, ic)
+        return 0
     print("| interp | P | ms/step (wall) | ms/step (CPU) | particle-steps/s (wall) | particle-steps/s (CPU) |")
     print("|---|---|---|---|---|---|")
-    for name in args.interp.split(","):
+    for name in args.interp:
         interp = make_interp(name, grid)
         step_fn = compiled_advance() if args.compile else None
-        for P in (int(float(p)) for p in args.P.split(",")):
+        for P in args.P:
             state = initial_state(ic, grid, P, seeds)
             gens = noise_generators(seeds)
             kw = dict(grid=grid, dt=1e-3, gamma=0.01, chi=1.0, M0=1.0, interp=interp, step_fn=step_fn)
@@ -94,6 +119,7 @@ def main(argv=None):
                 for part, fn in parts.items():
                     w, cp = _clock(fn, steps)
                     print(f"|   {part} | | {w * 1e3:.1f} | {cp * 1e3:.1f} | | |", flush=True)
+    return 0
 
 
 def batch_vs_single(args, grid, ic):
@@ -101,10 +127,10 @@ def batch_vs_single(args, grid, ic):
     B = max(2, args.batch)
     print(f"| interp | P | B | batched: s (wall / CPU) | {B} singles: s (wall / CPU) | speed-up (wall) |")
     print("|---|---|---|---|---|---|")
-    for name in args.interp.split(","):
+    for name in args.interp:
         interp = make_interp(name, grid)
         kw = dict(grid=grid, dt=1e-3, gamma=0.01, chi=1.0, M0=1.0, interp=interp)
-        for P in (int(float(p)) for p in args.P.split(",")):
+        for P in args.P:
             seeds = list(range(B))
 
             def batched():
@@ -119,4 +145,4 @@ def batch_vs_single(args, grid, ic):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
