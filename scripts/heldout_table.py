@@ -11,7 +11,9 @@ Beside NSIPF the monitor ``interp_gap`` at T (``nsipf_torch.monitor``) is record
     python -m scripts.heldout_table --dim 2 --N 64 --P 100000 --seeds 0,1,2 --out runs/heldout_2d
     python -m scripts.heldout_table --dim 3 --N 32 --P 100000 --cases planar,planar:1,planar_c30
 
-Writes OUT/heldout_table.md, OUT/heldout_table.json and OUT/config.json.
+Writes OUT/heldout_table.md, OUT/heldout_table.json, OUT/config.json and OUT/interp_gap_scatter.png
+(interp_gap at T against NSIPF's error over the spline's, per seed). ``--scatter-from A.json,B.json`` draws
+that figure from earlier runs' tables and runs nothing.
 """
 from __future__ import annotations
 
@@ -112,6 +114,27 @@ def markdown(rows: list[dict], methods: list[str], header: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def scatter(tables: list[tuple[str, list[dict]]], path: Path) -> None:
+    """interp_gap at T against NSIPF's rho error over SIPF-spline's, one point per seed, one colour per table."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from nsipf_torch.io import atomic_write
+    fig, ax = plt.subplots(figsize=(6, 4.2), layout="constrained")
+    for label, rows in tables:
+        pts = [(g, n / s) for r in rows if "NSIPF" in r and "SIPF-spline" in r
+               for g, n, s in zip(r["NSIPF"]["interp_gap_T"], r["NSIPF"]["per_seed"], r["SIPF-spline"]["per_seed"])]
+        if pts:
+            ax.scatter(*zip(*pts), label=label, s=18)
+    ax.axhline(1.0, color="grey", lw=0.8)
+    ax.axhline(1.1, color="grey", lw=0.8, ls="--")
+    ax.set_xlabel("interp_gap at T")
+    ax.set_ylabel("rho error: NSIPF / SIPF-spline (same seed)")
+    ax.legend(fontsize=8)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
@@ -130,7 +153,17 @@ def main(argv=None) -> int:
     p.add_argument("--ref-factors", default="2,4", help="other problems: FD references at these multiples of N")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: on a shared CPU OpenMP spin-waits)")
     p.add_argument("--out", default="runs/heldout", help="output folder")
+    p.add_argument("--scatter-from", default="", help="comma-separated heldout_table.json files: draw OUT/interp_gap_scatter.png only")
     args = p.parse_args(argv)
+    if args.scatter_from:
+        try:
+            tables = [(Path(f).parent.name, json.loads(Path(f).read_text())) for f in args.scatter_from.split(",")]
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+        except (OSError, ValueError) as err:
+            print(f"heldout_table: --scatter-from: {err}", file=sys.stderr)
+            return 2
+        scatter(tables, Path(args.out) / "interp_gap_scatter.png")
+        return 0
     try:
         if args.dim not in (2, 3):
             raise ValueError(f"--dim must be 2 or 3, got {args.dim}")
@@ -177,6 +210,7 @@ def main(argv=None) -> int:
               f"dt = {args.dt}: rel_l2 of rho at T on 16^{args.dim} blocks")
     md = markdown(rows, methods, header)
     (out / "heldout_table.md").write_text(md)
+    scatter([(header.split(":")[0], rows)], out / "interp_gap_scatter.png")
     print(md)
     return 0
 

@@ -1,4 +1,4 @@
-"""Why NSIPF generalises worse than the spline on smooth fronts: two measurements of the drift grad c~.
+"""The drift error of NSIPF against the classical interpolators on smooth fields: two measurements of grad c~.
 
 ``polynomials``: each interpolator's gradient at random points of the interior (|x| < 0.6) on positive
 linear and quadratic fields c = (x - x0)^k, against the exact gradient, binned by q = c / (h |grad c|) (how
