@@ -472,3 +472,86 @@ def synthetic_observations(ic: str, dim: int, N: int, chi: float, gamma: float, 
     factor = 1.0 + noise * torch.randn(clean.shape, generator=generator, dtype=clean.dtype)
     noisy = (clean * factor).clamp_min(0.0)  # a draw below -100% (20 sigma at 5%) would be clipped
     return make_observations(times, noisy.numpy(), rho0, c0, L, M0, chi_true=chi, gamma_true=gamma)
+
+
+# ------------------------------------------------------------------------------------------ the API
+
+@dataclass
+class InferenceResult:
+    """The fit at the requested model resolution and the discretisation check (fits at N and 2N)."""
+
+    main: FitResult
+    check: dict[int, FitResult]
+    observations: Observations
+    settings: dict
+
+    def to_dict(self) -> dict:
+        obs = self.observations
+        out = {**self.main.to_dict(), "data": {"N": obs.N, "dim": obs.dim, "K": obs.K, "t": obs.t.tolist(),
+                                                "L": obs.L, "M0": obs.M0},
+               "discretisation_check": {str(n): {"estimates": f.params, "ci95": f.intervals(),
+                                                 "standard_errors": f.standard_errors(),
+                                                 "relative_misfit": f.relative_misfit, "converged": f.converged,
+                                                 "wall_time_s": f.wall_time_s}
+                                        for n, f in sorted(self.check.items())},
+               "settings": self.settings}
+        truth = {k: getattr(obs, f"{k}_true") for k in PARAMETERS if getattr(obs, f"{k}_true") is not None}
+        if truth:
+            out["truth"] = truth
+            out["relative_error"] = {k: (self.main.params[k] - v) / v if v else self.main.params[k] - v
+                                     for k, v in truth.items() if k in self.main.fit}
+        return out
+
+
+def parse_fit(fit) -> tuple[str, ...]:
+    """'chi,gamma' / ('chi',) -> a tuple of distinct names from PARAMETERS, in that order."""
+    names = [s.strip() for s in fit.split(",")] if isinstance(fit, str) else [str(s) for s in fit]
+    unknown = [n for n in names if n not in PARAMETERS]
+    if not names or unknown or len(set(names)) != len(names):
+        raise ValueError(f"fit must name distinct parameters among {', '.join(PARAMETERS)}, got {fit!r}")
+    return tuple(n for n in PARAMETERS if n in names)
+
+
+def infer(data, fit=PARAMETERS, chi: float = 1.0, gamma: float = 0.01, model_N: int | None = None,
+          check: bool = True, dt: float = 0.01, weights: str = "relative", weight_floor: float = 1e-3,
+          limiter: str = "minmod", c_update: str = "exp", device: str = "cpu", dtype: str = "float64",
+          max_iter: int = 40, step_tol: float = 0.1, progress: bool = False, callback=None) -> InferenceResult:
+    """Estimate chi and/or gamma (``fit``) from observations (an :class:`Observations` or an obs.npz path).
+
+    ``chi``/``gamma`` are the initial guesses of fitted parameters and the values of fixed ones. The model
+    runs at ``model_N`` (default 2N); with ``check`` the fit is repeated at N and 2N (the discretisation
+    check; at the data's own resolution the model's discretisation error is absorbed into the parameters).
+    ``callback(model_N, iteration, record)`` sees every iteration. Bad values raise ``ValueError``.
+    """
+    from .grid import resolve_device, resolve_dtype
+    from .observations import load_observations
+
+    obs = data if isinstance(data, Observations) else load_observations(data)
+    fit = parse_fit(fit)
+    for name, value in (("chi", chi), ("gamma", gamma)):
+        if not math.isfinite(float(value)):
+            raise ValueError(f"{name} must be finite, got {value}")
+    if chi < 0:
+        raise ValueError(f"chi must be >= 0, got {chi}")
+    if gamma <= 0:
+        raise ValueError(f"gamma must be > 0 (it is fitted as log gamma), got {gamma}")
+    for name, value, low in (("max_iter", max_iter, 1),):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    if not (math.isfinite(step_tol) and step_tol > 0):
+        raise ValueError(f"step_tol must be > 0, got {step_tol}")
+    device, torch_dtype = resolve_device(device), resolve_dtype(dtype)
+    model_N = 2 * obs.N if model_N is None else int(model_N)
+    resolutions = sorted({obs.N, 2 * obs.N, model_N}) if check else [model_N]
+    options = dict(dt=dt, weights=weights, weight_floor=weight_floor, limiter=limiter, c_update=c_update,
+                   device=device, dtype=torch_dtype)
+    models = {n: ForwardModel(obs, model_N=n, **options) for n in resolutions}  # validates every option first
+    start = {"chi": float(chi), "gamma": float(gamma)}
+    fits = {}
+    for n, model in models.items():
+        report = None if callback is None else (lambda it, rec, n=n: callback(n, it, rec))
+        fits[n] = fit_parameters(model, start, fit, max_iter, step_tol, progress, report)
+    settings = {"fit": list(fit), "start": start, "model_N": model_N, "check": check, "dt": dt, "weights": weights,
+                "weight_floor": weight_floor, "limiter": limiter, "c_update": c_update, "device": str(device),
+                "dtype": dtype if isinstance(dtype, str) else str(dtype), "max_iter": max_iter, "step_tol": step_tol}
+    return InferenceResult(fits[model_N], fits, obs, settings)
