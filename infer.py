@@ -73,7 +73,7 @@ class InferConfig:
     limiter: str = "minmod"
     c_update: str = "exp"
     max_iter: int = 40
-    step_tol: float = 0.1
+    step_tol: float = 0.5
     device: str = "cpu"
     dtype: str = "float64"
     out: str = "runs/infer"
@@ -284,19 +284,21 @@ def run(cfg: InferConfig, obs) -> int:
         for key in ("cost", "chi", "gamma"):
             writer.add_scalar(f"model_N_{model_N}/{key}", record[key], iteration)
 
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     result = infer(obs, cfg.fit, start["chi"], start["gamma"], cfg.model_N, cfg.check, cfg.dt, cfg.weights,
                    cfg.weight_floor, cfg.limiter, cfg.c_update, cfg.device, cfg.dtype, cfg.max_iter, cfg.step_tol,
                    cfg.progress, log)
     writer.close()
     record = result.to_dict()
     record["wall_time_total_s"] = time.perf_counter() - t0
+    record["cpu_time_total_s"] = time.process_time() - cpu0  # the honest measure on a shared machine
     record["config"] = asdict(cfg)
     save_json(out / "result.json", record)
     save_npz(out / "fit.npz", t=obs.t, observed=obs.rho, fitted=result.main.prediction, x=probe.data_grid.centres())
     plot_fit(out / "fit.png", result, probe)
     print(summary(result))
-    print(f"wrote {out / 'result.json'}, {out / 'fit.png'} ({record['wall_time_total_s']:.1f} s in all)")
+    print(f"wrote {out / 'result.json'}, {out / 'fit.png'} ({record['wall_time_total_s']:.1f} s in all, "
+          f"{record['cpu_time_total_s']:.1f} s of CPU)")
     return 0
 
 
