@@ -364,7 +364,9 @@ class FitResult:
                 "standard_errors": self.standard_errors(), "ci95": self.intervals(),
                 "standard_errors_homoscedastic": self.standard_errors(False),
                 "ci95_homoscedastic": self.intervals(False),
-                "covariance_theta": self.covariance.tolist(), "covariance_theta_robust": self.covariance_robust.tolist(), "theta": ["chi" if k == "chi" else "log_gamma" for k in self.fit],
+                "theta": ["chi" if k == "chi" else "log_gamma" for k in self.fit],
+                "covariance_theta": self.covariance.tolist(),
+                "covariance_theta_robust": self.covariance_robust.tolist(),
                 "cost": self.cost, "sigma_residual": self.sigma, "relative_misfit": self.relative_misfit,
                 "iterations": self.iterations, "jacobian_evaluations": self.jacobian_evaluations,
                 "cost_evaluations": self.cost_evaluations, "converged": self.converged, "chi_at_bound": self.at_bound,
@@ -384,13 +386,15 @@ def fit_parameters(model: ForwardModel, start: dict[str, float], fit: tuple[str,
                    jacobian: torch.Tensor | None = None) -> FitResult:
     """Levenberg-Marquardt on theta = (chi, log gamma) with chi >= 0 (projection and an active set).
 
-    The Jacobian comes from forward-mode autograd (:meth:`ForwardModel.evaluate`, about 15x a plain run);
+    The Jacobian comes from forward-mode autograd (:meth:`ForwardModel.evaluate`, 10-15x a plain run);
     between exact Jacobians it is carried by Broyden's rank-one update from each accepted step, and trial
-    points are plain runs. The exact Jacobian is recomputed when a trial fails with an updated one and
-    before convergence is declared: converged means the Gauss-Newton step from an exact Jacobian is below
-    ``step_tol`` standard errors in every fitted coordinate. ``jacobian``: a starting approximation (e.g.
-    the exact Jacobian of a fit at a coarser model grid: the residuals live on the same data grid), used in
-    place of the first exact one. ``callback(it, record)`` sees every iteration.
+    points are plain runs. The exact Jacobian is recomputed when a trial fails with an updated one, when a
+    step gains less than a quarter of the decrease the linear model promised, after MAX_BROYDEN_STEPS
+    updated steps, and before convergence is declared: converged means the Gauss-Newton step from an exact
+    Jacobian is below ``step_tol`` standard errors (homoscedastic, the smaller kind) in every fitted
+    coordinate, or that such a step below 2 ``step_tol`` has just been taken. ``jacobian``: a starting
+    approximation (e.g. the exact Jacobian of a fit at a coarser model grid: the residuals live on the same
+    data grid), used in place of the first exact one. ``callback(it, record)`` sees every iteration.
     """
     from tqdm import tqdm
 
@@ -412,7 +416,9 @@ def fit_parameters(model: ForwardModel, start: dict[str, float], fit: tuple[str,
         flips by one between nearby trial points makes the cost jump by more than a step of a tenth of a
         standard error gains (measured on the 2D N = 64 case), and LM then crawls."""
         nonlocal floor
+        nonlocal n_cost
         if floor is None:  # the first schedule, from a plain run (a tenth of the cost of one with tangents)
+            n_cost += 1
             floor = [math.ceil(1.1 * u) for u in model.evaluate(from_theta(theta, fit, start), fit, False).counts]
         ev = model.evaluate(from_theta(theta, fit, start), fit, jacobian=jacobian, min_counts=floor)
         if any(u > f for u, f in zip(ev.counts, floor)):
@@ -613,9 +619,8 @@ def infer(data, fit=PARAMETERS, chi: float = 1.0, gamma: float = 0.01, model_N: 
         raise ValueError(f"chi must be >= 0, got {chi}")
     if gamma <= 0:
         raise ValueError(f"gamma must be > 0 (it is fitted as log gamma), got {gamma}")
-    for name, value, low in (("max_iter", max_iter, 1),):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
+        raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
     if not (math.isfinite(step_tol) and step_tol > 0):
         raise ValueError(f"step_tol must be > 0, got {step_tol}")
     device, torch_dtype = resolve_device(device), resolve_dtype(dtype)
