@@ -560,6 +560,24 @@ def synthetic_observations(ic: str, dim: int, N: int, chi: float, gamma: float, 
 
 # ------------------------------------------------------------------------------------------ the API
 
+CHI_SCAN = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)  # multiples of the guess tried before the fit
+
+
+def scan_chi(model: ForwardModel, start: dict[str, float], fit: tuple[str, ...]) -> float:
+    """The best of chi in CHI_SCAN x guess (1 when the guess is 0) at the guessed gamma, by plain runs of
+    ``model`` (the coarsest): chi moves the mass, so a guess far off leaves model and data without overlap,
+    where the cost is flat in chi and the optimiser would spread the model by inflating gamma instead."""
+    base = start["chi"] if start["chi"] > 0 else 1.0
+    costs = {}
+    for factor in CHI_SCAN:
+        trial = {**start, "chi": factor * base}
+        try:
+            costs[factor * base] = model.evaluate(trial, fit, jacobian=False).cost
+        except StepLimitError:
+            continue
+    return min(costs, key=costs.get) if costs else start["chi"]
+
+
 @dataclass
 class InferenceResult:
     """The fit at the requested model resolution and the discretisation check (fits at N and 2N)."""
@@ -630,6 +648,8 @@ def infer(data, fit=PARAMETERS, chi: float = 1.0, gamma: float = 0.01, model_N: 
                    device=device, dtype=torch_dtype)
     models = {n: ForwardModel(obs, model_N=n, **options) for n in resolutions}  # validates every option first
     start = {"chi": float(chi), "gamma": float(gamma)}
+    if "chi" in fit:
+        start["chi"] = scan_chi(models[min(models)], start, fit)
     report = lambda n: None if callback is None else (lambda it, rec: callback(n, it, rec))
     # The first Jacobian only has to point the way: take it from the coarsest model (the residuals live on
     # the data grid at every model resolution), at a fraction of the cost of the fine one.

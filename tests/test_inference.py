@@ -123,48 +123,39 @@ def test_infer_api_rejects_bad_arguments():
 # 2N from the exact initial cell averages, block-averaged to N, times (1 + 0.05 e) with e ~ N(0, 1) seeded.
 # docs/INFERENCE.md tabulates what these tests measured.
 
-def _relative_errors(result, truth):
-    return {k: abs(result.main.params[k] / truth[k] - 1.0) for k in ("chi", "gamma")}
+def _meets_targets(label, obs, truth, chi_tol, gamma_tol, **kwargs):
+    from nsipf_torch import infer
+    result = infer(obs, **kwargs)
+    errors = {k: abs(result.main.params[k] / truth[k] - 1.0) for k in ("chi", "gamma")}
+    print(f"\n{label}: truth {truth}, estimates {result.main.params}, intervals {result.main.intervals()}, "
+          f"errors {errors}, check {({n: f.params for n, f in result.check.items()})}, "
+          f"wall {sum(f.wall_time_s for f in result.check.values()):.0f} s")
+    assert result.main.converged
+    assert errors["chi"] < chi_tol and errors["gamma"] < gamma_tol
 
 
 @pytest.mark.slow
 def test_2d_two_blobs_meets_the_targets_from_guesses_a_factor_2_off():
     # Targets of the issue: chi within 3%, gamma within 5% (N = 64, model 2N, the defaults).
-    from nsipf_torch import infer
     obs = synthetic_observations("two_blobs", 2, 64, **TRUTH)
-    result = infer(obs, chi=TRUTH["chi"] / 2, gamma=TRUTH["gamma"] * 2)
-    errors = _relative_errors(result, TRUTH)
-    print(f"\n2D N=64: {result.main.params}, intervals {result.main.intervals()}, errors {errors}, "
-          f"check {({n: f.params for n, f in result.check.items()})}, wall {sum(f.wall_time_s for f in result.check.values()):.0f} s")
-    assert result.main.converged
-    assert errors["chi"] < 0.03 and errors["gamma"] < 0.05
+    _meets_targets("2D N=64", obs, TRUTH, 0.03, 0.05, chi=TRUTH["chi"] / 2, gamma=TRUTH["gamma"] * 2)
 
 
 @pytest.mark.slow
 def test_2d_random_truth_meets_the_targets():
-    # A second truth drawn (seeded) from chi in [0.5, 2], gamma in [0.005, 0.02]; the 2D targets again.
-    from nsipf_torch import infer
+    # A second truth drawn (seeded) from chi in [0.5, 2], gamma in [0.005, 0.02]; the 2D targets again,
+    # from the default start chi = 1, gamma = 0.01.
     g = np.random.default_rng(2026)
     truth = {"chi": float(g.uniform(0.5, 2.0)), "gamma": float(g.uniform(0.005, 0.02))}
     obs = synthetic_observations("two_blobs", 2, 64, **truth, seed=1)
-    result = infer(obs)
-    errors = _relative_errors(result, truth)
-    print(f"\nrandom truth {truth}: {result.main.params}, intervals {result.main.intervals()}, errors {errors}")
-    assert result.main.converged
-    assert errors["chi"] < 0.03 and errors["gamma"] < 0.05
+    _meets_targets("2D random truth", obs, truth, 0.03, 0.05)
 
 
 @pytest.mark.slow
 def test_3d_two_blobs_meets_the_targets():
     # Targets of the issue in 3D: N = 32 (model 64), chi within 5%, gamma within 10%.
-    from nsipf_torch import infer
     obs = synthetic_observations("two_blobs", 3, 32, **TRUTH)
-    result = infer(obs, chi=TRUTH["chi"] / 2, gamma=TRUTH["gamma"] * 2, check=False)
-    errors = _relative_errors(result, TRUTH)
-    print(f"\n3D N=32: {result.main.params}, intervals {result.main.intervals()}, errors {errors}, "
-          f"wall {result.main.wall_time_s:.0f} s")
-    assert result.main.converged
-    assert errors["chi"] < 0.05 and errors["gamma"] < 0.10
+    _meets_targets("3D N=32", obs, TRUTH, 0.05, 0.10, chi=TRUTH["chi"] / 2, gamma=TRUTH["gamma"] * 2, check=False)
 
 
 @pytest.mark.slow
@@ -178,43 +169,44 @@ def test_negative_control_chi_zero():
 
 
 COVERAGE_SEEDS = 20
+COVERAGE_N = 16  # 20 fits per study: at N = 16 one fit takes 10-20 s on the shared CPU
 
 
-def _coverage(data_factor, N=32):
+def _coverage(data_factor):
+    """Fits (model N = data N, no check) of 20 seeded noise draws; counts of intervals covering the truth
+    (sandwich and homoscedastic) and the gamma estimates."""
     from nsipf_torch import infer
-    hits = {"chi": 0, "gamma": 0}
+    hits = {"sandwich": {"chi": 0, "gamma": 0}, "homoscedastic": {"chi": 0, "gamma": 0}}
+    gammas = []
     for seed in range(COVERAGE_SEEDS):
-        obs = synthetic_observations("two_blobs", 2, N, **TRUTH, seed=100 + seed, data_factor=data_factor)
-        fit = infer(obs, chi=TRUTH["chi"], gamma=TRUTH["gamma"], model_N=N, check=False).main
-        for k, (lo, hi) in fit.intervals().items():
-            hits[k] += lo <= TRUTH[k] <= hi
+        obs = synthetic_observations("two_blobs", 2, COVERAGE_N, **TRUTH, seed=100 + seed, data_factor=data_factor)
+        fit = infer(obs, chi=TRUTH["chi"], gamma=TRUTH["gamma"], model_N=COVERAGE_N, check=False).main
+        for kind, robust in (("sandwich", True), ("homoscedastic", False)):
+            for k, (lo, hi) in fit.intervals(robust).items():
+                hits[kind][k] += lo <= TRUTH[k] <= hi
+        gammas.append(fit.params["gamma"])
         print(f"seed {seed}: {fit.params} {fit.intervals()}", flush=True)
-    return hits
+    return hits, np.array(gammas)
 
 
 @pytest.mark.slow
 def test_intervals_cover_the_truth_on_their_own_assumptions():
-    # Data made at the model's own resolution (N = 32, model N = 32, same initial state), so the only
-    # misfit is the noise: the 95% intervals must cover the truth in >= 17 of 20 seeded draws (the issue's
-    # criterion; P(<= 16 | 0.95) = 1.6%).
-    hits = _coverage(data_factor=1)
+    # Data made at the model's own resolution (same grid, same initial state), so the only misfit is the
+    # noise: the 95% intervals must cover the truth in >= 17 of 20 seeded draws (the issue's criterion;
+    # P(<= 16 | 0.95) = 1.6%). Measured: sandwich 18/20 (chi), 19/20 (gamma); the homoscedastic intervals
+    # 4/20 and 5/20 (docs/INFERENCE.md says why), which is why the sandwich is the one reported.
+    hits, _ = _coverage(data_factor=1)
     print(f"\ncoverage with data at the model's resolution: {hits} of {COVERAGE_SEEDS}")
-    assert hits["chi"] >= 17 and hits["gamma"] >= 17
+    assert hits["sandwich"]["chi"] >= 17 and hits["sandwich"]["gamma"] >= 17
 
 
 @pytest.mark.slow
 def test_coverage_with_data_from_2n_is_reported():
-    # The finding of the issue: the same fits (model N = 32) on data made at 2N. Discretisation error is
-    # absorbed into the parameters, mostly gamma, so the intervals (which know only the noise) miss the
-    # truth; what is asserted is that the misses come from bias, not from the noise level: every interval
-    # lies on the same side of the truth (docs/INFERENCE.md gives the counts).
-    from nsipf_torch import infer
-    sides = set()
-    for seed in range(COVERAGE_SEEDS):
-        obs = synthetic_observations("two_blobs", 2, 32, **TRUTH, seed=100 + seed, data_factor=2)
-        fit = infer(obs, chi=TRUTH["chi"], gamma=TRUTH["gamma"], model_N=32, check=False).main
-        lo, hi = fit.intervals()["gamma"]
-        sides.add("covers" if lo <= TRUTH["gamma"] <= hi else "above" if lo > TRUTH["gamma"] else "below")
-        print(f"seed {seed}: {fit.params} {fit.intervals()}", flush=True)
-    print(f"\ngamma intervals with data from 2N: {sides}")
-    assert len(sides) == 1
+    # The finding of the issue: the same fits (model at N) on data made at 2N. The model's discretisation
+    # error is absorbed into the parameters and the intervals, which know only the noise, miss the truth.
+    # Measured at N = 16: coverage 0/20 for both; gamma-hat 0.092-0.102 (8.1x the truth on average),
+    # chi-hat 1.78-1.85. Asserted with margin: at most 2 of 20 covered, mean gamma-hat > 4x the truth.
+    hits, gammas = _coverage(data_factor=2)
+    print(f"\ncoverage with data from 2N: {hits} of {COVERAGE_SEEDS}; gamma-hat mean {gammas.mean():.5g}")
+    assert hits["sandwich"]["chi"] <= 2 and hits["sandwich"]["gamma"] <= 2
+    assert gammas.mean() > 4 * TRUTH["gamma"]
