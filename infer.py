@@ -6,11 +6,11 @@ The forward model is the finite-volume solver (--method fdm) on a model grid of 
 (default 2N), started from the observed rho0 (refined conservatively) and c0 (cubic spline), observed by
 block-averaging rho onto the data grid. Levenberg-Marquardt in (chi, log gamma), chi >= 0, with the
 Jacobian from forward-mode autograd through every FD sub-step; standard errors and 95% intervals from the
-Gauss-Newton curvature with the noise level estimated from the residuals. docs/INFERENCE.md has the method
-and the validation.
+Gauss-Newton curvature and the residuals (the sandwich form, valid when cells are unequally noisy).
+docs/INFERENCE.md has the method and the validation.
 
-Identifiability: c_t = -c rho is linear in c, so scaling c0 by a is the same as scaling chi by 1/a: chi is
-identified only when c0 is known in absolute units. gamma is weakly identified (on two_blobs a 3% change of
+Identifiability: c_t = -c rho is linear in c, so scaling c0 by a has the same effect as scaling chi by a:
+chi is identified only when c0 is known in absolute units. gamma is weakly identified (on two_blobs a 3% change of
 gamma moves rho by 0.2-0.3%), so the discretisation error of a model at the data's own resolution is
 absorbed into gamma first: compare the fits at N and 2N in the discretisation check.
 
@@ -112,8 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--dt", type=float, default=d.dt,
                      help="largest outer step; each is sub-stepped within the positivity bound (default %(default)s)")
     fit.add_argument("--weights", default=d.weights,
-                     help="least-squares weights: relative (1/max(rho_obs, floor * max rho_obs), for multiplicative "
-                          "noise) or none (default %(default)s)")
+                     help="least-squares weights: relative (1/max(m, floor * max m), m the mean of a cell's observed "
+                          "neighbours: for multiplicative noise) or none (default %(default)s)")
     fit.add_argument("--weight-floor", type=float, default=d.weight_floor, help="floor of the relative weights (default %(default)s)")
     fit.add_argument("--limiter", default=d.limiter, help=f"FD drift reconstruction: {', '.join(LIMITERS)} (default %(default)s)")
     fit.add_argument("--c-update", default=d.c_update, help=f"FD c step: {', '.join(C_UPDATES)} (default %(default)s)")
