@@ -11,6 +11,7 @@ See README.md ("Python API") and docs/EXTENDING.md.
 from .api import Result, SimConfig, simulate
 from .callbacks import Callback, Checkpoint, ProgressBar, Snapshots, StopOnNonFinite, TensorBoard
 from .grid import Grid, resolve_device, resolve_dtype
+from .inference import infer
 from .initial import FunctionIC, GriddedIC, InitialCondition, get_ic, known_ics, load_ic_file, register_ic
 from .metrics import block_average, rel_l2
 from .model import load_model

@@ -1,39 +1,50 @@
 """Recover chi and gamma from observed densities by differentiating through the finite-volume solver.
 
-The forward model is the FD solver of :mod:`nsipf_torch.fd` (paper eqs. 1-2: rho_t = div(gamma grad rho -
-chi rho grad c), c_t = -c rho) run on a model grid of M = factor * N cells per axis from the observed
-rho0 and c0, and observed by block-averaging rho onto the N^d data grid at the observation times
-(:mod:`nsipf_torch.observations`). rho0 is refined conservatively (a limited quadratic reconstruction,
-cell masses kept exactly, rho0 >= 0) and c0 by the interpolating cubic spline of :mod:`nsipf_torch.interp`.
+Forward model. The FD solver of :mod:`nsipf_torch.fd` (paper eqs. 1-2: rho_t = div(gamma grad rho -
+chi rho grad c), c_t = -c rho), run on a model grid of M = factor * N cells per axis from the observed rho0
+and c0 and observed by block-averaging rho onto the N^d data grid at the observation times
+(:mod:`nsipf_torch.observations`). rho0 is refined conservatively (a limited quadratic reconstruction:
+cell masses kept exactly, rho0 >= 0), c0 by the interpolating cubic spline of :mod:`nsipf_torch.interp`.
+Each outer step (at most ``dt``) takes the sub-step count of :func:`nsipf_torch.fd.fd_substep_count`
+(the positivity bound of MODEL.md §6) at the current primal state and parameters, without gradient: the
+count is data, not a parameter. A fit holds the counts at 1.1x those of its first evaluation and raises
+them only where the bound asks for more, so every trial point runs within the bound and the cost does not
+jump when a count would flip by one between nearby points.
 
-Fit coordinates theta = (chi, log gamma). gamma > 0 is positive by construction; chi >= 0 is kept by
-projection, so chi = 0 is reachable (a chemotaxis-free data set gives chi-hat = 0 exactly, not a log
-running away to -inf). Levenberg-Marquardt with Marquardt's diagonal scaling is invariant to rescaling
-each coordinate, so fitting chi itself loses nothing that log chi would give except positivity.
+Derivatives. The Jacobian's columns are the tangents of the whole simulation, by forward-mode autograd
+(``torch.autograd.forward_ad``) in one pass with one batch member per fitted parameter. Reverse mode gives
+one combination J^T v per pass, so the K N^d x 2 Jacobian would take K N^d passes; forward mode takes
+one, with no tape (memory: the state). :meth:`ForwardModel.loss_gradient` is the reverse-mode gradient of
+the cost with the outer steps checkpointed (memory: one state per outer step), for callers with many
+parameters; the tests check both modes against each other and against central differences.
 
-Least squares: r = w (rho_model - rho_obs) over the K N^d observed cells, cost = |r|^2 / 2, with
-``weights="none"`` (w = 1) or ``"relative"`` (w = 1 / max(rho_obs, floor * max rho_obs): multiplicative
-noise becomes homoscedastic). The Jacobian's columns are the tangents of the whole simulation, computed by
-forward-mode autograd (``torch.autograd.forward_ad``) in one pass with one batch member per fitted
-parameter: the tangents dual to (chi, log gamma) ride along the primal. Reverse mode gives one row
-combination (J^T v) per pass, so the K N^d x 2 Jacobian would need K N^d passes; forward mode needs one,
-and no tape, so its memory is that of the state. The reverse-mode gradient of the cost (with the outer
-steps checkpointed, memory bounded by one state per outer step) is :meth:`ForwardModel.loss_gradient`,
-for callers with many parameters; the tests check the two modes against each other and against central
-finite differences.
+Least squares. r = w (rho_model - rho_obs) over the K N^d observed cells, cost = |r|^2 / 2;
+``weights="relative"`` (default) takes w = 1 / max(m, floor * max m) with m the mean of the observed
+values of a cell's neighbours, so multiplicative noise becomes nearly homoscedastic while the weight stays
+free of the cell's own noise (a weight from the cell itself biases the fit, :func:`neighbour_mean`);
+``"none"`` takes w = 1. Fit coordinates theta = (chi, log gamma): gamma > 0 by construction, chi >= 0 by
+projection with an active set, so chi-hat = 0 is reachable (a chemotaxis-free data set gives 0, not a log
+running to -inf). Marquardt's diagonal scaling makes Levenberg-Marquardt invariant to rescaling a
+coordinate, so fitting chi itself loses nothing that log chi would give except positivity.
 
-Sub-step counts. Each outer step takes the sub-step count of :func:`nsipf_torch.fd.fd_substep_count`
-(the positivity bound of MODEL.md §6) evaluated at the current primal state and parameters without
-gradient: the count is data, not a parameter; it is recomputed on every evaluation, so every trial point
-of the optimiser is run within the positivity bound.
+Optimiser (:func:`fit_parameters`). Levenberg-Marquardt; exact Jacobians (about 10-15x a plain run) are
+spent only where needed: Broyden rank-one updates carry the Jacobian between them, and an exact one is
+taken when a step fails, gains less than a quarter of what the linear model promised, after 5 updated
+steps, and before convergence is declared (the Gauss-Newton step from an exact Jacobian below ``step_tol``
+standard errors). :func:`infer` starts the main fit with the Jacobian of the coarsest model in the
+discretisation check (the residuals live on the data grid at every resolution).
 
-Uncertainty: with s^2 = |r|^2 / (K N^d - p) at the optimum, cov(theta) = s^2 (J^T J)^-1 (the Gauss-Newton
-curvature). Intervals: chi-hat +- 1.96 se (clipped at 0), gamma-hat exp(+- 1.96 se(log gamma)).
+Uncertainty. At the optimum, with s^2 = |r|^2 / (K N^d - p) and A = J^T J (the Gauss-Newton curvature):
+the homoscedastic covariance s^2 A^-1, and the sandwich A^-1 J^T diag(r^2) J A^-1 K N^d / (K N^d - p),
+which stays valid when the weighted residuals are not equally noisy (cells below the weight floor, a
+neighbour mean that misses a peak). The sandwich gives the reported standard errors and 95% intervals:
+chi-hat +- 1.96 se (clipped at 0), gamma-hat exp(+- 1.96 se(log gamma)); docs/INFERENCE.md compares the
+coverage of both.
 
 Identifiability. c_t = -c rho is linear in c, so (c0, chi) and (a c0, chi / a) give the same rho: chi is
 identified only when c0 is known in absolute units. gamma is weakly identified: on two_blobs a 3% change
 of gamma moves rho by 0.2-0.3%, so discretisation error of the forward model is absorbed into gamma first;
-fitting at the data's own resolution biases it (the discretisation check reports fits at N and 2N).
+a model at the data's own resolution biases it (the discretisation check reports the fits at N and 2N).
 """
 from __future__ import annotations
 
@@ -56,6 +67,8 @@ from .observations import Observations
 PARAMETERS = ("chi", "gamma")
 WEIGHTS = ("none", "relative")
 MAX_SUBSTEPS = 20_000  # per outer step: beyond this a trial point is rejected (the parameters ran away)
+CHECK_STEP_TOL = 1.0  # the discretisation-check fits stop within this many standard errors
+MAX_BROYDEN_STEPS = 5  # consecutive steps on an updated Jacobian before an exact one is computed
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
 
 
@@ -107,6 +120,22 @@ def refine_centre_values(c: torch.Tensor, grid: Grid, factor: int) -> torch.Tens
     X = rearrange(torch.stack(fine.mesh(), dim=-1), "... d -> (...) d").to(c.dtype)
     values = SplineInterp(grid).value(c, X.expand(c.shape[0], -1, -1))
     return values.reshape(c.shape[0], *fine.shape).clamp_min(0.0)
+
+
+def neighbour_mean(q: torch.Tensor, dim: int) -> torch.Tensor:
+    """Mean of the 3^d - 1 neighbours of every cell (walls: the edge value repeated), the cell itself left out.
+
+    The relative weights are built from it: a weight that used the cell's own noisy value would correlate
+    with that cell's residual and bias the fit (by about 2 noise^2 for multiplicative noise: 0.5% at 5%).
+    """
+    import torch.nn.functional as F
+
+    flat = q.reshape(-1, 1, *q.shape[-dim:])
+    padded = F.pad(flat, (1, 1) * dim, mode="replicate")
+    pool = F.avg_pool3d if dim == 3 else F.avg_pool2d
+    block = 3**dim
+    mean = (pool(padded, kernel_size=3, stride=1) * block - flat) / (block - 1)
+    return mean.reshape(q.shape)
 
 
 # ------------------------------------------------------------------------------------------ forward model
@@ -172,8 +201,8 @@ class ForwardModel:
             c0_model = refine_centre_values(as_tensor(obs.c0)[None], self.data_grid, self.factor)
         self.rho0, self.c0 = rho0_model.reshape(1, *self.grid.shape), c0_model.reshape(1, *self.grid.shape)
         if weights == "relative":
-            floor = weight_floor * float(self.observed.abs().max())
-            self.sqrt_weight = 1.0 / self.observed.abs().clamp_min(floor)
+            scale = neighbour_mean(self.observed, dim)
+            self.sqrt_weight = 1.0 / scale.clamp_min(weight_floor * float(scale.max()))
         else:
             self.sqrt_weight = torch.ones_like(self.observed)
         self.schedule = []  # (outer dt, number of outer steps) per observation interval
@@ -187,12 +216,14 @@ class ForwardModel:
     def n_outer(self) -> int:
         return sum(n for _, n in self.schedule)
 
-    def simulate(self, chi, gamma, counts: list[int] | None = None, use_checkpoint: bool = False):
+    def simulate(self, chi, gamma, counts: list[int] | None = None, use_checkpoint: bool = False,
+                 min_counts: list[int] | None = None):
         """rho block-averaged to the data grid at every observation time: (B, K, N, ..., N), and the counts.
 
         chi, gamma: (B,) tensors (plain, requiring grad, or forward-mode duals) or floats. ``counts``
         freezes the sub-step count of each outer step (finite-difference checks); otherwise each count
-        comes from the positivity bound at the current primal state and parameters, without gradient.
+        comes from the positivity bound at the current primal state and parameters, without gradient, and
+        is raised to ``min_counts`` where that is larger (more sub-steps keep the bound).
         """
         B = max(int(x.shape[0]) if isinstance(x, torch.Tensor) else 1 for x in (chi, gamma))
         rho = self.rho0.expand(B, *self.grid.shape)
@@ -207,6 +238,8 @@ class ForwardModel:
                     with torch.no_grad():
                         n_sub = fd_substep_count(_primal(c), dt, _primal(gamma), _primal(chi), h, dim,
                                                  rho=_primal(rho), c_update=self.c_update)
+                    if min_counts is not None:
+                        n_sub = max(n_sub, min_counts[step])
                     if n_sub > MAX_SUBSTEPS:
                         raise StepLimitError(f"chi = {_primal(chi)}, gamma = {_primal(gamma)} need {n_sub} "
                                              f"sub-steps per outer step (limit {MAX_SUBSTEPS})")
@@ -225,7 +258,7 @@ class ForwardModel:
         return ((prediction - self.observed) * self.sqrt_weight).reshape(-1)
 
     def evaluate(self, params: dict[str, float], fit: tuple[str, ...] = PARAMETERS, jacobian: bool = True,
-                 counts: list[int] | None = None) -> Evaluation:
+                 counts: list[int] | None = None, min_counts: list[int] | None = None) -> Evaluation:
         """Prediction and residuals at ``params`` and, with ``jacobian``, the columns d r / d theta for the
         fitted names (theta = chi for chi, log gamma for gamma), all from one forward-mode pass."""
         dtype, device = self.grid.dtype, self.grid.device
@@ -237,7 +270,7 @@ class ForwardModel:
                     tangent = torch.zeros(B, dtype=dtype, device=device)
                     tangent[j] = 1.0 if name == "chi" else float(params["gamma"])  # d gamma / d log gamma
                     values[name] = fwAD.make_dual(values[name], tangent)
-            prediction, used = self.simulate(values["chi"], values["gamma"], counts)
+            prediction, used = self.simulate(values["chi"], values["gamma"], counts, min_counts=min_counts)
             unpacked = fwAD.unpack_dual(prediction)
             primal = unpacked.primal[0].clone()
             J = None
@@ -288,7 +321,7 @@ class FitResult:
     model_N: int
     fit: tuple[str, ...]
     params: dict[str, float]
-    covariance: np.ndarray  # of theta = (chi, log gamma) restricted to ``fit``
+    covariance: np.ndarray  # s^2 (J^T J)^-1 of theta = (chi, log gamma) restricted to ``fit``
     cost: float
     sigma: float  # noise level estimated from the residuals (in residual units)
     relative_misfit: float  # |rho_model - rho_obs| / |rho_obs| over all observed cells
@@ -301,9 +334,11 @@ class FitResult:
     substeps: int  # FD sub-steps of one forward run at the estimate
     history: list[dict] = field(default_factory=list)
     prediction: torch.Tensor | None = None
+    jacobian: torch.Tensor | None = None  # exact, at the estimate, in fit coordinates
+    covariance_robust: np.ndarray | None = None  # the sandwich A^-1 J^T diag(r^2) J A^-1 (heteroscedastic noise)
 
-    def standard_errors(self) -> dict[str, float]:
-        se = np.sqrt(np.clip(np.diag(self.covariance), 0.0, None))
+    def standard_errors(self, robust: bool = True) -> dict[str, float]:
+        se = np.sqrt(np.clip(np.diag(self.covariance_robust if robust else self.covariance), 0.0, None))
         out = {}
         for k, s in zip(self.fit, se):
             if k == "chi":
@@ -313,8 +348,8 @@ class FitResult:
                 out["gamma"] = float(s) * self.params["gamma"]  # delta method
         return out
 
-    def intervals(self) -> dict[str, list[float]]:
-        se = self.standard_errors()
+    def intervals(self, robust: bool = True) -> dict[str, list[float]]:
+        se = self.standard_errors(robust)
         out = {}
         if "chi" in self.fit:
             chi = self.params["chi"]
@@ -327,7 +362,11 @@ class FitResult:
     def to_dict(self) -> dict:
         return {"model_N": self.model_N, "fit": list(self.fit), "estimates": dict(self.params),
                 "standard_errors": self.standard_errors(), "ci95": self.intervals(),
-                "covariance_theta": self.covariance.tolist(), "theta": ["chi" if k == "chi" else "log_gamma" for k in self.fit],
+                "standard_errors_homoscedastic": self.standard_errors(False),
+                "ci95_homoscedastic": self.intervals(False),
+                "theta": ["chi" if k == "chi" else "log_gamma" for k in self.fit],
+                "covariance_theta": self.covariance.tolist(),
+                "covariance_theta_robust": self.covariance_robust.tolist(),
                 "cost": self.cost, "sigma_residual": self.sigma, "relative_misfit": self.relative_misfit,
                 "iterations": self.iterations, "jacobian_evaluations": self.jacobian_evaluations,
                 "cost_evaluations": self.cost_evaluations, "converged": self.converged, "chi_at_bound": self.at_bound,
@@ -343,14 +382,19 @@ def _cap_step(step: np.ndarray, theta: np.ndarray, fit: tuple[str, ...]) -> np.n
 
 
 def fit_parameters(model: ForwardModel, start: dict[str, float], fit: tuple[str, ...] = PARAMETERS,
-                   max_iter: int = 40, step_tol: float = 0.1, progress: bool = False, callback=None) -> FitResult:
+                   max_iter: int = 40, step_tol: float = 0.5, progress: bool = False, callback=None,
+                   jacobian: torch.Tensor | None = None) -> FitResult:
     """Levenberg-Marquardt on theta = (chi, log gamma) with chi >= 0 (projection and an active set).
 
-    The Jacobian comes from forward-mode autograd (:meth:`ForwardModel.evaluate`, about 15x a plain run);
+    The Jacobian comes from forward-mode autograd (:meth:`ForwardModel.evaluate`, 10-15x a plain run);
     between exact Jacobians it is carried by Broyden's rank-one update from each accepted step, and trial
-    points are plain runs. The exact Jacobian is recomputed when a trial fails with an updated one and
-    before convergence is declared: converged means the Gauss-Newton step from an exact Jacobian is below
-    ``step_tol`` standard errors in every fitted coordinate. ``callback(it, record)`` sees every iteration.
+    points are plain runs. The exact Jacobian is recomputed when a trial fails with an updated one, when a
+    step gains less than a quarter of the decrease the linear model promised, after MAX_BROYDEN_STEPS
+    updated steps, and before convergence is declared: converged means the Gauss-Newton step from an exact
+    Jacobian is below ``step_tol`` standard errors (homoscedastic, the smaller kind) in every fitted
+    coordinate, or that such a step below 2 ``step_tol`` has just been taken. ``jacobian``: a starting
+    approximation (e.g. the exact Jacobian of a fit at a coarser model grid: the residuals live on the same
+    data grid), used in place of the first exact one. ``callback(it, record)`` sees every iteration.
     """
     from tqdm import tqdm
 
@@ -364,15 +408,38 @@ def fit_parameters(model: ForwardModel, start: dict[str, float], fit: tuple[str,
         raise ValueError(f"{M} observed values cannot determine {p} parameters")
     n_jac = n_cost = 0
 
+    floor = None  # sub-step counts held between evaluations (see below)
+
+    def run(theta, jacobian):
+        """One evaluation on the held sub-step schedule. The counts are held at 1.1x those of the first
+        evaluation and raised (again with 10% room) only where the positivity bound needs more: a count that
+        flips by one between nearby trial points makes the cost jump by more than a step of a tenth of a
+        standard error gains (measured on the 2D N = 64 case), and LM then crawls."""
+        nonlocal floor
+        nonlocal n_cost
+        if floor is None:  # the first schedule, from a plain run (a tenth of the cost of one with tangents)
+            n_cost += 1
+            floor = [math.ceil(1.1 * u) for u in model.evaluate(from_theta(theta, fit, start), fit, False).counts]
+        ev = model.evaluate(from_theta(theta, fit, start), fit, jacobian=jacobian, min_counts=floor)
+        if any(u > f for u, f in zip(ev.counts, floor)):
+            floor = [max(math.ceil(1.1 * u), f) for u, f in zip(ev.counts, floor)]
+            ev = model.evaluate(from_theta(theta, fit, start), fit, jacobian=jacobian, min_counts=floor)
+        return ev
+
     def exact(theta):
         nonlocal n_jac
         n_jac += 1
-        ev = model.evaluate(from_theta(theta, fit, start), fit, jacobian=True)
+        ev = run(theta, True)
         return ev, ev.jacobian.double()
 
-    ev, J = exact(theta)
-    r, cost, fresh, lam = ev.residuals.double(), ev.cost, True, 1e-3
-    history = [{"iteration": 0, "cost": cost, **from_theta(theta, fit, start), "lambda": lam, "exact_jacobian": True}]
+    if jacobian is None:
+        ev, J = exact(theta)
+        fresh = True
+    else:
+        n_cost += 1
+        ev, J, fresh = run(theta, False), jacobian.double(), False
+    r, cost, lam, broyden_steps = ev.residuals.double(), ev.cost, 1e-3, 0
+    history = [{"iteration": 0, "cost": cost, **from_theta(theta, fit, start), "lambda": lam, "exact_jacobian": fresh}]
     converged, iteration = False, 0
     bar = tqdm(total=max_iter, desc=f"fit at model N={model.grid.N}", disable=not progress, leave=False)
     for iteration in range(1, max_iter + 1):
@@ -398,20 +465,31 @@ def fit_parameters(model: ForwardModel, start: dict[str, float], fit: tuple[str,
         step = np.zeros(p)
         step[free] = np.linalg.solve(Af + lam * np.diag(np.diag(Af)), -gf)
         step = _cap_step(step, theta, fit)
-        trial_theta = theta + step
+        final_step = fresh and np.all(np.abs(gn_step) <= 2.0 * step_tol * se)  # one more exact step ends it
+        trial_theta, r_old = theta + step, r
         if chi_index is not None:
             trial_theta[chi_index] = max(trial_theta[chi_index], 0.0)
         try:
             n_cost += 1
-            trial = model.evaluate(from_theta(trial_theta, fit, start), fit, jacobian=False)
+            trial = run(trial_theta, False)
         except StepLimitError:
             trial = None
-        if trial is not None and trial.cost < cost:
-            s = torch.as_tensor(trial_theta - theta, dtype=J.dtype, device=J.device)
+        accepted = trial is not None and trial.cost < cost
+        if accepted:
+            taken = trial_theta - theta
+            predicted = -(g @ taken + 0.5 * taken @ A @ taken)  # the decrease the linear model promised
+            gain = (cost - trial.cost) / predicted if predicted > 0 else 0.0
+            s = torch.as_tensor(taken, dtype=J.dtype, device=J.device)
             r_new = trial.residuals.double()
-            J = J + torch.outer(r_new - r - J @ s, s) / (s @ s)  # Broyden: J s matches the observed change
-            theta, r, cost, ev, fresh = trial_theta, r_new, trial.cost, trial, False
-            lam = max(lam / 3.0, 1e-9)
+            theta, r, cost, ev = trial_theta, r_new, trial.cost, trial
+            broyden_steps = 0 if fresh else broyden_steps + 1
+            if not fresh and (gain < 0.25 or broyden_steps >= MAX_BROYDEN_STEPS):  # drifted: take the exact one
+                ev, J = exact(theta)
+                r, cost, fresh = ev.residuals.double(), ev.cost, True
+            else:
+                J = J + torch.outer(r_new - r_old - J @ s, s) / (s @ s)  # Broyden: J s matches the change
+                fresh = False
+                lam = max(lam / 3.0, 1e-9) if gain > 0.75 else lam if gain > 0.25 else 2.0 * lam
         elif not fresh:
             ev, J = exact(theta)
             r, cost, fresh = ev.residuals.double(), ev.cost, True
@@ -420,27 +498,33 @@ def fit_parameters(model: ForwardModel, start: dict[str, float], fit: tuple[str,
             if lam > 1e10:
                 break
         record = {"iteration": iteration, "cost": cost, **from_theta(theta, fit, start), "lambda": lam,
-                  "exact_jacobian": fresh}
+                  "exact_jacobian": fresh, "step_in_se": float(np.max(np.abs(gn_step) / np.maximum(se, 1e-300))),
+                  "accepted": bool(accepted), "gain": float(gain) if accepted else None}
         history.append(record)
         if callback is not None:
             callback(iteration, record)
         bar.update(1)
         bar.set_postfix(cost=f"{cost:.4g}", **{k: f"{v:.5g}" for k, v in from_theta(theta, fit, start).items()})
+        if final_step and accepted:
+            converged = True  # GN converges linearly from here: the next step is well below step_tol se
+            break
     bar.close()
     if not fresh:
         ev, J = exact(theta)
         r, cost = ev.residuals.double(), ev.cost
     A = (J.T @ J).cpu().numpy()
     sigma2 = 2.0 * cost / (M - p)
+    meat = ((J * r[:, None]).T @ (J * r[:, None])).cpu().numpy() * (M / (M - p))
     try:
-        covariance = sigma2 * np.linalg.inv(A)
+        A_inv = np.linalg.inv(A)
+        covariance, robust = sigma2 * A_inv, A_inv @ meat @ A_inv
     except np.linalg.LinAlgError:
-        covariance = np.full((p, p), np.inf)
+        covariance = robust = np.full((p, p), np.inf)
     params = from_theta(theta, fit, start)
     misfit = float(torch.linalg.vector_norm(ev.prediction - model.observed) / torch.linalg.vector_norm(model.observed))
     return FitResult(model.grid.N, fit, params, covariance, cost, math.sqrt(sigma2), misfit, iteration, n_jac, n_cost,
                      converged, chi_index is not None and theta[chi_index] <= 0.0, time.perf_counter() - t0,
-                     sum(ev.counts), history, ev.prediction)
+                     sum(ev.counts), history, ev.prediction, J, robust)
 
 
 # ------------------------------------------------------------------------------------------ synthetic data
@@ -472,3 +556,112 @@ def synthetic_observations(ic: str, dim: int, N: int, chi: float, gamma: float, 
     factor = 1.0 + noise * torch.randn(clean.shape, generator=generator, dtype=clean.dtype)
     noisy = (clean * factor).clamp_min(0.0)  # a draw below -100% (20 sigma at 5%) would be clipped
     return make_observations(times, noisy.numpy(), rho0, c0, L, M0, chi_true=chi, gamma_true=gamma)
+
+
+# ------------------------------------------------------------------------------------------ the API
+
+CHI_SCAN = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)  # multiples of the guess tried before the fit
+
+
+def scan_chi(model: ForwardModel, start: dict[str, float], fit: tuple[str, ...]) -> float:
+    """The best of chi in CHI_SCAN x guess (1 when the guess is 0) at the guessed gamma, by plain runs of
+    ``model`` (the coarsest): chi moves the mass, so a guess far off leaves model and data without overlap,
+    where the cost is flat in chi and the optimiser would spread the model by inflating gamma instead."""
+    base = start["chi"] if start["chi"] > 0 else 1.0
+    costs = {}
+    for factor in CHI_SCAN:
+        trial = {**start, "chi": factor * base}
+        try:
+            costs[factor * base] = model.evaluate(trial, fit, jacobian=False).cost
+        except StepLimitError:
+            continue
+    return min(costs, key=costs.get) if costs else start["chi"]
+
+
+@dataclass
+class InferenceResult:
+    """The fit at the requested model resolution and the discretisation check (fits at N and 2N)."""
+
+    main: FitResult
+    check: dict[int, FitResult]
+    observations: Observations
+    settings: dict
+
+    def to_dict(self) -> dict:
+        obs = self.observations
+        out = {**self.main.to_dict(), "data": {"N": obs.N, "dim": obs.dim, "K": obs.K, "t": obs.t.tolist(),
+                                                "L": obs.L, "M0": obs.M0},
+               "discretisation_check": {str(n): {"estimates": f.params, "ci95": f.intervals(),
+                                                 "standard_errors": f.standard_errors(),
+                                                 "relative_misfit": f.relative_misfit, "converged": f.converged,
+                                                 "wall_time_s": f.wall_time_s}
+                                        for n, f in sorted(self.check.items())},
+               "settings": self.settings}
+        truth = {k: getattr(obs, f"{k}_true") for k in PARAMETERS if getattr(obs, f"{k}_true") is not None}
+        if truth:
+            out["truth"] = truth
+            out["relative_error"] = {k: (self.main.params[k] - v) / v if v else self.main.params[k] - v
+                                     for k, v in truth.items() if k in self.main.fit}
+        return out
+
+
+def parse_fit(fit) -> tuple[str, ...]:
+    """'chi,gamma' / ('chi',) -> a tuple of distinct names from PARAMETERS, in that order."""
+    names = [s.strip() for s in fit.split(",")] if isinstance(fit, str) else [str(s) for s in fit]
+    unknown = [n for n in names if n not in PARAMETERS]
+    if not names or unknown or len(set(names)) != len(names):
+        raise ValueError(f"fit must name distinct parameters among {', '.join(PARAMETERS)}, got {fit!r}")
+    return tuple(n for n in PARAMETERS if n in names)
+
+
+def infer(data, fit=PARAMETERS, chi: float = 1.0, gamma: float = 0.01, model_N: int | None = None,
+          check: bool = True, dt: float = 0.01, weights: str = "relative", weight_floor: float = 1e-3,
+          limiter: str = "minmod", c_update: str = "exp", device: str = "cpu", dtype: str = "float64",
+          max_iter: int = 40, step_tol: float = 0.5, progress: bool = False, callback=None) -> InferenceResult:
+    """Estimate chi and/or gamma (``fit``) from observations (an :class:`Observations` or an obs.npz path).
+
+    ``chi``/``gamma`` are the initial guesses of fitted parameters and the values of fixed ones. The model
+    runs at ``model_N`` (default 2N); with ``check`` the fit is repeated at N and 2N (the discretisation
+    check; at the data's own resolution the model's discretisation error is absorbed into the parameters).
+    ``callback(model_N, iteration, record)`` sees every iteration. Bad values raise ``ValueError``.
+    """
+    from .grid import resolve_device, resolve_dtype
+    from .observations import load_observations
+
+    obs = data if isinstance(data, Observations) else load_observations(data)
+    fit = parse_fit(fit)
+    for name, value in (("chi", chi), ("gamma", gamma)):
+        if not math.isfinite(float(value)):
+            raise ValueError(f"{name} must be finite, got {value}")
+    if chi < 0:
+        raise ValueError(f"chi must be >= 0, got {chi}")
+    if gamma <= 0:
+        raise ValueError(f"gamma must be > 0 (it is fitted as log gamma), got {gamma}")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
+        raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
+    if not (math.isfinite(step_tol) and step_tol > 0):
+        raise ValueError(f"step_tol must be > 0, got {step_tol}")
+    device, torch_dtype = resolve_device(device), resolve_dtype(dtype)
+    model_N = 2 * obs.N if model_N is None else int(model_N)
+    resolutions = sorted({obs.N, 2 * obs.N, model_N}) if check else [model_N]
+    options = dict(dt=dt, weights=weights, weight_floor=weight_floor, limiter=limiter, c_update=c_update,
+                   device=device, dtype=torch_dtype)
+    models = {n: ForwardModel(obs, model_N=n, **options) for n in resolutions}  # validates every option first
+    start = {"chi": float(chi), "gamma": float(gamma)}
+    if "chi" in fit:
+        start["chi"] = scan_chi(models[min(models)], start, fit)
+    report = lambda n: None if callback is None else (lambda it, rec: callback(n, it, rec))
+    # The first Jacobian only has to point the way: take it from the coarsest model (the residuals live on
+    # the data grid at every model resolution), at a fraction of the cost of the fine one.
+    coarse = models[min(models)] if min(models) < model_N else ForwardModel(obs, model_N=model_N, **options)
+    first = coarse.evaluate(start, fit, jacobian=True).jacobian if min(models) < model_N else None
+    fits = {model_N: fit_parameters(models[model_N], start, fit, max_iter, step_tol, progress, report(model_N), first)}
+    main = fits[model_N]
+    for n, model in models.items():  # the check: from the main estimate, stopped within one standard error
+        if n != model_N:
+            fits[n] = fit_parameters(model, main.params, fit, max_iter, max(step_tol, CHECK_STEP_TOL), progress,
+                                     report(n), main.jacobian)
+    settings = {"fit": list(fit), "start": start, "model_N": model_N, "check": check, "dt": dt, "weights": weights,
+                "weight_floor": weight_floor, "limiter": limiter, "c_update": c_update, "device": str(device),
+                "dtype": dtype if isinstance(dtype, str) else str(dtype), "max_iter": max_iter, "step_tol": step_tol}
+    return InferenceResult(fits[model_N], fits, obs, settings)
