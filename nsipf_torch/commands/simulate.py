@@ -158,7 +158,8 @@ def summary(result: Result, setup: Setup, out: Path) -> None:
     sub = f" ({result.substeps} FD sub-steps)" if cfg.method == "fdm" else ""
     print(f"{cfg.method} {cfg.ic_file or cfg.ic}, N = {grid.N}, {len(result.members)} member(s): "
           f"{result.n_steps} steps{sub} in {result.wall_time:.1f} s on {grid.device}")
-    print(f"  mass {float(mass[-1].mean()):.15g} (max relative drift {drift:.1e}); mean |x|^2 "
+    digits = 7 if grid.dtype == torch.float32 else 15  # the run's precision: more digits would show only round-off
+    print(f"  mass {float(mass[-1].mean()):.{digits}g} (max relative drift {drift:.1e}); mean |x|^2 "
           f"{float(r2[0].mean()):.4f} -> {float(r2[-1].mean()):.4f} at t = {ts[-1]:.4g}")
     if float(neg.max()) > 0:
         print(f"  WARNING: the euler c-update drove c negative in up to {int(neg.max())} cells "
