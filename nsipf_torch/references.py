@@ -2,8 +2,8 @@
 
 ``planar`` (:class:`~nsipf_torch.initial.PlanarIC`): rho0 and c0 depend on x alone and the walls are flat, so
 the d-D solution depends on x alone and solves the 1-D PHKS system with the same gamma, chi (the y, z
-fluxes vanish). Its reference is the FD scheme of :mod:`nsipf_torch.fd` in 1-D (``fd_substep`` is
-dimension-generic: (B, N) tensors are 1-D), at a resolution chosen by its own convergence: cells are
+fluxes vanish). Its reference is the FD solver of :mod:`nsipf_torch.fd` on a 1-D grid (the finite-volume
+core takes d = 1), at a resolution chosen by its own convergence: cells are
 doubled from 2048 until two successive solutions differ by at most ``tol`` (default 1e-3, relative L2 on the
 coarser cells) or ``NR_max`` is reached (then ``converged`` is False: the amplitude-30 variant forms a front
 a few thousand cells do not resolve; its Richardson estimate is then what to quote). :func:`lift` carries the 1-D solution to a 2-D/3-D grid by exact cell averaging.
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import torch
 from einops import reduce
 
-from .fd import fd_substep, fd_substep_count
+from .fd import fd_solve
 from .grid import Grid
 from .initial import InitialCondition, PlanarIC
 from .metrics import rel_l2
@@ -54,8 +54,8 @@ def solve_planar_1d(ic: PlanarIC, NR: int, dim: int, gamma: float, chi: float, T
                     c_update: str = "exp") -> tuple[torch.Tensor, torch.Tensor]:
     """rho, c at T on NR cells of [-L, L] (float64): the d-D planar problem's x-profile (rho in d-D units).
 
-    Outer steps of at most dt, each cut into the sub-steps :func:`~nsipf_torch.fd.fd_substep_count` asks
-    for (the 1-D FD scheme of :mod:`nsipf_torch.fd`, the solver the d-D FD runs use).
+    :func:`~nsipf_torch.fd.fd_solve` on a 1-D grid: the finite-volume core the d-D FD runs use, with the
+    same outer steps of at most dt and positive sub-steps.
     """
     if not isinstance(ic, PlanarIC):
         raise ValueError(f"a 1-D reference needs a planar problem, got {ic.name!r}")
@@ -67,13 +67,7 @@ def solve_planar_1d(ic: PlanarIC, NR: int, dim: int, gamma: float, chi: float, T
     faces = -L + h * torch.arange(NR + 1, dtype=torch.float64)
     rho = ic.rho0_profile(faces, dim, M0).unsqueeze(0)
     c = ic.c0_profile(0.5 * (faces[1:] + faces[:-1])).unsqueeze(0)
-    n_steps = math.ceil(T / dt - 1e-9) if T > 0 else 0
-    with torch.no_grad():
-        for _ in range(n_steps):
-            step = T / n_steps
-            n_sub = fd_substep_count(c, step, gamma, chi, h, dim=1, rho=rho, c_update=c_update)
-            for _ in range(n_sub):
-                rho, c = fd_substep(rho, c, step / n_sub, gamma, chi, h, limiter, c_update)
+    rho, c, _ = fd_solve(rho, c, T, dt, gamma, chi, Grid(NR, dim=1, L=L), limiter, c_update)
     return rho[0], c[0]
 
 
@@ -142,7 +136,6 @@ def fd_reference(ic: InitialCondition, grid: Grid, gamma: float, chi: float, T: 
                  M0: float = 1.0, factors=(2, 4)) -> tuple[torch.Tensor, float, dict]:
     """FD at factors x the resolution of ``grid`` (float64): (rho of the finest level on its grid, Richardson's
     estimate of its error in rel_l2 on 16 blocks with the assumed order 2, {N: rho})."""
-    from .fd import fd_solve
     factors = tuple(int(f) for f in factors)
     if len(factors) < 2 or any(b <= a for a, b in zip(factors, factors[1:])) or factors[0] < 1:
         raise ValueError(f"fd_reference needs two or more increasing resolution factors, got {factors}")
