@@ -560,7 +560,7 @@ def synthetic_observations(ic: str, dim: int, N: int, chi: float, gamma: float, 
 
 # ------------------------------------------------------------------------------------------ the API
 
-CHI_SCAN = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)  # multiples of the guess tried before the fit
+CHI_SCAN = (0.0,) + tuple(2.0 ** (k / 2) for k in range(-4, 5))  # multiples of the guess: 0, then 1/4 to 4 by half-octaves
 
 
 def scan_chi(model: ForwardModel, start: dict[str, float], fit: tuple[str, ...]) -> float:
