@@ -254,20 +254,9 @@ class FunctionIC(InitialCondition):
 
 def load_ic_file(path: str | Path) -> GriddedIC:
     """Load ``rho0`` and ``c0`` from an .npz file; every problem is a ``ValueError`` naming the file."""
+    from .io import load_npz
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"--ic-file {str(path)!r} does not exist")
-    with open(path, "rb") as f:
-        magic = f.read(4)
-    if magic != b"PK\x03\x04":  # an .npz is a zip archive; anything else would reach numpy's pickle path
-        raise ValueError(f"--ic-file {str(path)!r} is not an .npz archive (numpy.savez) with keys rho0 and c0")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            files = set(data.files)
-            arrays = {key: data[key] for key in ("rho0", "c0") if key in files}
-    except Exception as err:  # zipfile/OSError/EOFError for corrupt files, ValueError for object arrays
-        raise ValueError(f"--ic-file {str(path)!r} is not a readable .npz of numeric arrays "
-                         f"({type(err).__name__})") from err
+    arrays = load_npz(path, "--ic-file")
     missing = {"rho0", "c0"} - set(arrays)
     if missing:
         raise ValueError(f"--ic-file {str(path)!r} lacks the key(s) {sorted(missing)}")

@@ -72,6 +72,24 @@ def load_torch(path: str | Path, map_location: str | torch.device = "cpu") -> An
         raise ValueError(f"cannot load {str(path)!r}: {why}") from err
 
 
+def load_npz(path: str | Path, what: str) -> dict[str, np.ndarray]:
+    """Every array of an .npz archive (numpy.savez), read without pickle. A missing file, anything that is
+    not a zip archive, a damaged one, or one holding object arrays is a ``ValueError`` naming ``what`` and the
+    file (and never suggests loading it unsafely)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{what} {str(path)!r} does not exist")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"PK\x03\x04":  # an .npz is a zip archive; anything else would reach numpy's pickle path
+        raise ValueError(f"{what} {str(path)!r} is not an .npz archive (numpy.savez)")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except Exception as err:  # zipfile/OSError/EOFError for damaged files, ValueError for object arrays
+        raise ValueError(f"{what} {str(path)!r} is not a readable .npz of numeric arrays ({type(err).__name__})") from err
+
+
 def _to_numpy(value: Any) -> np.ndarray:
     if isinstance(value, torch.Tensor):
         return value.detach().cpu().numpy()

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import save_npz
+from .io import load_npz, save_npz
 
 REQUIRED_KEYS = ("t", "rho", "rho0", "c0")
 
@@ -117,13 +117,7 @@ def make_observations(t, rho, rho0, c0, L=None, M0=None, chi_true=None, gamma_tr
 def load_observations(path: str | Path) -> Observations:
     """Read and validate an ``obs.npz``; any problem is a ``ValueError`` naming the file and the value."""
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"data file {str(path)!r} does not exist")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except Exception as err:  # zip/format errors of a damaged or foreign file
-        raise ValueError(f"cannot read {str(path)!r} as an .npz file ({type(err).__name__})") from err
+    arrays = load_npz(path, "data file")
     missing = [k for k in REQUIRED_KEYS if k not in arrays]
     if missing:
         raise ValueError(f"{str(path)!r} lacks the key(s) {', '.join(missing)} (needs {', '.join(REQUIRED_KEYS)})")

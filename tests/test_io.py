@@ -64,3 +64,18 @@ def test_unwritable_dir(tmp_path):
     blocker.write_text("x")
     with pytest.raises(ValueError, match="cannot create"):
         ensure_writable_dir(blocker / "sub")
+
+
+def test_load_npz_refuses_foreign_files_without_suggesting_pickle(tmp_path):
+    import numpy as np
+    import pytest
+
+    from nsipf_torch.io import load_npz
+    (tmp_path / "a.txt").write_text("rho0 = 1\n")
+    np.savez(tmp_path / "obj.npz", x=np.array([{"a": 1}], dtype=object))
+    np.savez(tmp_path / "ok.npz", x=np.arange(3.0))
+    for name, msg in (("none.npz", "does not exist"), ("a.txt", "not an .npz archive"), ("obj.npz", "not a readable")):
+        with pytest.raises(ValueError, match=msg) as err:
+            load_npz(tmp_path / name, "--thing")
+        assert "pickle" not in str(err.value) and "--thing" in str(err.value)
+    assert load_npz(tmp_path / "ok.npz", "--thing")["x"].tolist() == [0.0, 1.0, 2.0]
