@@ -22,14 +22,15 @@ from nsipf_torch.grid import Grid
 from nsipf_torch.initial import PlanarIC, get_ic
 from nsipf_torch.interp import make_interp
 from nsipf_torch.references import coarsen, lift, solve_planar_1d
-from nsipf_torch.runners import ParticleRunner, neural_interp
+from nsipf_torch.params import Params
+from nsipf_torch.runners import ParticleRunner
 
 BINS = ((0, 2), (2, 4), (4, 8), (8, 16), (16, 64), (64, float("inf")))
 
 
 def _interps(grid: Grid) -> dict:
     return {"trilinear": make_interp("trilinear", grid), "spline": make_interp("spline", grid),
-            "NSIPF": neural_interp(None, grid)}
+            "NSIPF": make_interp("neural", grid)}
 
 
 def polynomials(dim: int, N: int) -> None:
@@ -73,7 +74,7 @@ def planar(dim: int, N: int, P: int, steps: int, problem: str, dt: float = 1e-3)
     dc = torch.gradient(c_ref, spacing=(x,))[0]
     smooth = lift(c_ref, grid)[None].contiguous()  # the reference's c on the run's cells
     for driver in ("spline", "NSIPF"):
-        runner = ParticleRunner(grid, ic, [{"gamma": 0.01, "chi": 1.0, "seed": 0}], 1.0, P, its[driver])
+        runner = ParticleRunner(grid, ic, Params(dim=grid.dim), [0], P, its[driver])
         for _ in range(steps):
             runner.advance(dt)
         X, c = runner.X, runner.c
