@@ -23,19 +23,23 @@ import json
 import math
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
+from nsipf_torch.cli import add_dataclass_arguments, check_output_dir, config_from_args, make_parser, usage_error
 from nsipf_torch.grid import Grid
 from nsipf_torch.initial import PlanarIC, get_ic
 from nsipf_torch.io import save_json
 from nsipf_torch.metrics import rel_l2
 from nsipf_torch.monitor import InterpGap
 from nsipf_torch.references import fd_reference, lift, planar_reference
+from nsipf_torch.resources import default_checkpoint
 from scripts.accuracy_table import METHODS, runner_for
 
+PROG = "heldout_table.py"
 DEFAULT_CASES = "planar,planar:1,planar:2,planar@chi=3,planar@gamma=0.003,planar_c30,mixture:101,mixture:102"
 
 
@@ -66,19 +70,82 @@ def parse_case(text: str) -> Case:
     return case
 
 
-def reference_for(case: Case, grid: Grid, T: float, dt: float, args, log) -> dict:
+@dataclass
+class HeldoutConfig:
+    cases: str = field(default=DEFAULT_CASES, metadata={"help": "comma-separated PROBLEM[@chi=X][@gamma=Y]"})
+    dim: int = field(default=2, metadata={"help": "space dimension", "choices": (2, 3)})
+    N: int = field(default=64, metadata={"help": "grid size of the compared runs (a multiple of 16)"})
+    P: int = field(default=100_000, metadata={"help": "particles per member"})
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2],
+                             metadata={"help": "particle seeds, comma separated, run as one batch and averaged"})
+    methods: list[str] = field(default_factory=lambda: list(METHODS),
+                               metadata={"help": "table columns, comma separated", "choices": METHODS})
+    T: float = field(default=0.2, metadata={"help": "final time"})
+    dt: float = field(default=1e-3, metadata={"help": "time step"})
+    dtype: str = field(default="float32", metadata={"help": "precision of the compared runs",
+                                                    "choices": ("float32", "float64")})
+    model: str | None = field(default=None, metadata={"help": "NSIPF checkpoint (None: the shipped one for --dim)"})
+    ref_tol: float = field(default=1e-3, metadata={"help": "planar references: convergence between NR and 2NR cells"})
+    ref_max: int = field(default=4096, metadata={"help": "planar references: the most cells tried (>= 2048)"})
+    ref_factors: list[int] = field(default_factory=lambda: [2, 4],
+                                   metadata={"help": "other problems: FD references at these multiples of N"})
+    threads: int = field(default=1, metadata={"help": "torch threads (1: on a shared CPU OpenMP spin-waits; 0: torch's)"})
+    out: str = field(default="runs/heldout", metadata={"help": "output folder"})
+    scatter_from: list[str] = field(default_factory=list, metadata={
+        "help": "heldout_table.json files, comma separated: draw OUT/interp_gap_scatter.png only", "metavar": "A.json,..."})
+
+    def parsed_cases(self) -> list[Case]:
+        """The --cases as Case objects; ValueError naming --cases."""
+        try:
+            cases = [parse_case(c) for c in self.cases.split(",") if c.strip()]
+        except ValueError as err:
+            raise ValueError(f"--cases: {err}") from None
+        if not cases:
+            raise ValueError("--cases must name at least one case")
+        return cases
+
+    def validate(self) -> None:
+        check_output_dir(self.out, "--out")
+        if self.scatter_from:
+            missing = [f for f in self.scatter_from if not Path(f).is_file()]
+            if missing:
+                raise ValueError(f"--scatter-from {missing[0]!r} is not a file")
+            return
+        self.parsed_cases()
+        for name in ("seeds", "methods"):
+            if not getattr(self, name):
+                raise ValueError(f"--{name} must name at least one entry")
+        if any(s < 0 for s in self.seeds):
+            raise ValueError(f"--seeds must be >= 0, got {min(self.seeds)}")
+        f = self.ref_factors
+        if len(f) < 2 or f != sorted(set(f)) or f[0] < 1:
+            raise ValueError(f"--ref-factors must be two or more increasing integers >= 1, got {f}")
+        checks = [("--N", self.N >= 16 and self.N % 16 == 0, "a multiple of 16", self.N),
+                  ("--P", self.P >= 1, ">= 1", self.P), ("--T", self.T > 0, "> 0", self.T),
+                  ("--dt", self.dt > 0, "> 0", self.dt), ("--threads", self.threads >= 0, ">= 0", self.threads),
+                  ("--ref-tol", self.ref_tol > 0, "> 0", self.ref_tol),
+                  ("--ref-max", self.ref_max >= 2048, ">= 2048", self.ref_max)]
+        for flag, ok, need, value in checks:
+            if not ok:
+                raise ValueError(f"{flag} must be {need}, got {value}")
+        model = self.model or default_checkpoint(self.dim)
+        if "NSIPF" in self.methods and not Path(model).is_file():
+            raise ValueError(f"--model {str(model)!r} is not a file")
+
+
+def reference_for(case: Case, grid: Grid, T: float, dt: float, cfg: HeldoutConfig, log) -> dict:
     """{"rho16": reference rho on 16^d blocks' grid (float64), "error": its own error, "how": a description}."""
     ic = get_ic(case.problem)
     g16 = Grid(16, grid.dim, grid.L)
     start = time.perf_counter()
     if isinstance(ic, PlanarIC):
-        ref = planar_reference(ic, grid.dim, case.gamma, case.chi, T, dt, L=grid.L, tol=args.ref_tol,
-                               NR_max=args.ref_max, progress=lambda n, s: log(f"  1-D reference {n} cells: {s:.1f} s"))
-        how = (f"1-D FD, {ref.NR} cells ({'converged' if ref.converged else 'NOT converged'} to {args.ref_tol:g}; "
+        ref = planar_reference(ic, grid.dim, case.gamma, case.chi, T, dt, L=grid.L, tol=cfg.ref_tol,
+                               NR_max=cfg.ref_max, progress=lambda n, s: log(f"  1-D reference {n} cells: {s:.1f} s"))
+        how = (f"1-D FD, {ref.NR} cells ({'converged' if ref.converged else 'NOT converged'} to {cfg.ref_tol:g}; "
                f"observed order {ref.order_observed:.2f}, used {ref.order_used:.2f})")
         return {"rho16": ref.on(g16.to(dtype=torch.float64)), "error": ref.error16, "how": how,
                 "seconds": time.perf_counter() - start, "differences": ref.differences}
-    factors = tuple(int(f) for f in args.ref_factors.split(","))
+    factors = tuple(cfg.ref_factors)
     rho, err, _ = fd_reference(ic, grid, case.gamma, case.chi, T, dt, factors=factors)
     from nsipf_torch.metrics import block_average
     return {"rho16": block_average(rho, 16, grid.dim), "error": err,
@@ -135,80 +202,72 @@ def scatter(tables: list[tuple[str, list[dict]]], path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
-    p.add_argument("--cases", default=DEFAULT_CASES, help="comma-separated PROBLEM[@chi=X][@gamma=Y]")
-    p.add_argument("--dim", type=int, default=2, help="2 or 3")
-    p.add_argument("--N", type=int, default=64, help="grid size of the compared runs")
-    p.add_argument("--P", type=int, default=100_000, help="particles per member")
-    p.add_argument("--seeds", default="0,1,2", help="comma-separated particle seeds, run as one batch and averaged")
-    p.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated: {', '.join(METHODS)}")
-    p.add_argument("--T", type=float, default=0.2, help="final time")
-    p.add_argument("--dt", type=float, default=1e-3, help="time step")
-    p.add_argument("--dtype", default="float32", choices=("float32", "float64"), help="precision of the compared runs")
-    p.add_argument("--model", default=None, help="NSIPF checkpoint (default: the shipped one for --dim)")
-    p.add_argument("--ref-tol", type=float, default=1e-3, help="planar references: convergence between NR and 2NR cells")
-    p.add_argument("--ref-max", type=int, default=4096, help="planar references: the most cells tried")
-    p.add_argument("--ref-factors", default="2,4", help="other problems: FD references at these multiples of N")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (1: on a shared CPU OpenMP spin-waits)")
-    p.add_argument("--out", default="runs/heldout", help="output folder")
-    p.add_argument("--scatter-from", default="", help="comma-separated heldout_table.json files: draw OUT/interp_gap_scatter.png only")
-    args = p.parse_args(argv)
-    if args.scatter_from:
-        try:
-            tables = [(Path(f).parent.name, json.loads(Path(f).read_text())) for f in args.scatter_from.split(",")]
-            Path(args.out).mkdir(parents=True, exist_ok=True)
-        except (OSError, ValueError) as err:
-            print(f"heldout_table: --scatter-from: {err}", file=sys.stderr)
-            return 2
-        scatter(tables, Path(args.out) / "interp_gap_scatter.png")
-        return 0
+class _HelpFormat(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults in every flag's help, and the docstring's paragraphs (case syntax, references, outputs) kept."""
+
+
+def parse_args(argv: list[str] | None) -> HeldoutConfig:
+    """A validated HeldoutConfig from the command line; ``ValueError`` naming the flag on bad input."""
+    parser = make_parser(PROG, __doc__.split("\n\n")[0])
+    parser.epilog, parser.formatter_class = __doc__.split("\n\n", 1)[1], _HelpFormat
     try:
-        if args.dim not in (2, 3):
-            raise ValueError(f"--dim must be 2 or 3, got {args.dim}")
-        cases = [parse_case(c) for c in args.cases.split(",") if c.strip()]
-        methods = [m.strip() for m in args.methods.split(",")]
-        bad = [m for m in methods if m not in METHODS]
-        if bad or not cases:
-            raise ValueError(f"unknown method(s) {bad}; choose from {', '.join(METHODS)}" if bad else "no --cases")
-        seeds = [int(s) for s in args.seeds.split(",")]
-        factors = [int(f) for f in args.ref_factors.split(",")]
-        if len(factors) < 2 or factors != sorted(set(factors)) or factors[0] < 1:
-            raise ValueError(f"--ref-factors must be two or more increasing integers, got {args.ref_factors!r}")
-        if args.N < 16 or args.N % 16 or args.P < 1 or not (args.T > 0 and args.dt > 0) or args.threads < 0:
-            raise ValueError("need --N a multiple of 16, --P >= 1, --T > 0, --dt > 0, --threads >= 0")
-        grid = Grid(args.N, args.dim, dtype=args.dtype)
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write_test"
-        probe.write_text("")
-        probe.unlink()
-    except (ValueError, OSError) as err:
-        print(f"heldout_table: {err}", file=sys.stderr)
-        return 2
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    save_json(out / "config.json", vars(args))
+        ns = add_dataclass_arguments(parser, HeldoutConfig).parse_args(sys.argv[1:] if argv is None else argv)
+    except argparse.ArgumentTypeError as err:  # raised directly by some argparse versions
+        raise ValueError(str(err)) from None
+    cfg = config_from_args(HeldoutConfig, ns)
+    cfg.validate()
+    return cfg
+
+
+def draw_scatter(cfg: HeldoutConfig) -> int:
+    """--scatter-from: OUT/interp_gap_scatter.png from earlier runs' tables, nothing run."""
+    try:
+        tables = [(Path(f).parent.name, json.loads(Path(f).read_text())) for f in cfg.scatter_from]
+    except (OSError, ValueError) as err:
+        return usage_error(PROG, ValueError(f"--scatter-from: {err}"))
+    Path(cfg.out).mkdir(parents=True, exist_ok=True)
+    scatter(tables, Path(cfg.out) / "interp_gap_scatter.png")
+    return 0
+
+
+def table_rows(cfg: HeldoutConfig, cases: list[Case], grid: Grid, out: Path) -> list[dict]:
+    """One row per case: its reference and every method's error; the JSON rewritten after each case."""
     rows = []
-    bar = tqdm(total=len(cases) * (len(methods) + 1), desc="held-out table", unit="run")
+    bar = tqdm(total=len(cases) * (len(cfg.methods) + 1), desc="held-out table", unit="run")
     for case in cases:
         bar.set_postfix_str(f"{case.name}: reference")
-        ref = reference_for(case, grid, args.T, args.dt, args, bar.write)
+        ref = reference_for(case, grid, cfg.T, cfg.dt, cfg, bar.write)
         bar.update()
         row = {"case": case.name, "problem": case.problem, "gamma": case.gamma, "chi": case.chi,
                "reference": ref["how"], "reference_error": ref["error"], "reference_s": ref["seconds"]}
-        for method in methods:
+        for method in cfg.methods:
             bar.set_postfix_str(f"{case.name}: {method}")
-            row[method] = run_method(method, case, grid, args.P, seeds, args.T, args.dt, args.model, ref["rho16"])
+            row[method] = run_method(method, case, grid, cfg.P, cfg.seeds, cfg.T, cfg.dt, cfg.model, ref["rho16"])
             bar.write(f"{case.name} {method}: rho error {row[method]['rho_T']:.4f} ({row[method]['wall_s']:.1f} s)")
             bar.update()
         rows.append(row)
         save_json(out / "heldout_table.json", rows)  # after every case: a stopped run keeps what it measured
     bar.close()
-    header = (f"{args.dim}D, N = {args.N}, P = {args.P:,}, seeds {args.seeds}, {args.dtype}, T = {args.T}, "
-              f"dt = {args.dt}: rel_l2 of rho at T on 16^{args.dim} blocks")
-    md = markdown(rows, methods, header)
+    return rows
+
+
+def main(argv=None) -> int:
+    try:
+        cfg = parse_args(argv)
+    except ValueError as err:
+        return usage_error(PROG, err)
+    if cfg.scatter_from:
+        return draw_scatter(cfg)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    grid = Grid(cfg.N, cfg.dim, dtype=cfg.dtype)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_json(out / "config.json", dataclasses.asdict(cfg))
+    rows = table_rows(cfg, cfg.parsed_cases(), grid, out)
+    header = (f"{cfg.dim}D, N = {cfg.N}, P = {cfg.P:,}, seeds {','.join(map(str, cfg.seeds))}, {cfg.dtype}, "
+              f"T = {cfg.T}, dt = {cfg.dt}: rel_l2 of rho at T on 16^{cfg.dim} blocks")
+    md = markdown(rows, cfg.methods, header)
     (out / "heldout_table.md").write_text(md)
     scatter([(header.split(":")[0], rows)], out / "interp_gap_scatter.png")
     print(md)

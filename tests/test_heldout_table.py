@@ -1,7 +1,10 @@
-"""scripts/heldout_table.py: case parsing and bad input (exit 2, one line, nothing written)."""
+"""scripts/heldout_table.py: case parsing, --help, and bad input (exit 2, one line naming the flag, nothing written)."""
+import dataclasses
+
 import pytest
 
-from scripts.heldout_table import main, parse_case
+from nsipf_torch.cli import flag_name
+from scripts.heldout_table import HeldoutConfig, main, parse_case
 
 
 def test_parse_case():
@@ -14,11 +17,25 @@ def test_parse_case():
             parse_case(bad)
 
 
-@pytest.mark.parametrize("argv", [["--cases", "rings"], ["--dim", "4"], ["--N", "40"], ["--methods", "FEM"],
-                                  ["--ref-factors", "2"], ["--cases", "planar@chi=nan"]])
-def test_bad_input_exits_2_and_writes_nothing(argv, tmp_path, capsys):
+def test_help_lists_every_flag_and_the_case_syntax(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["--help"])
+    assert stop.value.code == 0
+    text = capsys.readouterr().out
+    for f in dataclasses.fields(HeldoutConfig):
+        assert flag_name(f.name) in text, f.name
+    assert "PROBLEM[@chi=X][@gamma=Y]" in text and "--scatter-from A.json,B.json" in text  # the epilog is kept
+
+
+@pytest.mark.parametrize("argv, flag", [(["--cases", "rings"], "--cases"), (["--dim", "4"], "--dim"),
+                                        (["--N", "40"], "--N"), (["--methods", "FEM"], "--methods"),
+                                        (["--ref-factors", "2"], "--ref-factors"),
+                                        (["--cases", "planar@chi=nan"], "--cases"), (["--seeds", "0,x"], "--seeds"),
+                                        (["--ref-max", "1024"], "--ref-max"),
+                                        (["--scatter-from", "nowhere.json"], "--scatter-from")])
+def test_bad_input_exits_2_and_writes_nothing(argv, flag, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(argv + ["--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("heldout_table: ") and err.count("\n") == 1
-    assert not out.exists() or not any(out.iterdir())
+    assert err.startswith("heldout_table.py: error: ") and err.count("\n") == 1 and flag in err, err
+    assert not out.exists()
