@@ -8,16 +8,17 @@ particles' drift is that slope: NSIPF samples its fine field bilinearly).
 ``planar``: grad c~ at the particles of a SIPF run on a planar problem at time t, against the exact
 x-derivative of the 1-D reference c (2048 cells) at t, on the run's rough c and on the reference's smooth c.
 
-    python -m scripts.interp_exactness polynomials
-    python -m scripts.interp_exactness planar --dim 2 --N 64 --P 100000 --steps 100
+    python -m scripts.interp_exactness --what polynomials
+    python -m scripts.interp_exactness --what planar --dim 2 --N 64 --P 100000 --steps 100
 """
 from __future__ import annotations
 
-import argparse
 import sys
+from dataclasses import dataclass, field
 
 import torch
 
+from nsipf_torch.cli import parse_config, usage_error
 from nsipf_torch.grid import Grid
 from nsipf_torch.initial import PlanarIC, get_ic
 from nsipf_torch.interp import make_interp
@@ -25,7 +26,34 @@ from nsipf_torch.references import coarsen, lift, solve_planar_1d
 from nsipf_torch.params import Params
 from nsipf_torch.runners import ParticleRunner
 
+PROG = "interp_exactness.py"
 BINS = ((0, 2), (2, 4), (4, 8), (8, 16), (16, 64), (64, float("inf")))
+
+
+@dataclass
+class ExactnessConfig:
+    what: str = field(default="polynomials", metadata={
+        "help": "which measurement: polynomials (grad c on linear and quadratic fields, binned by q) or planar "
+                "(grad c~ at a SIPF run's particles against the 1-D reference)", "choices": ("polynomials", "planar")})
+    dim: int = field(default=0, metadata={"help": "space dimension (0: both for polynomials, 2 for planar)",
+                                          "choices": (0, 2, 3)})
+    N: int = field(default=0, metadata={"help": "grid size, >= 16 (0: 32 in 3D, 64 in 2D)"})
+    P: int = field(default=100_000, metadata={"help": "planar: particles"})
+    steps: int = field(default=100, metadata={"help": "planar: steps of 1e-3 before measuring"})
+    problem: str = field(default="planar", metadata={"help": "planar: a planar problem (planar, planar:SEED, planar_c30)"})
+
+    def validate(self) -> None:
+        if self.N < 0 or 0 < self.N < 16:
+            raise ValueError(f"--N must be 0 or >= 16, got {self.N}")
+        for flag, value in (("--P", self.P), ("--steps", self.steps)):
+            if value < 1:
+                raise ValueError(f"{flag} must be >= 1, got {value}")
+        try:
+            ic = get_ic(self.problem)
+        except ValueError as err:
+            raise ValueError(f"--problem: {err}") from None
+        if not isinstance(ic, PlanarIC):
+            raise ValueError(f"--problem {self.problem!r} is not a planar problem")
 
 
 def _interps(grid: Grid) -> dict:
@@ -95,29 +123,17 @@ def planar(dim: int, N: int, P: int, steps: int, problem: str, dt: float = 1e-3)
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
-    p.add_argument("what", choices=("polynomials", "planar"), help="which measurement")
-    p.add_argument("--dim", type=int, default=0, help="2 or 3 (default: both for polynomials, 2 for planar)")
-    p.add_argument("--N", type=int, default=0, help="grid size (default: 32 in 3D, 64 in 2D)")
-    p.add_argument("--P", type=int, default=100_000, help="planar: particles")
-    p.add_argument("--steps", type=int, default=100, help="planar: steps of 1e-3 before measuring")
-    p.add_argument("--problem", default="planar", help="planar: a planar problem (planar, planar:SEED, planar_c30)")
-    args = p.parse_args(argv)
-    if args.dim not in (0, 2, 3) or args.N < 0 or (args.N and args.N < 16) or args.P < 1 or args.steps < 1:
-        print("interp_exactness: need --dim 2 or 3, --N >= 16, --P >= 1, --steps >= 1", file=sys.stderr)
-        return 2
-    torch.set_num_threads(1)
     try:
-        if args.what == "polynomials":
-            for dim in ((args.dim,) if args.dim else (3, 2)):
-                polynomials(dim, args.N or (32 if dim == 3 else 64))
-        else:
-            dim = args.dim or 2
-            planar(dim, args.N or (32 if dim == 3 else 64), args.P, args.steps, args.problem)
+        cfg = parse_config(ExactnessConfig, argv, prog=PROG, description=__doc__.split("\n\n")[0])
     except ValueError as err:
-        print(f"interp_exactness: {err}", file=sys.stderr)
-        return 2
+        return usage_error(PROG, err)
+    torch.set_num_threads(1)
+    if cfg.what == "polynomials":
+        for dim in ((cfg.dim,) if cfg.dim else (3, 2)):
+            polynomials(dim, cfg.N or (32 if dim == 3 else 64))
+    else:
+        dim = cfg.dim or 2
+        planar(dim, cfg.N or (32 if dim == 3 else 64), cfg.P, cfg.steps, cfg.problem)
     return 0
 
 
