@@ -33,9 +33,9 @@ from nsipf_torch.cli import add_dataclass_arguments, check_output_dir, config_fr
 from nsipf_torch.grid import Grid
 from nsipf_torch.initial import PlanarIC, get_ic
 from nsipf_torch.io import save_json
-from nsipf_torch.metrics import rel_l2
+from nsipf_torch.metrics import block_average, rel_l2
 from nsipf_torch.monitor import InterpGap
-from nsipf_torch.references import fd_reference, lift, planar_reference
+from nsipf_torch.references import fd_reference, planar_reference
 from nsipf_torch.resources import default_checkpoint
 from scripts.accuracy_table import METHODS, runner_for
 
@@ -147,7 +147,6 @@ def reference_for(case: Case, grid: Grid, T: float, dt: float, cfg: HeldoutConfi
                 "seconds": time.perf_counter() - start, "differences": ref.differences}
     factors = tuple(cfg.ref_factors)
     rho, err, _ = fd_reference(ic, grid, case.gamma, case.chi, T, dt, factors=factors)
-    from nsipf_torch.metrics import block_average
     return {"rho16": block_average(rho, 16, grid.dim), "error": err,
             "how": f"FD at {' and '.join(f'{grid.N * f}^{grid.dim}' for f in factors)} (Richardson, order 2 assumed)",
             "seconds": time.perf_counter() - start}

@@ -22,7 +22,7 @@ from nsipf_torch.cli import parse_config, usage_error
 from nsipf_torch.grid import Grid
 from nsipf_torch.initial import PlanarIC, get_ic
 from nsipf_torch.interp import make_interp
-from nsipf_torch.references import coarsen, lift, solve_planar_1d
+from nsipf_torch.references import lift, solve_planar_1d
 from nsipf_torch.params import Params
 from nsipf_torch.runners import ParticleRunner
 
