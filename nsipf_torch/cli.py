@@ -63,9 +63,14 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def make_parser(prog: str, description: str = "") -> argparse.ArgumentParser:
-    """An ArgumentParser that raises ``UsageError`` on bad input and shows every default in ``--help``."""
-    return _Parser(prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+class _HelpFormat(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults in every flag's help; the epilog's own line breaks kept."""
+
+
+def make_parser(prog: str, description: str = "", epilog: str | None = None) -> argparse.ArgumentParser:
+    """An ArgumentParser that raises ``UsageError`` on bad input and shows every default in ``--help``;
+    ``epilog`` (e.g. the rest of a script's docstring) is printed after the flags as written."""
+    return _Parser(prog=prog, description=description, epilog=epilog, formatter_class=_HelpFormat)
 
 
 def flag_name(name: str) -> str:

@@ -201,14 +201,9 @@ def scatter(tables: list[tuple[str, list[dict]]], path: Path) -> None:
     plt.close(fig)
 
 
-class _HelpFormat(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults in every flag's help, and the docstring's paragraphs (case syntax, references, outputs) kept."""
-
-
 def parse_args(argv: list[str] | None) -> HeldoutConfig:
     """A validated HeldoutConfig from the command line; ``ValueError`` naming the flag on bad input."""
-    parser = make_parser(PROG, __doc__.split("\n\n")[0])
-    parser.epilog, parser.formatter_class = __doc__.split("\n\n", 1)[1], _HelpFormat
+    parser = make_parser(PROG, __doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1])
     try:
         ns = add_dataclass_arguments(parser, HeldoutConfig).parse_args(sys.argv[1:] if argv is None else argv)
     except argparse.ArgumentTypeError as err:  # raised directly by some argparse versions

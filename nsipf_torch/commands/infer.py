@@ -31,7 +31,6 @@ each time, and the cost per iteration), fit.npz (observed and fitted rho), Tenso
 """
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
@@ -93,13 +92,8 @@ class InferConfig:
     progress: bool = _opt(True, "show progress bars")
 
 
-class _HelpFormat(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults in every flag's help, and the docstring's paragraphs (identifiability, data format) kept."""
-
-
 def parse_args(argv: list[str]) -> InferConfig:
-    parser = make_parser(PROG, __doc__.split("\n\n")[0])
-    parser.epilog, parser.formatter_class = __doc__.split("\n\n", 2)[2], _HelpFormat
+    parser = make_parser(PROG, __doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 2)[2])
     return config_from_args(InferConfig, add_dataclass_arguments(parser, InferConfig).parse_args(argv))
 
 
