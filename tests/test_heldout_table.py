@@ -1,10 +1,8 @@
 """scripts/heldout_table.py: case parsing, --help, and bad input (exit 2, one line naming the flag, nothing written)."""
-import dataclasses
 
 import pytest
 
-from nsipf_torch.cli import flag_name
-from scripts.heldout_table import HeldoutConfig, main, parse_case
+from scripts.heldout_table import main, parse_case
 
 
 def test_parse_case():
@@ -17,14 +15,12 @@ def test_parse_case():
             parse_case(bad)
 
 
-def test_help_lists_every_flag_and_the_case_syntax(capsys):
-    with pytest.raises(SystemExit) as stop:
+def test_help_keeps_the_case_syntax(capsys):
+    # every flag's presence is checked with the other scripts in tests/test_scripts.py; here the epilog
+    with pytest.raises(SystemExit):
         main(["--help"])
-    assert stop.value.code == 0
     text = capsys.readouterr().out
-    for f in dataclasses.fields(HeldoutConfig):
-        assert flag_name(f.name) in text, f.name
-    assert "PROBLEM[@chi=X][@gamma=Y]" in text and "--scatter-from A.json,B.json" in text  # the epilog is kept
+    assert "PROBLEM[@chi=X][@gamma=Y]" in text and "--scatter-from A.json,B.json" in text
 
 
 @pytest.mark.parametrize("argv, flag", [(["--cases", "rings"], "--cases"), (["--dim", "4"], "--dim"),

@@ -9,11 +9,13 @@ import torch
 
 from nsipf_torch.cli import flag_name
 from nsipf_torch.grid import Grid
-from scripts import accuracy_table, make_reference_data, paper_figures, time_fd, time_radial, time_sipf
+from scripts import (accuracy_table, heldout_table, interp_exactness, make_reference_data, paper_figures, time_fd,
+                     time_radial, time_sipf)
 
 CONFIGS = {accuracy_table: accuracy_table.AccuracyConfig, paper_figures: paper_figures.FiguresConfig,
            make_reference_data: make_reference_data.ReferenceConfig, time_fd: time_fd.TimeFDConfig,
-           time_radial: time_radial.TimeRadialConfig, time_sipf: time_sipf.TimeSIPFConfig}
+           time_radial: time_radial.TimeRadialConfig, time_sipf: time_sipf.TimeSIPFConfig,
+           heldout_table: heldout_table.HeldoutConfig, interp_exactness: interp_exactness.ExactnessConfig}
 
 
 def _name(module):
@@ -46,6 +48,13 @@ BAD = [
     (time_radial, ["--dt", "-1e-3"], "--dt"),
     (time_sipf, ["--ic", "nowhere"], "--ic"),
     (time_sipf, ["--interp", "trilinear,cubic"], "--interp"),
+    (interp_exactness, ["--what", "cubic"], "--what"),
+    (interp_exactness, ["--dim", "4"], "--dim"),
+    (interp_exactness, ["--N", "8"], "--N"),
+    (interp_exactness, ["--steps", "0"], "--steps"),
+    (interp_exactness, ["--what", "planar", "--problem", "blob"], "--problem"),
+    (interp_exactness, ["--problem", "rings"], "--problem"),
+    (interp_exactness, ["polynomials"], "polynomials"),  # the measurement is a flag now, not a positional
 ]
 
 
