@@ -1,5 +1,4 @@
 """scripts/heldout_table.py: case parsing, --help, and bad input (exit 2, one line naming the flag, nothing written)."""
-
 import pytest
 
 from scripts.heldout_table import main, parse_case
