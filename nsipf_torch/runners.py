@@ -115,7 +115,8 @@ class ParticleRunner:
         self.steps += 1
         self.state = sipf_run(self.state, self.generators, 1, grid=self.grid, dt=dt, gamma=self.gamma, chi=self.chi,
                               M0=self.M0, interp=self.interp, c_update=self.c_update,
-                              deposit_method=self.deposit_method, step_fn=self.step_fn, deposit_fn=self.deposit_fn)
+                              deposit_method=self.deposit_method, step_fn=self.step_fn, deposit_fn=self.deposit_fn,
+                              check=False)  # checked once at the API's entry
         return 1
 
     def fields(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -31,6 +31,7 @@ from .deposit import deposit
 from .field import update_c
 from .grid import Grid
 from .initial import InitialCondition
+from .params import check_positive, check_schemes
 from .particles import em_move, initial_particles
 
 
@@ -117,12 +118,23 @@ def sipf_step(state: SIPFState, noise: torch.Tensor, *, grid: Grid, dt: float, g
 
 def sipf_run(state: SIPFState, generators: Sequence[torch.Generator], nsteps: int, *, grid: Grid, dt: float, gamma,
              chi, M0: float, interp, c_update: str = "exp", deposit_method: str = "ngp", callback=None,
-             step_fn=None, deposit_fn=None) -> SIPFState:
+             step_fn=None, deposit_fn=None, check: bool = True) -> SIPFState:
     """Take ``nsteps`` steps: draw the noise on the host side, then the pure step; the one SIPF loop.
 
     ``callback(state)`` runs after every step (diagnostics every k steps, snapshots, checkpoints);
-    ``step_fn`` replaces :func:`sipf_advance` (e.g. its ``torch.compile``d version).
+    ``step_fn`` replaces :func:`sipf_advance` (e.g. its ``torch.compile``d version). The values are checked
+    once here (a ``ValueError`` names a bad one); ``check=False`` skips that for callers that checked them
+    at their own entry and call this every step (the particle runner).
     """
+    if check:
+        B = state.X.shape[0]
+        check_positive("dt", dt)
+        check_positive("M0", M0)
+        check_positive("gamma", gamma, allow_zero=True, batch=B)
+        check_positive("chi", chi, allow_zero=True, batch=B)
+        check_schemes(c_update=c_update)
+        if isinstance(nsteps, bool) or int(nsteps) != nsteps or nsteps < 0:
+            raise ValueError(f"nsteps must be an integer >= 0, got {nsteps!r}")
     advance = sipf_advance if step_fn is None else step_fn
     B, P, d = state.X.shape
     for _ in range(int(nsteps)):

@@ -253,3 +253,14 @@ def test_compiled_step_matches_eager_cuda_batch_of_one():
     compiled, eager = _compiled_vs_eager(Grid(16, dim=3, device="cuda"), [1])
     torch.testing.assert_close(compiled.c, eager.c, rtol=1e-12, atol=0)
     torch.testing.assert_close(compiled.X, eager.X, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("kwargs,word", [({"gamma": -0.01}, "gamma"), ({"dt": -1e-3}, "dt"), ({"dt": float("nan")}, "dt"),
+                                         ({"chi": torch.tensor([1.0, float("nan")])}, "chi"), ({"M0": 0.0}, "M0")])
+def test_sipf_run_refuses_bad_values_at_its_entry(kwargs, word):
+    # once, before the loop: a negative gamma used to reach sqrt(2 gamma dt) and a NaN dt the histogram
+    grid = Grid(8, dim=2)
+    state = initial_state(get_ic("blob"), grid, 100, [0, 1])
+    args = {**dict(grid=grid, dt=1e-3, gamma=0.01, chi=1.0, M0=1.0, interp=make_interp("trilinear", grid)), **kwargs}
+    with pytest.raises(ValueError, match=word):
+        sipf_run(state, noise_generators([0, 1]), 2, **args)
