@@ -37,13 +37,13 @@ from .grid import Grid, resolve_device, resolve_dtype
 from .initial import FunctionIC, InitialCondition, get_ic, known_ics
 from .interp import INTERPS, make_interp
 from .memory import check_memory
+from .model import load_model
 from .neural import PRECISIONS
 from .params import Params
-from .model import load_model
 from .resources import default_checkpoint
 from .runners import FDRunner, ParticleRunner
-from .validity import check_run
 from .stencils import LIMITERS
+from .validity import check_run
 
 METHODS = ("fdm", "sipf", "nsipf")
 MAX_STEPS = 10_000_000        # outer steps: beyond this a dt is a mistake, not a request to wait for years

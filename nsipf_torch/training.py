@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from .cli import check_output_dir, check_output_file
 from .data import DataConfig, cache_folder, make_dataset
-from .model import UpsampleCNN, load_model, read_checkpoint, save_checkpoint, upsample_linear
+from .model import UpsampleCNN, read_checkpoint, save_checkpoint, upsample_linear
 
 ROUGHNESS = ("off", "on", "mix", "keep")
 

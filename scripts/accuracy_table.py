@@ -102,9 +102,9 @@ def run_case(problem, N, P, method, dim, dt, seeds, model=None):
             if problem == "annuli" and step == round(0.05 / dt):
                 ring_t = float(ring_fraction(runner.fields()[0].double(), grid.to(dtype=torch.float64)).mean())
         rho, c = runner.fields()
-        for name, field in (("rho", rho), ("c", c)):
+        for name, values in (("rho", rho), ("c", c)):
             target = torch.from_numpy(ref[f"{name}_{key}"]).double()[None]
-            errs = rel_l2(field.double().cpu(), target, dim=dim)
+            errs = rel_l2(values.double().cpu(), target, dim=dim)
             out[f"{name}_{key}"] = float(errs.mean())
             per_seed[f"{name}_{key}"] = [float(e) for e in errs]
     out["wall_s"] = time.perf_counter() - start

@@ -18,7 +18,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-import numpy as np
 
 import nsipf_torch as nt
 from nsipf_torch.cli import check_output_dir, parse_config, usage_error

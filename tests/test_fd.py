@@ -4,7 +4,6 @@ Tolerances are either from theory (round-off, exact positivity, second order) or
 assertion says which. docs/VALIDATION.md records the measured figures.
 """
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from nsipf_torch.grid import Grid
-from nsipf_torch.inference import (ForwardModel, fit_parameters, refine_cell_averages, refine_centre_values,
+from nsipf_torch.inference import (ForwardModel, refine_cell_averages, refine_centre_values,
                                    synthetic_observations)
 from nsipf_torch.initial import get_ic
 from nsipf_torch.interp import SplineInterp
@@ -69,7 +69,7 @@ def test_refinement_is_conservative_positive_and_third_order():
     errors = []
     for N in (16, 32, 64):
         for dim in (2, 3) if N == 16 else (2,):
-            coarse, fine = Grid(N, dim=dim), Grid(2 * N, dim=dim)
+            coarse = Grid(N, dim=dim)
             q = ic.rho0(coarse)
             refined = refine_cell_averages(q[None], 2, dim)[0]
             assert torch.allclose(block_average(refined, N, dim), q, rtol=0, atol=1e-13 * float(q.max()))

@@ -5,7 +5,6 @@ import torch
 from nsipf_torch.grid import Grid
 from nsipf_torch.interp import make_interp
 from nsipf_torch.monitor import InterpGap, interp_gap
-from nsipf_torch.interp import make_interp
 
 
 def _particles(dim, B=2, P=4096, seed=0):

@@ -37,7 +37,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 
 from nsipf_torch.cli import add_dataclass_arguments, config_from_args, make_parser, usage_error
 from nsipf_torch.field import C_UPDATES
