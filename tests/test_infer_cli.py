@@ -17,7 +17,7 @@ def good(tmp_path_factory):
     """A valid obs.npz made by the CLI itself (2D two_blobs, N = 8, one snapshot, 5% noise)."""
     path = tmp_path_factory.mktemp("data") / "obs.npz"
     code = infer.main(["--synthetic", "two_blobs", "--dim", "2", "--N", str(N), "--times", "0.05", "--chi", "1.3",
-                       "--gamma", "0.012", "--write-data", str(path)])
+                       "--gamma", "0.012", "--write-data", str(path), "--no-compile"])
     assert code == 0
     with np.load(path) as d:
         return {k: d[k] for k in d.files}
@@ -26,7 +26,7 @@ def good(tmp_path_factory):
 def run(argv, tmp_path, capsys):
     out = tmp_path / "out"
     try:
-        code = infer.main([*argv, "--out", str(out), "--no-progress"])
+        code = infer.main([*argv, "--out", str(out), "--no-progress", "--no-compile"])
     except SystemExit as exc:  # argparse's own errors
         code = exc.code
     err = capsys.readouterr().err
@@ -121,7 +121,7 @@ def test_fit_writes_result_figure_and_tensorboard(good, tmp_path, capsys):
     np.savez(path, **good)
     out = tmp_path / "out"
     code = infer.main(["--data", str(path), "--fit", "chi", "--chi", "0.65", "--gamma", "0.012", "--no-check",
-                       "--out", str(out), "--no-progress"])
+                       "--out", str(out), "--no-progress", "--no-compile"])
     assert code == 0
     result = json.loads((out / "result.json").read_text())
     assert set(result["estimates"]) == {"chi", "gamma"} and result["fit"] == ["chi"]

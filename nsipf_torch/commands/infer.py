@@ -85,6 +85,8 @@ class InferConfig:
     c_update: str = _opt("exp", "FD c step", choices=C_UPDATES)
     max_iter: int = _opt(40, "Levenberg-Marquardt iterations per fit")
     step_tol: float = _opt(0.5, "converged when the Gauss-Newton step is below this many standard errors")
+    compile: bool = _opt(True, "torch.compile the FD sub-step and its tangents (15-25 s per model grid on a CPU, "
+                         "repaid many times over by a fit; --no-compile runs eagerly)")
     device: str = _opt("cpu", "cpu, cuda or auto")
     dtype: str = _opt("float64", "float64 or float32")
     out: str = _opt("runs/infer", "output directory, created")
@@ -128,7 +130,8 @@ def load_data(cfg: InferConfig):
     if not (math.isfinite(cfg.chi) and cfg.chi >= 0 and math.isfinite(cfg.gamma) and cfg.gamma > 0):
         raise ValueError(f"--synthetic needs chi >= 0 and gamma > 0, got chi = {cfg.chi}, gamma = {cfg.gamma}")
     return synthetic_observations(cfg.synthetic, cfg.dim, cfg.N, cfg.chi, cfg.gamma, tuple(cfg.times), cfg.noise,
-                                  cfg.seed, cfg.data_factor, dt=cfg.dt, limiter=cfg.limiter, c_update=cfg.c_update)
+                                  cfg.seed, cfg.data_factor, dt=cfg.dt, limiter=cfg.limiter, c_update=cfg.c_update,
+                                  compile=cfg.compile)
 
 
 def validate(cfg: InferConfig) -> None:
@@ -244,9 +247,10 @@ def run(cfg: InferConfig, obs) -> int:
             writer.add_scalar(f"model_N_{model_N}/{key}", record[key], iteration)
 
     t0, cpu0 = time.perf_counter(), time.process_time()
-    result = infer(obs, cfg.fit, start["chi"], start["gamma"], cfg.model_N, cfg.check, cfg.dt, cfg.weights,
-                   cfg.weight_floor, cfg.limiter, cfg.c_update, cfg.device, cfg.dtype, cfg.max_iter, cfg.step_tol,
-                   cfg.progress, log)
+    result = infer(obs, fit=cfg.fit, chi=start["chi"], gamma=start["gamma"], model_N=cfg.model_N, check=cfg.check,
+                   dt=cfg.dt, weights=cfg.weights, weight_floor=cfg.weight_floor, limiter=cfg.limiter,
+                   c_update=cfg.c_update, device=cfg.device, dtype=cfg.dtype, max_iter=cfg.max_iter,
+                   step_tol=cfg.step_tol, compile=cfg.compile, progress=cfg.progress, callback=log)
     writer.close()
     record = result.to_dict()
     record["wall_time_total_s"] = time.perf_counter() - t0
