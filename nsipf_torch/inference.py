@@ -77,23 +77,40 @@ class StepLimitError(ValueError):
 
 # ------------------------------------------------------------------------------------------ model grid
 
-def _refine_axis(q: torch.Tensor, axis: int, factor: int) -> torch.Tensor:
+REFINE_DEGREE = 4  # the reconstructing polynomial's degree (even: a centred stencil of degree + 1 cells)
+
+
+def _child_weights(degree: int, factor: int) -> np.ndarray:
+    """(factor, degree + 1) weights: child j's average of the polynomial of ``degree`` whose averages over
+    the cells k = -degree/2 .. degree/2 (unit width, cell 0 centred at x = 0) are given, as a combination of
+    those cell averages. Every row sums to 1 and the rows average to the centre cell (conservation)."""
+    half = degree // 2
+    powers = np.arange(degree + 1)
+
+    def monomial_means(a, b):  # averages of x^p over [a, b]
+        return (b ** (powers + 1) - a ** (powers + 1)) / ((powers + 1) * (b - a))
+
+    cells = np.stack([monomial_means(k - 0.5, k + 0.5) for k in range(-half, half + 1)])
+    edges = [-0.5 + j / factor for j in range(factor + 1)]
+    children = np.stack([monomial_means(a, b) for a, b in zip(edges[:-1], edges[1:])])
+    return children @ np.linalg.inv(cells)
+
+
+def _refine_axis(q: torch.Tensor, axis: int, factor: int, degree: int = REFINE_DEGREE) -> torch.Tensor:
     """Conservative, positivity-preserving refinement of cell averages along one axis by ``factor``.
 
-    The quadratic with cell averages (q_{i-1}, q_i, q_{i+1}) (zero-gradient ghost at the walls) is
-    averaged over each of the ``factor`` children; its deviations from q_i sum to zero, and they are scaled
-    by theta in [0, 1] per cell so that no child is negative (a Zhang-Shu scaling limiter).
+    The polynomial of ``degree`` with the cell averages of the degree + 1 cells centred on cell i (walls:
+    the Neumann mirror, q_{-1 - k} = q_k) is averaged over each of the ``factor`` children; the children's
+    deviations from q_i sum to zero, and they are scaled by theta in [0, 1] per cell so that no child is
+    negative (a Zhang-Shu scaling limiter). Order degree + 1 where q is smooth and positive.
     """
+    half = degree // 2
     q = q.movedim(axis, -1)
-    qm = torch.cat([q[..., :1], q[..., :-1]], dim=-1)
-    qp = torch.cat([q[..., 1:], q[..., -1:]], dim=-1)
-    d1, d2 = 0.5 * (qp - qm), 0.5 * (qp - 2.0 * q + qm)  # p(x) = q - d2/12 + d1 x + d2 x^2, x in [-1/2, 1/2]
-    edges = [-0.5 + j / factor for j in range(factor + 1)]
-    devs = []
-    for a, b in zip(edges[:-1], edges[1:]):
-        mean_x, mean_x2 = 0.5 * (a + b), (a * a + a * b + b * b) / 3.0
-        devs.append(d1 * mean_x + d2 * (mean_x2 - 1.0 / 12.0))
-    dev = torch.stack(devs, dim=-1)  # (..., n, factor)
+    n = q.shape[-1]
+    mirrored = torch.cat([q[..., :half].flip(-1), q, q[..., n - half:].flip(-1)], dim=-1)
+    stencil = mirrored.unfold(-1, degree + 1, 1)  # (..., n, degree + 1): cells i - half .. i + half
+    weights = torch.as_tensor(_child_weights(degree, factor), dtype=q.dtype, device=q.device)
+    dev = torch.einsum("...ns,js->...nj", stencil, weights) - q[..., None]  # (..., n, factor)
     deficit = (-dev).amax(dim=-1, keepdim=True)
     theta = torch.where(deficit > q[..., None], q[..., None] / deficit.clamp_min(1e-300), torch.ones_like(deficit))
     children = (q[..., None] + theta * dev).clamp_min(0.0)  # the clamp only removes round-off below 0
@@ -102,7 +119,7 @@ def _refine_axis(q: torch.Tensor, axis: int, factor: int) -> torch.Tensor:
 
 def refine_cell_averages(q: torch.Tensor, factor: int, dim: int) -> torch.Tensor:
     """Cell averages (..., N, ..., N) -> (..., fN, ..., fN): block-averaging back gives q exactly (to
-    round-off), values stay >= 0, third-order accurate where q is smooth and positive."""
+    round-off), values stay >= 0, order REFINE_DEGREE + 1 where q is smooth and positive."""
     if factor == 1:
         return q
     for axis in range(-dim, 0):
@@ -223,7 +240,7 @@ class ForwardModel:
         B = max(int(x.shape[0]) if isinstance(x, torch.Tensor) else 1 for x in (chi, gamma))
         rho = self.rho0.expand(B, *self.grid.shape)
         c = self.c0.expand(B, *self.grid.shape)
-        h, dim, N = self.grid.h, self.grid.dim, self.obs.N
+        dim, N = self.grid.dim, self.obs.N
         if directions is not None:
             if B != 1:
                 raise ValueError(f"tangents need one parameter point (B = 1), got B = {B}")

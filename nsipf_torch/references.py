@@ -133,16 +133,17 @@ def planar_reference(ic: PlanarIC, dim: int, gamma: float, chi: float, T: float,
 
 
 def fd_reference(ic: InitialCondition, grid: Grid, gamma: float, chi: float, T: float, dt: float = 1e-3,
-                 M0: float = 1.0, factors=(2, 4)) -> tuple[torch.Tensor, float, dict]:
+                 M0: float = 1.0, factors=(2, 4), compile: bool = False) -> tuple[torch.Tensor, float, dict]:
     """FD at factors x the resolution of ``grid`` (float64): (rho of the finest level on its grid, Richardson's
-    estimate of its error in rel_l2 on 16 blocks with the assumed order 2, {N: rho})."""
+    estimate of its error in rel_l2 on 16 blocks with the assumed order 2, {N: rho}). ``compile`` fuses the
+    FD sub-step (fd_solve's option; the same solution up to round-off)."""
     factors = tuple(int(f) for f in factors)
     if len(factors) < 2 or any(b <= a for a, b in zip(factors, factors[1:])) or factors[0] < 1:
         raise ValueError(f"fd_reference needs two or more increasing resolution factors, got {factors}")
     out = {}
     for f in factors:
         g = Grid(grid.N * f, grid.dim, grid.L, grid.device, torch.float64)
-        rho, _, _ = fd_solve(ic.rho0(g, M0)[None], ic.c0(g)[None], T, dt, gamma, chi, g)
+        rho, _, _ = fd_solve(ic.rho0(g, M0)[None], ic.c0(g)[None], T, dt, gamma, chi, g, compile=compile)
         out[g.N] = rho[0]
     Ns = sorted(out)
     diff = float(rel_l2(out[Ns[-2]][None], out[Ns[-1]][None], 16, grid.dim)[0])

@@ -27,6 +27,8 @@ from .monitor import InterpGap
 from .neural import NeuralInterp
 from .sipf import compiled_advance, initial_state, noise_generators, sipf_run
 
+METHODS = ("FDM", "SIPF-trilinear", "SIPF-spline", "NSIPF")  # the compared methods by their table names
+
 
 
 
@@ -160,3 +162,20 @@ class ParticleRunner:
 def _member_tensor(params: Params, name: str, B: int, grid: Grid) -> torch.Tensor:
     """gamma or chi of every member as a (B,) tensor in the grid's dtype (gradients kept)."""
     return params.member_values(name, B).to(device=grid.device, dtype=grid.dtype)
+
+
+def runner_for(method: str, grid: Grid, ic, params: Params, P: int = 0, seeds: Sequence[int] = (0,), model=None,
+               precision: str = "fp32", compile: bool = False):
+    """The runner of a compared method by its table name (:data:`METHODS`): FDM is the FD solver (one
+    member; ``compile`` fuses its sub-step), SIPF-trilinear and SIPF-spline classical SIPF with that
+    interpolator, NSIPF SIPF with the CNN ``model`` (default: the shipped one) at ``precision``."""
+    if method == "FDM":
+        return FDRunner(grid, ic, params, compile=compile)
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
+    from .interp import make_interp
+
+    options = {"precision": precision, **({"model": model} if model is not None else {})}
+    interp = make_interp("neural", grid, **options) if method == "NSIPF" else make_interp(method.split("-")[1], grid)
+    return ParticleRunner(grid, ic, params, list(seeds), P, interp)
+

@@ -27,11 +27,10 @@ import torch
 from nsipf_torch.cli import check_output_file, parse_config, usage_error
 from nsipf_torch.grid import Grid
 from nsipf_torch.initial import get_ic
-from nsipf_torch.interp import make_interp
 from nsipf_torch.metrics import rel_l2
 from nsipf_torch.resources import default_checkpoint, reference_path
 from nsipf_torch.params import Params
-from nsipf_torch.runners import FDRunner, ParticleRunner
+from nsipf_torch import runners
 from nsipf_torch.validation import ring_fraction
 
 METHODS = ("FD", "SIPF-trilinear", "SIPF-spline", "NSIPF")
@@ -77,13 +76,9 @@ class AccuracyConfig:
 
 
 def runner_for(method, grid, ic, P, seeds, model=None, gamma=0.01, chi=1.0):
-    if method == "FD":
-        seeds = seeds[:1]  # deterministic: one member
-    params = Params(gamma=gamma, chi=chi, dim=grid.dim)
-    if method == "FD":
-        return FDRunner(grid, ic, params)
-    interp = make_interp("neural", grid, model=model) if method == "NSIPF" else make_interp(method.split("-")[1], grid)
-    return ParticleRunner(grid, ic, params, seeds, P, interp)
+    """The runner of a table column ("FD" is the runners' "FDM")."""
+    return runners.runner_for("FDM" if method == "FD" else method, grid, ic, Params(gamma=gamma, chi=chi, dim=grid.dim),
+                              P, seeds, model)
 
 
 def run_case(problem, N, P, method, dim, dt, seeds, model=None):

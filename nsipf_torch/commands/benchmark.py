@@ -5,6 +5,7 @@
     python benchmark.py --suite gpu --device cuda   # GPU sizes, the GPU target rows (P up to 1e8 at 256^3)
     python benchmark.py --tables histogram --Ps 1e6 # deposit histogram forms, spread and hot, side by side
     python benchmark.py --suite convergence     # the paper's Fig. 8: error against P and dt, with slopes (30 s)
+    python benchmark.py --suite work-precision  # rho error against wall time per method (two_blobs, planar; CPU sizes)
     python benchmark.py --Ns 128 --methods FDM,NSIPF --Ps 20000 --repeats 1   # one comparison at 128^3
 
 Table 1: two_blobs in 3D, T = 0.2, dt = 1e-3, every method with its documented defaults (FDM: MUSCL-minmod,
@@ -42,7 +43,7 @@ from nsipf_torch.interp import make_interp
 from nsipf_torch.io import ensure_writable_dir, save_json
 from nsipf_torch.params import Params
 from nsipf_torch.resources import reference_path
-from nsipf_torch.runners import FDRunner, ParticleRunner
+from nsipf_torch.runners import METHODS, ParticleRunner, runner_for
 from nsipf_torch.sipf import compiled_advance
 
 PAPER_TABLE1 = {"FDM": (7.31, 56.89, 742.24), "SIPF-spline": (2955.73, 3919.37, 7599.54),
@@ -89,7 +90,6 @@ SUITES = {
 PRECISION_REFERENCE = reference_path("two_blobs", 3)
 
 
-METHODS = ("FDM", "SIPF-spline", "NSIPF", "SIPF-trilinear")
 TABLES = ("table1", "baseline", "table2", "fast_path", "targets", "train", "histogram", "fd_compile")
 DEFAULT_TABLES = ["table1", "baseline", "table2", "fast_path", "targets", "train"]
 
@@ -102,8 +102,8 @@ def _opt(default, help, **extra):
 
 @dataclass
 class BenchConfig:
-    suite: str = _opt("quick", "which sizes to run (convergence: the paper's Fig. 8)",
-                      choices=(*SUITES, "convergence"))
+    suite: str = _opt("quick", "which sizes to run (convergence: the paper's Fig. 8; work-precision: error against "
+                      "wall time, nsipf_torch/work_precision.py)", choices=(*SUITES, "convergence", "work-precision"))
     device: str = _opt("auto", "auto, cpu, cuda or cuda:K")
     dtype: str = _opt("float32", "floating-point type of every method", choices=("float32", "float64"))
     repeats: int = _opt(3, "timed whole runs per figure (median, min-max)")
@@ -119,6 +119,8 @@ class BenchConfig:
     Ps: list[int] = _opt([], "override the suite's Table 2 particle counts, e.g. 20000,1e6 (empty: the suite's)")
     tables: list[str] = _opt(DEFAULT_TABLES, "which parts to run, comma separated (fast_path, targets and train "
                              "only in suites that define them: gpu, tiny; histogram on request)", choices=TABLES)
+    wp_sizes: str = _opt("auto", "work-precision sizes: auto (gpu on a GPU, else cpu), cpu, gpu or tiny (the tests')",
+                         choices=("auto", "cpu", "gpu", "tiny"))
     progress: bool = _opt(True, "print each row as it is measured")
 
     def validate(self) -> None:
@@ -145,12 +147,8 @@ def sync(device: torch.device) -> None:
 
 
 def make_runner(method: str, grid: Grid, P: int, precision: str = "fp32"):
-    ic = get_ic("two_blobs")
-    if method == "FDM":
-        return FDRunner(grid, ic, Params(dim=grid.dim))
-    interp = make_interp("neural", grid, precision=precision) if method == "NSIPF" else \
-        make_interp(method.split("-")[1], grid)
-    return ParticleRunner(grid, ic, Params(dim=grid.dim), [0], P, interp)
+    """The runner of ``method`` on two_blobs (the tables' problem), one seed."""
+    return runner_for(method, grid, get_ic("two_blobs"), Params(dim=grid.dim), P, precision=precision)
 
 
 def run_steps(runner, n_steps: int, dt: float, device: torch.device) -> tuple[float, int]:
@@ -247,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
             "config": asdict(cfg), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     if cfg.suite == "convergence":
         return convergence_suite(cfg, meta, device, out)
+    if cfg.suite == "work-precision":
+        return work_precision_suite(cfg, meta, device, out)
     return run_suite(cfg, meta, device, dtype, out)
 
 
@@ -470,6 +470,30 @@ def histogram_rows(N: int, Ps, repeats: int, device, log) -> list[dict]:
                     return time_calls(lambda: fn(flat, n), 10, repeats, device)
                 _guarded(rows, row, work, log, f"histogram {name} P={P:,} {case}")
     return rows
+
+
+def work_precision_suite(cfg: BenchConfig, meta: dict, device: torch.device, out: Path) -> int:
+    """rho error at T against wall time for every method on two_blobs and planar (nsipf_torch.work_precision):
+    DIR/work_precision.png, DIR/results.md (every point, the cheapest run per accuracy), DIR/results.json."""
+    from nsipf_torch import work_precision as wp
+
+    size = cfg.wp_sizes if cfg.wp_sizes != "auto" else ("gpu" if device.type == "cuda" else "cpu")
+    sizes = wp.SIZES[size]
+    log = print if cfg.progress else (lambda *a, **k: None)
+    log(f"# work-precision ({size} sizes) on {meta['device']}, torch {meta['torch']}, commit {meta['commit']}")
+    start = time.perf_counter()
+    methods = [m for m in METHODS if m in cfg.methods]
+    points, references = wp.study(sizes, methods=methods, T=cfg.T, dt=cfg.dt, device=device, log=log)
+    wall = time.perf_counter() - start
+    wp.figure(points, references, out / "work_precision.png")
+    save_json(out / "results.json", {**meta, "sizes": size, "references": references, "wall_s": wall,
+                                     "points": [asdict(p) for p in points]})
+    header = (f"# nsipf_torch work-precision ({size} sizes)\n\nDevice: {meta['device']}; torch {meta['torch']}; "
+              f"commit {meta['commit']}; T = {cfg.T}, dt = {cfg.dt}, float32 runs, one seed; {wall:.0f} s in all.")
+    md = wp.markdown(points, references, header) + "\n![work-precision](work_precision.png)\n"
+    (out / "results.md").write_text(md)
+    print(md)
+    return 0
 
 
 def convergence_suite(cfg: BenchConfig, meta: dict, device: torch.device, out: Path) -> int:
