@@ -38,6 +38,7 @@ from .initial import FunctionIC, InitialCondition, get_ic, known_ics
 from .interp import INTERPS, make_interp
 from .memory import check_memory
 from .model import load_model
+from .monitor import gap_warning
 from .neural import PRECISIONS
 from .params import Params
 from .resources import default_checkpoint
@@ -399,6 +400,9 @@ def _warn(result: Result) -> None:
     if negative > 0:
         warnings.warn(f"the euler c-update drove c negative in up to {int(negative)} cells; "
                       "c_update='exp' keeps c >= 0", stacklevel=3)
+    gap = gap_warning(result.diagnostics)
+    if gap is not None:
+        warnings.warn(gap, stacklevel=3)
     overflow = max((r.get("tile_overflow", 0) for r in result.diagnostics), default=0)
     if overflow > 0:
         warnings.warn(f"the CNN skipped up to {int(overflow)} occupied tiles in a step (they kept linear "

@@ -42,11 +42,13 @@ Interface:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import sys
 import types
 import typing
+import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -188,6 +190,28 @@ def parse_config(cls: type, argv: list[str] | None, *, prog: str, description: s
     if hasattr(cfg, "validate"):
         cfg.validate()
     return cfg
+
+
+@contextlib.contextmanager
+def one_line_warnings(prog: str):
+    """Within the block, a ``warnings.warn`` prints as one line ``PROG: warning: MESSAGE`` on stderr (the
+    API warns; a command reports), and torch's note that no CUDA runtime exists when it compiles for the
+    CPU is silenced."""
+    import logging
+
+    shown, logger = warnings.showwarning, logging.getLogger("torch.utils.cpp_extension")
+    level = logger.level
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"{prog}: warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
+        logger.setLevel(level)
 
 
 def usage_error(prog: str, err: BaseException) -> int:

@@ -38,7 +38,7 @@ from .params import per_member
 from .stencils import divergence, face_differences, upwind_flux
 
 __all__ = ["POSITIVITY_BOUND", "Geometry", "CartesianGeometry", "RadialGeometry", "rho_rate", "substep",
-           "stability_rate", "substep_count", "advance", "tangent_substep", "compiled_substep",
+           "stability_rate", "substep_count", "advance", "load_forward_mode", "tangent_substep", "compiled_substep",
            "compiled_tangent_substep"]
 
 POSITIVITY_BOUND = 0.4  # the combined bound above (MUSCL's own bound is about 1/2)
@@ -154,6 +154,20 @@ def substep_count(c: torch.Tensor, dt: float, gamma, chi, geom: Geometry, rho: t
     if not math.isfinite(worst):  # NaN/Inf in c or rho: the time loop reports it as a NonFiniteError
         raise FloatingPointError(f"c (or rho) holds NaN/Inf values: the stability rate is {worst}")
     return max(1, math.ceil(dt * worst / POSITIVITY_BOUND - 1e-12))
+
+
+def load_forward_mode() -> None:
+    """Load torch's forward-mode decompositions, which torch does on first use through a call of its own
+    that raises a FutureWarning (``torch.jit.script`` is deprecated); once, quietly. Call it outside
+    compiled code before :func:`tangent_substep`."""
+    import warnings
+
+    import torch.autograd.forward_ad as fwAD
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
+        with fwAD.dual_level():
+            fwAD.make_dual(torch.zeros(1), torch.zeros(1))
 
 
 def tangent_substep(rho: torch.Tensor, c: torch.Tensor, d_rho: torch.Tensor, d_c: torch.Tensor, dt, gamma, chi,

@@ -20,6 +20,13 @@ from .grid import Grid
 from .interp import make_interp
 
 DEFAULT_SUBSAMPLE = 4096
+GAP_WARNING = 1.0
+"""``interp_gap`` above which a run warns, once. Read from the calibration (docs/VALIDATION.md,
+``scripts/gap_calibration.py`` and the held-out scatter): the gap rises as cells aggregate and dig holes in
+c, to 0.37-0.92 on the canonical runs (the main job: 0.92 at t = 0.05) and 0.03-0.74 on the held-out rows,
+whether NSIPF's error there was 0.27x or 1.31x the spline's; runs far outside the validity domain reached
+0.65-1.00. So the gap does not tell a run where NSIPF loses from one where it wins, and the threshold marks
+only what no validated run reached: above 1 the two drifts differ by more than the spline's drift itself."""
 
 
 class InterpGap:
@@ -52,6 +59,20 @@ class InterpGap:
         num = torch.linalg.vector_norm((g_nn - g_sp).to(torch.float64), dim=(-2, -1))
         den = torch.linalg.vector_norm(g_sp.to(torch.float64), dim=(-2, -1))
         return torch.where(den > 0, num / den.clamp(min=torch.finfo(torch.float64).tiny), num)
+
+
+def gap_warning(rows: list[dict], threshold: float = GAP_WARNING) -> str | None:
+    """The one warning of a run whose diagnostics ``rows`` (dicts with ``t`` and ``interp_gap``) exceed
+    ``threshold``, naming the largest gap and when; None otherwise (and for runs without the monitor)."""
+    gaps = [(float(r["interp_gap"]), float(r["t"])) for r in rows if "interp_gap" in r]
+    if not gaps:
+        return None
+    worst, t = max(gaps)
+    if worst <= threshold:
+        return None
+    return (f"interp_gap reached {worst:.2f} at t = {t:.4g} (threshold {threshold:g}): the CNN's drift and the "
+            "cubic spline's differ more than in any run whose accuracy was validated; compare with "
+            "--method sipf --interp spline (docs/VALIDATION.md)")
 
 
 def interp_gap(c: torch.Tensor, X: torch.Tensor, neural, grid: Grid, n: int = DEFAULT_SUBSAMPLE) -> torch.Tensor:

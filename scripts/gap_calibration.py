@@ -26,7 +26,7 @@ import torch
 
 from nsipf_torch.cli import check_output_dir, parse_config, usage_error
 from nsipf_torch.io import save_json
-from scripts.heldout_table import parse_case
+from scripts.heldout_table import parse_case, parse_cases
 
 PROG = "gap_calibration.py"
 CANONICAL = ("annuli:3:32:20000", "blob:3:32:20000", "two_blobs:3:32:20000", "two_blobs:3:64:200000",
@@ -73,13 +73,7 @@ class CalibrationConfig:
     out: str = field(default="runs/gap_calibration", metadata={"help": "output folder"})
 
     def parsed_cases(self) -> list[Case]:
-        try:
-            cases = [parse_run(c) for c in self.cases.split(",") if c.strip()]
-        except ValueError as err:
-            raise ValueError(f"--cases: {err}") from None
-        if not cases:
-            raise ValueError("--cases must name at least one case")
-        return cases
+        return parse_cases(self.cases, parse_run)
 
     def validate(self) -> None:
         check_output_dir(self.out, "--out")
@@ -101,9 +95,9 @@ def run_case(case: Case, cfg: CalibrationConfig) -> dict:
         result = nt.simulate(case.problem, method="nsipf", dim=case.dim, N=case.N, P=case.P, T=cfg.T, dt=cfg.dt,
                              chi=case.chi, gamma=case.gamma, diag_every=cfg.diag_every, seeds=cfg.seed, snapshots=1)
     t, gap = result.series("interp_gap")
-    gap = gap.reshape(len(t), -1)[:, 0]
+    gap = gap[:, 0]
     return {"case": case.name, "dim": case.dim, "N": case.N, "P": case.P,
-            "particles_per_cell": case.P / case.N ** case.dim, "t": t.tolist(), "interp_gap": gap.tolist(),
+            "particles_per_cell": case.P / case.N ** case.dim, "t": list(t), "interp_gap": gap.tolist(),
             "max": float(gap.max()), "t_of_max": float(t[int(gap.argmax())]), "at_T": float(gap[-1]),
             "validity": [str(w.message) for w in caught if "validity domain" in str(w.message)],
             "wall_s": time.perf_counter() - start}

@@ -70,6 +70,17 @@ def parse_case(text: str) -> Case:
     return case
 
 
+def parse_cases(text: str, parse) -> list:
+    """Comma-separated cases, each through ``parse``; a ValueError naming --cases on any bad one or none."""
+    try:
+        cases = [parse(c) for c in text.split(",") if c.strip()]
+    except ValueError as err:
+        raise ValueError(f"--cases: {err}") from None
+    if not cases:
+        raise ValueError("--cases must name at least one case")
+    return cases
+
+
 @dataclass
 class HeldoutConfig:
     cases: str = field(default=DEFAULT_CASES, metadata={"help": "comma-separated PROBLEM[@chi=X][@gamma=Y]"})
@@ -96,13 +107,7 @@ class HeldoutConfig:
 
     def parsed_cases(self) -> list[Case]:
         """The --cases as Case objects; ValueError naming --cases."""
-        try:
-            cases = [parse_case(c) for c in self.cases.split(",") if c.strip()]
-        except ValueError as err:
-            raise ValueError(f"--cases: {err}") from None
-        if not cases:
-            raise ValueError("--cases must name at least one case")
-        return cases
+        return parse_cases(self.cases, parse_case)
 
     def validate(self) -> None:
         check_output_dir(self.out, "--out")
@@ -146,7 +151,7 @@ def reference_for(case: Case, grid: Grid, T: float, dt: float, cfg: HeldoutConfi
         return {"rho16": ref.on(g16.to(dtype=torch.float64)), "error": ref.error16, "how": how,
                 "seconds": time.perf_counter() - start, "differences": ref.differences}
     factors = tuple(cfg.ref_factors)
-    rho, err, _ = fd_reference(ic, grid, case.gamma, case.chi, T, dt, factors=factors)
+    rho, err, _ = fd_reference(ic, grid, case.gamma, case.chi, T, dt, factors=factors, compile=True)  # fused: same solution
     return {"rho16": block_average(rho, 16, grid.dim), "error": err,
             "how": f"FD at {' and '.join(f'{grid.N * f}^{grid.dim}' for f in factors)} (Richardson, order 2 assumed)",
             "seconds": time.perf_counter() - start}

@@ -183,7 +183,7 @@ def test_negative_control_chi_zero():
 
 
 COVERAGE_SEEDS = 20
-COVERAGE_N = 16  # 20 fits per study: at N = 16 one fit takes 10-20 s on the shared CPU
+COVERAGE_N = 32  # 20 fits per study
 
 
 def _coverage(data_factor):

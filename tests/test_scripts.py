@@ -9,13 +9,14 @@ import torch
 
 from nsipf_torch.cli import flag_name
 from nsipf_torch.grid import Grid
-from scripts import (accuracy_table, heldout_table, interp_exactness, make_reference_data, paper_figures, time_fd,
-                     time_radial, time_sipf)
+from scripts import (accuracy_table, gap_calibration, heldout_table, interp_exactness, make_reference_data,
+                     paper_figures, time_fd, time_radial, time_sipf, time_tangent)
 
 CONFIGS = {accuracy_table: accuracy_table.AccuracyConfig, paper_figures: paper_figures.FiguresConfig,
            make_reference_data: make_reference_data.ReferenceConfig, time_fd: time_fd.TimeFDConfig,
            time_radial: time_radial.TimeRadialConfig, time_sipf: time_sipf.TimeSIPFConfig,
-           heldout_table: heldout_table.HeldoutConfig, interp_exactness: interp_exactness.ExactnessConfig}
+           heldout_table: heldout_table.HeldoutConfig, interp_exactness: interp_exactness.ExactnessConfig,
+           gap_calibration: gap_calibration.CalibrationConfig, time_tangent: time_tangent.TangentConfig}
 
 
 def _name(module):
@@ -55,6 +56,10 @@ BAD = [
     (interp_exactness, ["--what", "planar", "--problem", "blob"], "--problem"),
     (interp_exactness, ["--problem", "rings"], "--problem"),
     (interp_exactness, ["polynomials"], "polynomials"),  # the measurement is a flag now, not a positional
+    (gap_calibration, ["--cases", "annuli:3:32", "--out", "{tmp}/gap"], "--cases"),  # P missing
+    (gap_calibration, ["--cases", "rings:3:32:1000", "--out", "{tmp}/gap"], "--cases"),
+    (gap_calibration, ["--diag-every", "0", "--out", "{tmp}/gap"], "--diag-every"),
+    (time_tangent, ["--N", "2"], "--N"),
 ]
 
 

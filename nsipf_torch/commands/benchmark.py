@@ -90,7 +90,8 @@ SUITES = {
 PRECISION_REFERENCE = reference_path("two_blobs", 3)
 
 
-TABLES = ("table1", "baseline", "table2", "fast_path", "targets", "train", "histogram", "fd_compile")
+TABLES = ("table1", "baseline", "table2", "fast_path", "targets", "train", "histogram", "fd_compile", "monitor")
+MONITOR_SIZES = ((32, 20_000), (64, 200_000))  # the main job's size and the accuracy tables' (two_blobs 3D)
 DEFAULT_TABLES = ["table1", "baseline", "table2", "fast_path", "targets", "train"]
 
 
@@ -282,6 +283,8 @@ def run_suite(cfg: BenchConfig, meta: dict, device: torch.device, dtype: torch.d
         checkpoint("histogram", histogram_rows(cfg.N2, suite["Ps"], cfg.repeats, device, log))
     if "fd_compile" in tables:
         checkpoint("fd_compile", fd_compile_rows(suite["Ns"], cfg, n_steps, device, dtype, log))
+    if "monitor" in tables:
+        checkpoint("monitor", monitor_rows(cfg, device, dtype, log))
     if "table1" in tables:
         checkpoint("table1", table1_rows(suite["Ns"], cfg, n_steps, device, dtype, log))
     if "baseline" in tables:
@@ -469,6 +472,28 @@ def histogram_rows(N: int, Ps, repeats: int, device, log) -> list[dict]:
                         raise AssertionError("counts differ from torch.bincount")
                     return time_calls(lambda: fn(flat, n), 10, repeats, device)
                 _guarded(rows, row, work, log, f"histogram {name} P={P:,} {case}")
+    return rows
+
+
+def monitor_rows(cfg: BenchConfig, device, dtype, log) -> list[dict]:
+    """The interp_gap monitor against an NSIPF step (nsipf_torch.monitor): two_blobs 3D advanced 100 steps
+    (aggregating, the monitor's typical state), then one monitor call and one step timed alike; the share
+    of a step at the default cadence is call / (diag_every * step)."""
+    from nsipf_torch.api import SimConfig
+    from nsipf_torch.monitor import DEFAULT_SUBSAMPLE
+
+    rows, every = [], SimConfig.diag_every
+    for N, P in MONITOR_SIZES:
+        row = {"N": N, "P": P, "subsample": DEFAULT_SUBSAMPLE, "diag_every": every}
+
+        def work():
+            runner = make_runner("NSIPF", Grid(N, 3, device=device, dtype=dtype), P)
+            for _ in range(100):
+                runner.advance(cfg.dt)
+            step = time_calls(lambda: runner.advance(cfg.dt), 5, cfg.repeats, device)["s_per_call"]
+            call = time_calls(lambda: runner.gap(runner.c, runner.X), 5, cfg.repeats, device)["s_per_call"]
+            return {"step_s": step, "monitor_s": call, "share": call / (every * step)}
+        _guarded(rows, row, work, log, f"monitor N={N} P={P:,}")
     return rows
 
 
@@ -750,6 +775,13 @@ def render_targets(results: dict) -> list[str]:
         r = results["train"]
         value = r["error"] if "error" in r else f"{r['wall_s']:.1f} s (exit {r['exit']})"
         lines += ["", f"`{r['row']}` (data generation included): {value}"]
+    if results.get("monitor"):
+        lines += ["", "## The interp_gap monitor against an NSIPF step (two_blobs 3D after 100 steps)", "",
+                  "| N | P | monitor call (ms) | step (ms) | share of a step at diag_every |", "|---|---|---|---|---|"]
+        for r in results["monitor"]:
+            share = r["error"] if "error" in r else f"{100 * r['share']:.1f}% (every {r['diag_every']} steps)"
+            lines.append(f"| {r['N']}³ | {r['P']:,} | {_cell(r, 'monitor_s', '.4f')} | {_cell(r, 'step_s', '.4f')} | "
+                         f"{share} |")
     if results.get("histogram"):
         lines += ["", "## Histogram forms of the NGP deposit (one call, median over repeats of 10 calls)", "",
                   "| form | N | P | case | ms/call (min–max) |", "|---|---|---|---|---|"]

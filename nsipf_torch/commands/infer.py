@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 
-from nsipf_torch.cli import add_dataclass_arguments, config_from_args, make_parser, usage_error
+from nsipf_torch.cli import add_dataclass_arguments, config_from_args, make_parser, one_line_warnings, usage_error
 from nsipf_torch.field import C_UPDATES
 from nsipf_torch.io import ensure_writable_dir, save_json, save_npz
 from nsipf_torch.stencils import LIMITERS
@@ -206,25 +206,26 @@ def summary(result) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    try:
-        cfg = parse_args(argv)
-        validate(cfg)
+    with one_line_warnings(PROG):
+        try:
+            cfg = parse_args(argv)
+            validate(cfg)
+            if cfg.write_data is not None:
+                target = _writable_file(cfg.write_data, "--write-data")
+                obs = load_data(cfg)
+            else:
+                obs = load_data(cfg)
+                out = Path(cfg.out)
+                if out.exists() and not out.is_dir():
+                    raise ValueError(f"--out {cfg.out!r} exists and is not a directory")
+        except ValueError as err:
+            return usage_error(PROG, err)
         if cfg.write_data is not None:
-            target = _writable_file(cfg.write_data, "--write-data")
-            obs = load_data(cfg)
-        else:
-            obs = load_data(cfg)
-            out = Path(cfg.out)
-            if out.exists() and not out.is_dir():
-                raise ValueError(f"--out {cfg.out!r} exists and is not a directory")
-    except ValueError as err:
-        return usage_error(PROG, err)
-    if cfg.write_data is not None:
-        from nsipf_torch.observations import save_observations
-        save_observations(target, obs)
-        print(f"wrote {target} (K = {obs.K}, N = {obs.N}, d = {obs.dim})")
-        return 0
-    return run(cfg, obs)
+            from nsipf_torch.observations import save_observations
+            save_observations(target, obs)
+            print(f"wrote {target} (K = {obs.K}, N = {obs.N}, d = {obs.dim})")
+            return 0
+        return run(cfg, obs)
 
 
 def run(cfg: InferConfig, obs) -> int:

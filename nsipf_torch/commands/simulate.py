@@ -32,11 +32,12 @@ import torch
 
 from nsipf_torch.api import Result, SimConfig, Setup, check_config, make_runner, run
 from nsipf_torch.callbacks import Checkpoint, ProgressBar, TensorBoard
-from nsipf_torch.cli import add_dataclass_arguments, config_from_args, make_parser, usage_error
+from nsipf_torch.cli import add_dataclass_arguments, config_from_args, make_parser, one_line_warnings, usage_error
 from nsipf_torch.distributed import World, close_world, init_world
 from nsipf_torch.initial import load_ic_file
 from nsipf_torch.io import ensure_writable_dir, load_torch
 from nsipf_torch.metrics import rel_l2
+from nsipf_torch.monitor import DEFAULT_SUBSAMPLE, GAP_WARNING
 from nsipf_torch.output import run_title
 from nsipf_torch.plotting import centre_line, plot_line_profiles
 from nsipf_torch.validation import ring_fraction
@@ -117,8 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         for message in setup.validity:  # recorded in config.json too
             print(f"{PROG}: warning: outside the CNN's validity domain: {message}", file=sys.stderr)
     try:
-        result = run(setup, runner, callbacks(setup, opts, world, out), resume=state)
-        return report(result, setup, opts, out) if world.is_main else int(not result.complete)
+        with one_line_warnings(PROG):
+            result = run(setup, runner, callbacks(setup, opts, world, out), resume=state)
+            return report(result, setup, opts, out) if world.is_main else int(not result.complete)
     finally:
         close_world(world)
 
@@ -161,6 +163,12 @@ def summary(result: Result, setup: Setup, out: Path) -> None:
     digits = 7 if grid.dtype == torch.float32 else 15  # the run's precision: more digits would show only round-off
     print(f"  mass {float(mass[-1].mean()):.{digits}g} (max relative drift {drift:.1e}); mean |x|^2 "
           f"{float(r2[0].mean()):.4f} -> {float(r2[-1].mean()):.4f} at t = {ts[-1]:.4g}")
+    if result.diagnostics and "interp_gap" in result.diagnostics[0]:
+        tg, gap = result.series("interp_gap")
+        worst = int(gap.amax(dim=1).argmax())
+        print(f"  interp_gap (the CNN's drift against the cubic spline's at {DEFAULT_SUBSAMPLE:,} particles): max "
+              f"{float(gap[worst].max()):.2f} at t = {tg[worst]:.4g}, {float(gap[-1].max()):.2f} at t = {tg[-1]:.4g} "
+              f"(a warning above {GAP_WARNING:g})")
     if float(neg.max()) > 0:
         print(f"  WARNING: the euler c-update drove c negative in up to {int(neg.max())} cells "
               f"(min c = {float(result.series('min_c')[1].min()):.3g}); --c-update exp keeps c >= 0")
