@@ -416,6 +416,39 @@ def _cap_step(step: np.ndarray, theta: np.ndarray, fit: tuple[str, ...]) -> np.n
     return step / worst if worst > 1.0 else step
 
 
+def _gauss_newton(J: torch.Tensor, r: torch.Tensor, cost: float, M: int, theta: np.ndarray, chi_index):
+    """The Gauss-Newton system at one point: A = J^T J, g = J^T r, which coordinates are free (chi at its
+    bound 0 with the cost rising in chi is held), and on the free ones the Gauss-Newton step and the
+    homoscedastic standard errors (s^2 = 2 cost / (M - p))."""
+    p = J.shape[1]
+    A = (J.T @ J).cpu().numpy()
+    g = (J.T @ r).cpu().numpy()
+    sigma2 = 2.0 * cost / (M - p)
+    free = np.ones(p, dtype=bool)
+    if chi_index is not None and theta[chi_index] <= 0.0 and g[chi_index] > 0.0:
+        free[chi_index] = False
+    Af, gf = A[np.ix_(free, free)], g[free]
+    try:
+        gn_step = np.linalg.solve(Af, -gf)
+        se = np.sqrt(sigma2 * np.diag(np.linalg.inv(Af)))
+    except np.linalg.LinAlgError:
+        gn_step, se = np.full(free.sum(), np.inf), np.zeros(free.sum())
+    return A, g, free, gn_step, se
+
+
+def _covariances(J: torch.Tensor, r: torch.Tensor, cost: float, M: int):
+    """(s^2, the homoscedastic covariance s^2 A^-1, the sandwich A^-1 J^T diag(r^2) J A^-1 M / (M - p))."""
+    p = J.shape[1]
+    A = (J.T @ J).cpu().numpy()
+    sigma2 = 2.0 * cost / (M - p)
+    meat = ((J * r[:, None]).T @ (J * r[:, None])).cpu().numpy() * (M / (M - p))
+    try:
+        A_inv = np.linalg.inv(A)
+        return sigma2, sigma2 * A_inv, A_inv @ meat @ A_inv
+    except np.linalg.LinAlgError:
+        return sigma2, np.full((p, p), np.inf), np.full((p, p), np.inf)
+
+
 def fit_parameters(model: ForwardModel, start: dict[str, float], fit: tuple[str, ...] = PARAMETERS,
                    max_iter: int = 40, step_tol: float = 0.5, progress: bool = False, callback=None,
                    jacobian: torch.Tensor | None = None) -> FitResult:
@@ -478,18 +511,8 @@ def fit_parameters(model: ForwardModel, start: dict[str, float], fit: tuple[str,
     converged, iteration = False, 0
     bar = tqdm(total=max_iter, desc=f"fit at model N={model.grid.N}", disable=not progress, leave=False)
     for iteration in range(1, max_iter + 1):
-        A = (J.T @ J).cpu().numpy()
-        g = (J.T @ r).cpu().numpy()
-        sigma2 = 2.0 * cost / (M - p)
-        free = np.ones(p, dtype=bool)
-        if chi_index is not None and theta[chi_index] <= 0.0 and g[chi_index] > 0.0:
-            free[chi_index] = False  # at the bound chi = 0 with the cost rising in chi: hold it there
+        A, g, free, gn_step, se = _gauss_newton(J, r, cost, M, theta, chi_index)
         Af, gf = A[np.ix_(free, free)], g[free]
-        try:
-            gn_step = np.linalg.solve(Af, -gf)
-            se = np.sqrt(sigma2 * np.diag(np.linalg.inv(Af)))
-        except np.linalg.LinAlgError:
-            gn_step, se = np.full(free.sum(), np.inf), np.zeros(free.sum())
         if np.all(np.abs(gn_step) <= step_tol * se):
             if fresh:
                 converged = True
@@ -547,14 +570,7 @@ def fit_parameters(model: ForwardModel, start: dict[str, float], fit: tuple[str,
     if not fresh:
         ev, J = exact(theta)
         r, cost = ev.residuals.double(), ev.cost
-    A = (J.T @ J).cpu().numpy()
-    sigma2 = 2.0 * cost / (M - p)
-    meat = ((J * r[:, None]).T @ (J * r[:, None])).cpu().numpy() * (M / (M - p))
-    try:
-        A_inv = np.linalg.inv(A)
-        covariance, robust = sigma2 * A_inv, A_inv @ meat @ A_inv
-    except np.linalg.LinAlgError:
-        covariance = robust = np.full((p, p), np.inf)
+    sigma2, covariance, robust = _covariances(J, r, cost, M)
     params = from_theta(theta, fit, start)
     misfit = float(torch.linalg.vector_norm(ev.prediction - model.observed) / torch.linalg.vector_norm(model.observed))
     return FitResult(model.grid.N, fit, params, covariance, cost, math.sqrt(sigma2), misfit, iteration, n_jac, n_cost,
