@@ -32,9 +32,12 @@ only what no validated run reached: above 1 the two drifts differ by more than t
 class InterpGap:
     """``InterpGap(grid, neural)(c, X) -> (B,)``: the gap of the module docstring on the first ``n`` particles.
 
-    ``neural`` is a :class:`~nsipf_torch.neural.NeuralInterp` (or any object with ``grad_c``). For the
-    monitor its tile list is planned for the subsample alone (every tile the subsample occupies, no more);
-    the step's plan (``capacity``) and its ``last_overflow`` counter, which the runner reports, are restored.
+    ``neural`` is a :class:`~nsipf_torch.neural.NeuralInterp` (or any object with ``grad_c``). When it holds
+    the fine field its last call made from this very c (``keep_last``, which the particle runner sets: the
+    step's c^{n+1}), the NSIPF drift is read from that field, the step's own, with no CNN evaluation: 2.4 %
+    of a step at the default cadence at the main job's size, 0.6 % at 64^3 with P = 2e5 (BENCHMARKS.md).
+    Otherwise the CNN runs on the tiles the subsample occupies (its tile list planned for the subsample
+    alone; the step's plan ``capacity`` and its ``last_overflow`` counter are restored).
     """
 
     def __init__(self, grid: Grid, neural, n: int = DEFAULT_SUBSAMPLE):
@@ -46,6 +49,18 @@ class InterpGap:
     @torch.no_grad()
     def __call__(self, c: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
         Xs = X[:, : self.n]
+        held = getattr(self.neural, "last_fine_field", lambda c: None)(c)
+        if held is not None:  # the step's own fine field of this c: its drift, read at the subsample
+            g_nn = self.neural.fine_interp.grad_c(held, Xs)
+        else:
+            g_nn = self._fresh_drift(c, Xs)
+        g_sp = self.spline.grad_c(c, Xs)
+        num = torch.linalg.vector_norm((g_nn - g_sp).to(torch.float64), dim=(-2, -1))
+        den = torch.linalg.vector_norm(g_sp.to(torch.float64), dim=(-2, -1))
+        return torch.where(den > 0, num / den.clamp(min=torch.finfo(torch.float64).tiny), num)
+
+
+    def _fresh_drift(self, c: torch.Tensor, Xs: torch.Tensor) -> torch.Tensor:
         overflow = getattr(self.neural, "last_overflow", None)
         capacity = getattr(self.neural, "capacity", None)
         if capacity is not None:  # the CNN runs only on the tiles the subsample occupies (a host sync, as
@@ -55,10 +70,7 @@ class InterpGap:
             self.neural.capacity = capacity
         if overflow is not None:
             self.neural.last_overflow = overflow
-        g_sp = self.spline.grad_c(c, Xs)
-        num = torch.linalg.vector_norm((g_nn - g_sp).to(torch.float64), dim=(-2, -1))
-        den = torch.linalg.vector_norm(g_sp.to(torch.float64), dim=(-2, -1))
-        return torch.where(den > 0, num / den.clamp(min=torch.finfo(torch.float64).tiny), num)
+        return g_nn
 
 
 def gap_warning(rows: list[dict], threshold: float = GAP_WARNING) -> str | None:

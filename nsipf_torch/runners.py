@@ -92,6 +92,8 @@ class ParticleRunner:
         self.step_fn = compiled_advance() if compile else None
         # NSIPF's runtime monitor: its drift beside the cubic spline's at a fixed subsample of particles
         self.gap = InterpGap(grid, interp) if isinstance(interp, NeuralInterp) else None
+        if self.gap is not None:  # the step's fine field of c^{n+1} is held so the monitor reads it again
+            interp.keep_last = True
 
     def replan(self) -> None:
         """Size the neural interpolator's tile list from the particles now (a host sync: outside the step).
