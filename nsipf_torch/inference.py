@@ -31,8 +31,8 @@ projection with an active set, so chi-hat = 0 is reachable (a chemotaxis-free da
 running to -inf). Marquardt's diagonal scaling makes Levenberg-Marquardt invariant to rescaling a
 coordinate, so fitting chi itself loses nothing that log chi would give except positivity.
 
-Optimiser (:func:`fit_parameters`). Levenberg-Marquardt; exact Jacobians (about 3-6x a plain run when
-compiled, 7-13x eager) are spent only where needed: Broyden rank-one updates carry the Jacobian between them, and an exact one is
+Optimiser (:func:`fit_parameters`). Levenberg-Marquardt; exact Jacobians (about 4x a plain run when
+compiled, 4-10x eager) are spent only where needed: Broyden rank-one updates carry the Jacobian between them, and an exact one is
 taken when a step fails, gains less than a quarter of what the linear model promised, after 5 updated
 steps, and before convergence is declared (the Gauss-Newton step from an exact Jacobian below ``step_tol``
 standard errors). :func:`infer` starts the main fit with the Jacobian of the coarsest model in the
@@ -454,7 +454,7 @@ def fit_parameters(model: ForwardModel, start: dict[str, float], fit: tuple[str,
                    jacobian: torch.Tensor | None = None) -> FitResult:
     """Levenberg-Marquardt on theta = (chi, log gamma) with chi >= 0 (projection and an active set).
 
-    The Jacobian comes from forward mode (:meth:`ForwardModel.evaluate`, 3-6x a plain run compiled);
+    The Jacobian comes from forward mode (:meth:`ForwardModel.evaluate`, about 4x a plain run compiled);
     between exact Jacobians it is carried by Broyden's rank-one update from each accepted step, and trial
     points are plain runs. The exact Jacobian is recomputed when a trial fails with an updated one, when a
     step gains less than a quarter of the decrease the linear model promised, after MAX_BROYDEN_STEPS
@@ -677,7 +677,7 @@ def infer(data, fit=PARAMETERS, chi: float = 1.0, gamma: float = 0.01, model_N: 
     runs at ``model_N`` (default 2N); with ``check`` the fit is repeated at N and 2N (the discretisation
     check; at the data's own resolution the model's discretisation error is absorbed into the parameters).
     ``compile`` fuses the FD sub-step and its tangents with ``torch.compile`` (on this project's 2-core
-    CPU 5-8x faster per plain sub-step and 9-27x per sub-step with tangents, after 15-25 s of compilation
+    CPU 8-9x faster per plain sub-step and 9-19x per sub-step with tangents, after 10-25 s of compilation
     per model grid; docs/INFERENCE.md). ``callback(model_N, iteration, record)`` sees every iteration. Bad
     values raise ``ValueError``.
     """

@@ -85,6 +85,9 @@ def main(argv=None) -> int:
         for label, call in rows:
             ms, first = median_ms(call, cfg.repeats)
             print(f"  {label:40s} {ms:9.2f} ms   (first call {first:.1f} s)")
+        eager, fused = rows[3][1](), rows[4][1]()
+        worst = max(float(((a - b).abs().max() / b.abs().max())) for a, b in zip(eager, fused))
+    print(f"  compiled against eager tangent sub-step: largest difference {worst:.1e} of each output's maximum")
     return 0
 
 

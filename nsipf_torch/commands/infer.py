@@ -85,7 +85,7 @@ class InferConfig:
     c_update: str = _opt("exp", "FD c step", choices=C_UPDATES)
     max_iter: int = _opt(40, "Levenberg-Marquardt iterations per fit")
     step_tol: float = _opt(0.5, "converged when the Gauss-Newton step is below this many standard errors")
-    compile: bool = _opt(True, "torch.compile the FD sub-step and its tangents (15-25 s per model grid on a CPU, "
+    compile: bool = _opt(True, "torch.compile the FD sub-step and its tangents (10-25 s per model grid on a CPU, "
                          "repaid many times over by a fit; --no-compile runs eagerly)")
     device: str = _opt("cpu", "cpu, cuda or auto")
     dtype: str = _opt("float64", "float64 or float32")
