@@ -757,7 +757,7 @@ def render_markdown(results: dict, n_steps: int) -> str:
 
 
 def render_targets(results: dict) -> list[str]:
-    """The target rows, train.py's wall time and the histogram comparison, where measured."""
+    """The target rows, train.py's wall time, the monitor's cost and the histogram comparison, where measured."""
     lines = []
     if results.get("targets"):
         lines += ["", "## Targets (warm-up = first calls and compilation, excluded)", "",
