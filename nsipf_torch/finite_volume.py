@@ -38,7 +38,7 @@ from .params import per_member
 from .stencils import divergence, face_differences, upwind_flux
 
 __all__ = ["POSITIVITY_BOUND", "Geometry", "CartesianGeometry", "RadialGeometry", "rho_rate", "substep",
-           "stability_rate", "substep_count", "advance", "load_forward_mode", "tangent_substep", "compiled_substep",
+           "stability_rate", "substep_count", "advance", "load_forward_mode", "tangent_substep", "tangent_advance", "compiled_substep",
            "compiled_tangent_substep"]
 
 POSITIVITY_BOUND = 0.4  # the combined bound above (MUSCL's own bound is about 1/2)
@@ -210,6 +210,17 @@ def compiled_tangent_substep():
     return _compiled(tangent_substep)
 
 
+def _repeat(step, state: tuple, dt: float, n_sub: int, rest: tuple, compile: bool) -> tuple:
+    """``state = step(*state, dt / n_sub, *rest)`` n_sub times; with ``compile`` the sub-step size is a 0-d
+    tensor, so that a new size does not recompile (one small host-to-device copy)."""
+    dt_sub = dt / n_sub
+    if compile:
+        dt_sub = torch.tensor(dt_sub, dtype=state[0].dtype, device=state[0].device)
+    for _ in range(n_sub):
+        state = step(*state, dt_sub, *rest)
+    return state
+
+
 def advance(rho: torch.Tensor, c: torch.Tensor, dt: float, gamma, chi, geom: Geometry, limiter: str = "minmod",
             c_update: str = "exp", n_sub: int | None = None, compile: bool = False):
     """One outer step of size dt as ``n_sub`` equal Strang sub-steps; returns (rho, c, n_sub).
@@ -223,10 +234,17 @@ def advance(rho: torch.Tensor, c: torch.Tensor, dt: float, gamma, chi, geom: Geo
         n_sub = substep_count(c, dt, gamma, chi, geom, rho=rho, c_update=c_update)
     elif isinstance(n_sub, bool) or not isinstance(n_sub, int) or n_sub < 1:
         raise ValueError(f"n_sub must be a positive integer, got {n_sub!r}")
-    dt_sub = dt / n_sub
-    if compile:  # a 0-d tensor, so that a new sub-step size does not recompile (one host-to-device copy)
-        dt_sub = torch.tensor(dt_sub, dtype=rho.dtype, device=rho.device)
     step = compiled_substep() if compile else substep
-    for _ in range(n_sub):
-        rho, c = step(rho, c, dt_sub, gamma, chi, geom, limiter, c_update)
+    rho, c = _repeat(step, (rho, c), dt, n_sub, (gamma, chi, geom, limiter, c_update), compile)
     return rho, c, n_sub
+
+
+def tangent_advance(rho: torch.Tensor, c: torch.Tensor, d_rho: torch.Tensor, d_c: torch.Tensor, dt: float, gamma,
+                    chi, d_gamma: torch.Tensor, d_chi: torch.Tensor, geom: Geometry, limiter: str, c_update: str,
+                    n_sub: int, compile: bool = False):
+    """:func:`advance` with the tangents of :func:`tangent_substep` (an explicit count ``n_sub``, taken by
+    the caller from the primal state); returns (rho, c, d_rho, d_c)."""
+    load_forward_mode()
+    step = compiled_tangent_substep() if compile else tangent_substep
+    return _repeat(step, (rho, c, d_rho, d_c), dt, n_sub, (gamma, chi, d_gamma, d_chi, geom, limiter, c_update),
+                   compile)

@@ -252,8 +252,6 @@ class ForwardModel:
                               for d in directions)
             d_rho = torch.zeros((d_chi.shape[0], *rho.shape), dtype=rho.dtype, device=rho.device)
             d_c = torch.zeros_like(d_rho)
-            tangent_step = fv.compiled_tangent_substep() if self.compile else fv.tangent_substep
-            fv.load_forward_mode()
             gamma, chi = (torch.as_tensor(x, dtype=rho.dtype, device=rho.device).reshape(1) for x in (gamma, chi))
         used, outputs, tangents, step = [], [], [], 0
         for dt, n_steps in self.schedule:
@@ -270,12 +268,9 @@ class ForwardModel:
                         raise StepLimitError(f"chi = {_primal(chi)}, gamma = {_primal(gamma)} need {n_sub} "
                                              f"sub-steps per outer step (limit {MAX_SUBSTEPS})")
                 if directions is not None:
-                    dt_sub = dt / n_sub
-                    if self.compile:  # a 0-d tensor: a new sub-step size does not recompile
-                        dt_sub = torch.tensor(dt_sub, dtype=rho.dtype, device=rho.device)
-                    for _ in range(n_sub):
-                        rho, c, d_rho, d_c = tangent_step(rho, c, d_rho, d_c, dt_sub, gamma, chi, d_gamma, d_chi,
-                                                          self.geometry, self.limiter, self.c_update)
+                    rho, c, d_rho, d_c = fv.tangent_advance(rho, c, d_rho, d_c, dt, gamma, chi, d_gamma, d_chi,
+                                                            self.geometry, self.limiter, self.c_update, n_sub,
+                                                            self.compile)
                 else:
                     args = (rho, c, dt, gamma, chi, self.geometry, self.limiter, self.c_update, n_sub)
                     if use_checkpoint:
