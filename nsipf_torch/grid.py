@@ -17,6 +17,12 @@ from .params import check_finite
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (a no-op on the CPU): what brackets every timed region."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def resolve_device(device: str | torch.device) -> torch.device:
     """'auto' picks CUDA when present; asking for CUDA without it is a ``ValueError``."""
     name = str(device)

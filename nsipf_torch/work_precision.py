@@ -14,8 +14,8 @@ deposit, exact c-update, eager), float32, dt = 1e-3, one seed. Error: ``metrics.
 
 Wall time: from the runner's construction (initial sampling included) to rho at T on the host, after one
 warm-up run of the same method and grid (first calls, allocator, CNN loading, compilation) that is not
-counted. Sizes per suite in :data:`SIZES`; ``benchmark.py --suite work-precision`` runs the CPU sizes,
-``--suite work-precision-gpu`` the GPU ones.
+counted. Sizes in :data:`SIZES`: ``benchmark.py --suite work-precision`` runs the CPU sizes on a CPU and
+the GPU sizes on a GPU (``--wp-sizes`` chooses).
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from .grid import Grid
+from .grid import synchronize as sync
 from .initial import get_ic
 from .metrics import block_average, rel_l2
 from .params import Params
@@ -57,11 +58,6 @@ class Point:
     @property
     def label(self) -> str:
         return f"{self.N}" if self.method == "FDM" else f"{self.N}/{self.P:.0e}".replace("e+0", "e")
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def run_to(method: str, problem: str, N: int, P: int, dim: int, T: float, dt: float, device,

@@ -19,6 +19,7 @@ from nsipf_torch.cli import parse_config, usage_error
 
 from nsipf_torch.fd import fd_advance, fd_solve, fd_substep_count
 from nsipf_torch.grid import DTYPES, Grid, resolve_device, resolve_dtype
+from nsipf_torch.grid import synchronize as sync
 from nsipf_torch.initial import get_ic
 
 
@@ -49,11 +50,6 @@ class TimeFDConfig:
             resolve_device(self.device)
         except ValueError as err:
             raise ValueError(f"--device: {err}") from None
-
-
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def time_run(N, dtype, device, T, dt, ic="two_blobs"):

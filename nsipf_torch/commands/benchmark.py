@@ -38,6 +38,7 @@ import torch
 
 from nsipf_torch.cli import parse_config, usage_error
 from nsipf_torch.grid import Grid, resolve_device, resolve_dtype
+from nsipf_torch.grid import synchronize as sync
 from nsipf_torch.initial import get_ic
 from nsipf_torch.interp import make_interp
 from nsipf_torch.io import ensure_writable_dir, save_json
@@ -140,11 +141,6 @@ class BenchConfig:
 
 def parse_args(argv) -> BenchConfig:
     return parse_config(BenchConfig, argv, prog="benchmark.py", description=__doc__.split("\n\n")[0])
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def make_runner(method: str, grid: Grid, P: int, precision: str = "fp32"):
