@@ -28,6 +28,7 @@ members of a batch so that batched and single runs agree bitwise.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -38,8 +39,8 @@ from .params import per_member
 from .stencils import divergence, face_differences, upwind_flux
 
 __all__ = ["POSITIVITY_BOUND", "Geometry", "CartesianGeometry", "RadialGeometry", "rho_rate", "substep",
-           "stability_rate", "substep_count", "advance", "load_forward_mode", "tangent_substep", "tangent_advance", "compiled_substep",
-           "compiled_tangent_substep"]
+           "stability_rate", "substep_count", "advance", "load_forward_mode", "tangent_substep", "tangent_advance",
+           "compiled_substep", "compiled_tangent_substep"]
 
 POSITIVITY_BOUND = 0.4  # the combined bound above (MUSCL's own bound is about 1/2)
 
@@ -156,10 +157,11 @@ def substep_count(c: torch.Tensor, dt: float, gamma, chi, geom: Geometry, rho: t
     return max(1, math.ceil(dt * worst / POSITIVITY_BOUND - 1e-12))
 
 
+@functools.cache
 def load_forward_mode() -> None:
     """Load torch's forward-mode decompositions, which torch does on first use through a call of its own
-    that raises a FutureWarning (``torch.jit.script`` is deprecated); once, quietly. Call it outside
-    compiled code before :func:`tangent_substep`."""
+    that raises a FutureWarning (``torch.jit.script`` is deprecated); once per process, quietly. Call it
+    outside compiled code before :func:`tangent_substep`."""
     import warnings
 
     import torch.autograd.forward_ad as fwAD

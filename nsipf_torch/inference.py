@@ -18,9 +18,10 @@ Derivatives. The Jacobian's columns are the tangents of the whole simulation, by
 pass: :func:`~nsipf_torch.finite_volume.tangent_substep` (``torch.func.jvp`` vmapped over the fitted
 parameters' directions, the primal computed once), fused by ``torch.compile`` with ``compile=True``.
 Reverse mode gives one combination J^T v per pass, so the K N^d x 2 Jacobian would take K N^d passes;
-forward mode takes one, with no tape (memory: the state and one tangent per parameter). :meth:`ForwardModel.loss_gradient` is the reverse-mode gradient of
-the cost with the outer steps checkpointed (memory: one state per outer step), for callers with many
-parameters; the tests check both modes against each other and against central differences.
+forward mode takes one, with no tape (memory: the state and one tangent per parameter).
+:meth:`ForwardModel.loss_gradient` is the reverse-mode gradient of the cost with the outer steps
+checkpointed (memory: one state per outer step), for callers with many parameters; the tests check both
+modes against each other and against central differences.
 
 Least squares. r = w (rho_model - rho_obs) over the K N^d observed cells, cost = |r|^2 / 2;
 ``weights="relative"`` (default) takes w = 1 / max(m, floor * max m) with m the mean of the observed
@@ -32,8 +33,8 @@ running to -inf). Marquardt's diagonal scaling makes Levenberg-Marquardt invaria
 coordinate, so fitting chi itself loses nothing that log chi would give except positivity.
 
 Optimiser (:func:`fit_parameters`). Levenberg-Marquardt; exact Jacobians (about 4x a plain run when
-compiled, 4-10x eager) are spent only where needed: Broyden rank-one updates carry the Jacobian between them, and an exact one is
-taken when a step fails, gains less than a quarter of what the linear model promised, after 5 updated
+compiled, 4-10x eager) are spent only where needed: Broyden rank-one updates carry the Jacobian between
+them, and an exact one is taken when a step fails, gains less than a quarter of what the linear model promised, after 5 updated
 steps, and before convergence is declared (the Gauss-Newton step from an exact Jacobian below ``step_tol``
 standard errors). :func:`infer` starts the main fit with the Jacobian of the coarsest model in the
 discretisation check (the residuals live on the data grid at every resolution).
@@ -298,8 +299,8 @@ class ForwardModel:
         directions = None
         if jacobian and fit:  # direction j moves theta_j by one: d gamma / d log gamma = gamma
             scale = {"chi": 1.0, "gamma": float(params["gamma"])}
-            directions = tuple(torch.tensor([scale[name] if name == k else 0.0 for name in fit], dtype=dtype)
-                               for k in ("chi", "gamma"))
+            directions = tuple(torch.tensor([scale[name] if name == k else 0.0 for name in fit], dtype=dtype,
+                                            device=device) for k in ("chi", "gamma"))
         with torch.no_grad():
             prediction, tangent, used = self.simulate(values["chi"], values["gamma"], counts, min_counts=min_counts,
                                                       directions=directions)

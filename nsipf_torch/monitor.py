@@ -34,7 +34,7 @@ class InterpGap:
 
     ``neural`` is a :class:`~nsipf_torch.neural.NeuralInterp` (or any object with ``grad_c``). When it holds
     the fine field its last call made from this very c (``keep_last``, which the particle runner sets: the
-    step's c^{n+1}), the NSIPF drift is read from that field, the step's own, with no CNN evaluation: 2.4 %
+    step's c^{n+1}), the NSIPF drift is read from that field, the step's own, with no CNN evaluation: 2.5 %
     of a step at the default cadence at the main job's size, 0.6 % at 64^3 with P = 2e5 (BENCHMARKS.md).
     Otherwise the CNN runs on the tiles the subsample occupies (its tile list planned for the subsample
     alone; the step's plan ``capacity`` and its ``last_overflow`` counter are restored).
@@ -58,7 +58,6 @@ class InterpGap:
         num = torch.linalg.vector_norm((g_nn - g_sp).to(torch.float64), dim=(-2, -1))
         den = torch.linalg.vector_norm(g_sp.to(torch.float64), dim=(-2, -1))
         return torch.where(den > 0, num / den.clamp(min=torch.finfo(torch.float64).tiny), num)
-
 
     def _fresh_drift(self, c: torch.Tensor, Xs: torch.Tensor) -> torch.Tensor:
         overflow = getattr(self.neural, "last_overflow", None)

@@ -45,11 +45,14 @@ def check_positive(name: str, value, allow_zero: bool = False, batch: int | None
         if batch is not None and value.numel() not in (1, batch):
             raise ValueError(f"{name} has {value.numel()} members, the batch has {batch}")
         v = value.detach()
-        shown = v.tolist() if v.numel() > 1 else v.item()
+
+        def shown():  # the values read back only to report them
+            return v.tolist() if v.numel() > 1 else v.item()
+
         if not bool(torch.isfinite(v).all()):
-            raise ValueError(f"{name} must be finite, got {shown}")
+            raise ValueError(f"{name} must be finite, got {shown()}")
         if bool((v < 0).any()) or (not allow_zero and bool((v == 0).any())):
-            raise ValueError(f"{name} must be {'>=' if allow_zero else '>'} 0, got {shown}")
+            raise ValueError(f"{name} must be {'>=' if allow_zero else '>'} 0, got {shown()}")
         return value
     value = check_finite(name, value)
     if value < 0 or (value == 0 and not allow_zero):

@@ -21,6 +21,7 @@ from . import fd
 from .deposit import deposit
 from .diagnostics import field_diagnostics
 from .grid import Grid
+from .interp import make_interp
 from .params import Params
 from .distributed import World, sharded_deposit
 from .monitor import InterpGap
@@ -28,7 +29,6 @@ from .neural import NeuralInterp
 from .sipf import compiled_advance, initial_state, noise_generators, sipf_run
 
 METHODS = ("FDM", "SIPF-trilinear", "SIPF-spline", "NSIPF")  # the compared methods by their table names
-
 
 
 
@@ -175,9 +175,6 @@ def runner_for(method: str, grid: Grid, ic, params: Params, P: int = 0, seeds: S
         return FDRunner(grid, ic, params, compile=compile)
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
-    from .interp import make_interp
-
     options = {"precision": precision, **({"model": model} if model is not None else {})}
     interp = make_interp("neural", grid, **options) if method == "NSIPF" else make_interp(method.split("-")[1], grid)
     return ParticleRunner(grid, ic, params, list(seeds), P, interp)
-
