@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
+from tqdm import tqdm
 
 from .deposit import deposit
 from .grid import Grid
@@ -209,6 +210,8 @@ def _generate_split(cfg: DataConfig, n_traj: int, seed: int, canonical: bool, pr
     half = torch.ceil(_PATCH_REACH / h).long() + n // 2 + k + 2
 
     out = {"rough": [], "smooth": [], "target": [], "traj": [], "time": [], "h": [], "P": []}
+    bar = tqdm(total=n_traj * steps, desc=f"particle paths ({n_traj} trajectories)", unit="path-step",
+               disable=not progress, leave=False)
     for lo in range(0, n_traj, cfg.chunk):
         idx = list(range(lo, min(n_traj, lo + cfg.chunk)))
         # Particles in float32: the paths' statistics, not their last digits, are what the data needs.
@@ -234,6 +237,8 @@ def _generate_split(cfg: DataConfig, n_traj: int, seed: int, canonical: bool, pr
             grad = dr_face.unsqueeze(-1) * X / rad.clamp(min=1e-12).unsqueeze(-1)
             noise = torch.randn(X.shape, generator=g, dtype=torch.float32).to(device)
             X = _reflect_ball(X + chi * cfg.dt * grad + noise_sd * noise, cfg.R)
+            bar.update(len(idx))
+    bar.close()
     data = {key: torch.cat(v) if key in ("rough", "smooth", "target") else torch.tensor(sum(v, []))
             for key, v in out.items()}
     # One row per trajectory: the parameters that define it (tests check the splits are disjoint).

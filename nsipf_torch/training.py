@@ -26,12 +26,17 @@ from tqdm import tqdm
 from .cli import check_output_dir, check_output_file
 from .data import DataConfig, cache_folder, make_dataset
 from .model import UpsampleCNN, read_checkpoint, save_checkpoint, upsample_linear
+from .validity import training_domain
 
 ROUGHNESS = ("off", "on", "mix", "keep")
 
 
 def _opt(default, help, **extra):
     return field(default=default, metadata={"help": help, **extra})
+
+
+# The roughness range the training covers is P / N^d for P in [10^4, P_max] and N in 32-128 (validity.py).
+DEFAULT_P_MAX = {2: 30_000, 3: 131_072}
 
 
 @dataclass
@@ -53,7 +58,9 @@ class TrainConfig:
     snapshots: int = _opt(6, "times per trajectory at which patches are cut")
     grids_per_traj: int = _opt(3, "random SIPF grids (N in 32-128, sub-cell shift) per trajectory")
     patches_per_grid: int = _opt(3, "patches cut per grid and snapshot")
-    P_max: int = _opt(30_000, "most particles per problem for the roughness of the SIPF field")
+    P_max: int = _opt(0, "most particles per problem for the roughness of the SIPF field (0: the dimension's "
+                      "default, 131072 in 3D = 4 particles per cell at N = 32, so that P = 10^6 at 64^3 (3.8) "
+                      "is inside the validity domain; 30000 in 2D = 29 per cell at N = 32)")
     data_seed: int = _opt(0, "seed of the training-data generator")
     data_T: float = _opt(0.2, "final time of the radial trajectories (the canonical T)")
     data_Nr: int = _opt(256, "radial cells of the radial solver on [0, 1.5]")
@@ -72,6 +79,8 @@ class TrainConfig:
     def validate(self):
         if self.dim not in (2, 3):
             raise ValueError(f"--dim must be 2 or 3, got {self.dim}")
+        if self.P_max == 0:
+            self.P_max = DEFAULT_P_MAX[self.dim]
         for name in ("epochs", "batch_size", "width", "depth", "scale", "n_traj", "n_val_traj", "snapshots",
                      "grids_per_traj", "patches_per_grid", "P_max", "data_Nr"):
             if getattr(self, name) < 1:
@@ -297,7 +306,8 @@ def end_of_epoch(run: Run, epoch: int, train_loss: torch.Tensor, best, writer, t
         best = (_cpu(run.model.state_dict()), dict(metrics, epoch=epoch + 1))
     save_checkpoint(run.cfg.out, run.model, config=dataclasses.asdict(run.cfg),
                     optimizer_state=_cpu(run.opt.state_dict()), epoch=epoch + 1, metrics=best[1],
-                    weights=best[0], extra={"last_model": _cpu(run.model.state_dict()), "last_metrics": metrics})
+                    weights=best[0], extra={"last_model": _cpu(run.model.state_dict()), "last_metrics": metrics,
+                           "domain": training_domain(run.cfg.dim, run.cfg.P_max)})
     log(f"epoch {epoch + 1}: train {metrics['train_loss']:.3e}  val {metrics['loss']:.3e}  "
           f"value cnn/linear {metrics['value_cnn']:.4f}/{metrics['value_linear']:.4f}  "
           f"grad cnn/linear {metrics['grad_cnn']:.4f}/{metrics['grad_linear']:.4f}")

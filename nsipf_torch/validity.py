@@ -6,7 +6,7 @@ so the domain lives on the axes it does see, each derived from the training reci
 per trajectory in [P_min, P_max]):
 
 - ``particles_per_cell``: P / N^d, the roughness of the field the CNN upsamples; training covered
-  [P_min / N_max^d, P_max / N_min^d] (3D: 0.0048-0.92; 2D: 0.61-29);
+  [P_min / N_max^d, P_max / N_min^d] (3D: 0.0048-4, P_max = 131072; 2D: 0.61-29, P_max = 30000);
 - ``N``: the grid size, [N_min, N_max] = [32, 128];
 - ``c0_width_over_h``: the narrowest feature of c0 in cells, sigma_c / h with sigma_c in [0.08, 0.4]:
   [0.08 N_min / 2, 0.4 N_max / 2] = [1.28, 25.6];
@@ -15,9 +15,10 @@ per trajectory in [P_min, P_max]):
   spherical shells in 3D). The held-out families of :mod:`nsipf_torch.initial` (``planar``, ``mixture``,
   the amplitude-30 variants) are declared outside; a user's own problem is not classified.
 
-A checkpoint may store these ranges explicitly under ``"domain"`` (the same keys, (lo, hi) pairs); the
-shipped ones do not, so :func:`domain_of` derives them from the stored training config and the data
-recipe's fixed bounds (``DataConfig`` defaults N_min, N_max and train.py's P_min = min(10^4, P_max)).
+``train.py`` stores these ranges in every checkpoint under ``"domain"`` (the same keys, (lo, hi) pairs;
+:func:`training_domain`); for a checkpoint without them (the shipped 2D one and the ablations predate it)
+:func:`domain_of` derives them from the stored training config and the data recipe's fixed bounds
+(``DataConfig`` defaults N_min, N_max and train.py's P_min = min(10^4, P_max)).
 """
 from __future__ import annotations
 
@@ -28,14 +29,9 @@ from .data import DataConfig
 _SIGMA_C = (0.08, 0.4)  # the c0 widths of nsipf_torch.data.sample_problems
 
 
-def domain_of(checkpoint: Mapping) -> dict:
-    """{axis: (lo, hi)} plus ``dim`` from a loaded checkpoint (``nsipf_torch.io.load_torch``)."""
-    if "domain" in checkpoint:
-        return dict(checkpoint["domain"])
-    config = checkpoint.get("config")
-    if not isinstance(config, Mapping) or "dim" not in config or "P_max" not in config:
-        raise ValueError("the checkpoint stores neither a validity domain nor the training config it comes from")
-    data = DataConfig(dim=int(config["dim"]), P_max=int(config["P_max"]), P_min=min(10_000, int(config["P_max"])))
+def training_domain(dim: int, P_max: int) -> dict:
+    """{axis: (lo, hi)} plus ``dim`` covered by ``train.py``'s recipe in ``dim`` dimensions with ``P_max``."""
+    data = DataConfig(dim=int(dim), P_max=int(P_max), P_min=min(10_000, int(P_max)))
     d = data.dim
     return {
         "dim": d,
@@ -43,6 +39,17 @@ def domain_of(checkpoint: Mapping) -> dict:
         "N": (data.N_min, data.N_max),
         "c0_width_over_h": (_SIGMA_C[0] * data.N_min / 2.0, _SIGMA_C[1] * data.N_max / 2.0),
     }
+
+
+def domain_of(checkpoint: Mapping) -> dict:
+    """{axis: (lo, hi)} plus ``dim`` from a loaded checkpoint (``nsipf_torch.io.load_torch``): its stored
+    ``"domain"``, else the one its stored training config implies."""
+    if "domain" in checkpoint:
+        return dict(checkpoint["domain"])
+    config = checkpoint.get("config")
+    if not isinstance(config, Mapping) or "dim" not in config or "P_max" not in config:
+        raise ValueError("the checkpoint stores neither a validity domain nor the training config it comes from")
+    return training_domain(config["dim"], config["P_max"])
 
 
 def check_run(checkpoint: Mapping, *, N: int, P: int, dim: int, L: float = 1.0, c0_width: float | None = None,

@@ -15,10 +15,10 @@ def ckpt3():
 
 
 def test_domain_of_shipped_checkpoints():
-    """The ranges follow from the training recipe (10^4-3*10^4 particles on N = 32-128 grids)."""
+    """The stored ranges are the training recipe's: 10^4-131072 particles (3D; 2D 10^4-3*10^4) on N = 32-128."""
     d3, d2 = domain_of(load_torch(default_checkpoint(3))), domain_of(load_torch(default_checkpoint(2)))
     assert d3["dim"] == 3 and d2["dim"] == 2
-    assert d3["particles_per_cell"] == pytest.approx((1e4 / 128**3, 3e4 / 32**3))
+    assert d3["particles_per_cell"] == pytest.approx((1e4 / 128**3, 4.0))
     assert d2["particles_per_cell"] == pytest.approx((1e4 / 128**2, 3e4 / 32**2))
     assert d3["N"] == (32, 128) and d3["c0_width_over_h"] == pytest.approx((1.28, 25.6))
 
@@ -31,7 +31,7 @@ def test_c0_width_bounds_are_the_data_recipe():
 
 def test_main_job_and_canonical_runs_are_inside(ckpt3):
     for name, N, P in [("annuli", 32, 20_000), ("two_blobs", 64, 200_000), ("blob", 64, 20_000),
-                       ("two_blobs", 128, 1_000_000)]:
+                       ("two_blobs", 128, 1_000_000), ("two_blobs", 64, 1_000_000)]:
         ic = get_ic(name)
         assert check_run(ckpt3, N=N, P=P, dim=3, c0_width=ic.c0_width, held_out=ic.held_out) == [], (name, N, P)
 
@@ -41,9 +41,9 @@ def test_far_outside_warns_once_per_axis(ckpt3):
     msgs = check_run(ckpt3, N=8, P=100_000, dim=3, c0_width=0.1)
     assert len(msgs) == 3
     assert "195" in msgs[0] and "grid size N = 8" in msgs[1] and "width" in msgs[2]
-    # 64^3 with 10^6 particles: 3.8 per cell, outside the 3-D training (0.0048-0.92)
-    assert check_run(ckpt3, N=64, P=10**6, dim=3) == [
-        "particles per cell P/N^3 = 3.81 is outside the training range 0.00477-0.916"]
+    # 32^3 with 2*10^5 particles: 6.1 per cell, outside the 3-D training (0.0048-4)
+    assert check_run(ckpt3, N=32, P=200_000, dim=3) == [
+        "particles per cell P/N^3 = 6.1 is outside the training range 0.00477-4"]
     ic = get_ic("planar")
     assert any("held-out" in m for m in check_run(ckpt3, N=64, P=200_000, dim=3, held_out=ic.held_out,
                                                    ic_name=ic.name))

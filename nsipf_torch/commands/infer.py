@@ -38,7 +38,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 
-from nsipf_torch.cli import add_dataclass_arguments, config_from_args, make_parser, one_line_warnings, usage_error
+from nsipf_torch.cli import (add_dataclass_arguments, check_output_file, config_from_args, make_parser,
+                             one_line_warnings, usage_error)
 from nsipf_torch.field import C_UPDATES
 from nsipf_torch.io import ensure_writable_dir, save_json, save_npz
 from nsipf_torch.stencils import LIMITERS
@@ -96,17 +97,6 @@ class InferConfig:
 def parse_args(argv: list[str]) -> InferConfig:
     parser = make_parser(PROG, __doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 2)[2])
     return config_from_args(InferConfig, add_dataclass_arguments(parser, InferConfig).parse_args(argv))
-
-
-def _writable_file(path: str, flag: str) -> Path:
-    path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise ValueError(f"{flag}: directory {str(parent)!r} does not exist")
-    import os
-    if not os.access(parent, os.W_OK):
-        raise ValueError(f"{flag}: directory {str(parent)!r} is not writable")
-    return path
 
 
 def load_data(cfg: InferConfig):
@@ -211,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg = parse_args(argv)
             validate(cfg)
             if cfg.write_data is not None:
-                target = _writable_file(cfg.write_data, "--write-data")
+                check_output_file(cfg.write_data, "--write-data")
                 obs = load_data(cfg)
             else:
                 obs = load_data(cfg)
@@ -222,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
             return usage_error(PROG, err)
         if cfg.write_data is not None:
             from nsipf_torch.observations import save_observations
+            target = Path(cfg.write_data)
+            target.parent.mkdir(parents=True, exist_ok=True)
             save_observations(target, obs)
             print(f"wrote {target} (K = {obs.K}, N = {obs.N}, d = {obs.dim})")
             return 0
