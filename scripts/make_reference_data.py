@@ -7,6 +7,8 @@ metadata. The rel_l2 between the two resolutions is printed and stored, as the e
 the mean |x|^2 trajectories (MODEL.md §5 behaviour figures) of both runs.
 
     python -m scripts.make_reference_data                       # 3D at 96^3 (vs 64^3) and 2D at 256^2 (vs 128^2)
+    python -m scripts.make_reference_data --dim 3 --problems two_blobs,annuli --N 128 --coarse-N 64 --compile
+                                                                # the shipped 3D two_blobs and annuli files
     python -m scripts.make_reference_data --dim 3 --problems annuli --N 128 --coarse-N 64 --device cuda
     python -m scripts.make_reference_data --dim 2 --N 256 --coarse-N 128 --problems two_blobs
 """

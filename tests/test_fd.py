@@ -246,9 +246,9 @@ def test_limiters_agree_at_fine_resolution(limiter):
 
 @pytest.mark.slow
 def test_grid_convergence_two_blobs_3d_full():
-    # 3D two_blobs at T = 0.2: 32^3 and 64^3 against the stored fine reference (96^3, 16^3 coarse cells).
+    # 3D two_blobs at T = 0.2: 32^3 and 64^3 against the stored fine reference (128^3, 16^3 coarse cells).
     # MODEL.md §6 measured about 20% and 4% (against 128^3); the three-grid Richardson order (h = 1/32, 1/64,
-    # 1/96) is >= 1.5.
+    # 1/128) is >= 1.5.
     ref = _reference("two_blobs", 3)
     fine = torch.from_numpy(ref["rho_T"]).double()[None]
     hs = (1 / 32, 1 / 64, 1 / int(ref["N"]))
