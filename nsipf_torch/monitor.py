@@ -23,9 +23,9 @@ DEFAULT_SUBSAMPLE = 4096
 GAP_WARNING = 1.0
 """``interp_gap`` above which a run warns, once. Read from the calibration (docs/VALIDATION.md,
 ``scripts/gap_calibration.py`` and the held-out scatter): the gap rises as cells aggregate and dig holes in
-c, to 0.37-0.92 on the canonical runs (the main job: 0.92 at t = 0.05) and 0.03-0.74 on the held-out rows,
-whether NSIPF's error there was 0.27x or 1.31x the spline's; runs far outside the validity domain reached
-0.65-1.00. So the gap does not tell a run where NSIPF loses from one where it wins, and the threshold marks
+c, to 0.37-0.91 on the canonical runs (the main job: 0.91 at t = 0.05) and 0.01-0.83 on the held-out rows,
+whether NSIPF's error there was 0.29x or 4.8x the spline's; runs far outside the validity domain reached
+0.64-1.20. So the gap does not tell a run where NSIPF loses from one where it wins, and the threshold marks
 only what no validated run reached: above 1 the two drifts differ by more than the spline's drift itself."""
 
 
