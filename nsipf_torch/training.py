@@ -307,7 +307,7 @@ def end_of_epoch(run: Run, epoch: int, train_loss: torch.Tensor, best, writer, t
     save_checkpoint(run.cfg.out, run.model, config=dataclasses.asdict(run.cfg),
                     optimizer_state=_cpu(run.opt.state_dict()), epoch=epoch + 1, metrics=best[1],
                     weights=best[0], extra={"last_model": _cpu(run.model.state_dict()), "last_metrics": metrics,
-                           "domain": training_domain(run.cfg.dim, run.cfg.P_max)})
+                                            "domain": training_domain(run.cfg.dim, run.cfg.P_max)})
     log(f"epoch {epoch + 1}: train {metrics['train_loss']:.3e}  val {metrics['loss']:.3e}  "
           f"value cnn/linear {metrics['value_cnn']:.4f}/{metrics['value_linear']:.4f}  "
           f"grad cnn/linear {metrics['grad_cnn']:.4f}/{metrics['grad_linear']:.4f}")
