@@ -4,7 +4,7 @@
     python infer.py --data obs.npz --out runs/infer
     python infer.py --help          # every flag, the data format and what is identifiable
 
-The program lives in nsipf_torch/commands/infer.py; the method in nsipf_torch/inference.py.
+The program lives in nsipf_torch/commands/infer.py; the method in nsipf_torch/inference/fit.py.
 """
 import sys
 

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import nsipf_torch as nt
-from nsipf_torch.plotting import centre_line, plot_line_profiles
+from nsipf_torch.io.plotting import centre_line, plot_line_profiles
 
 
 def main(argv=None) -> int:

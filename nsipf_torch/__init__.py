@@ -8,14 +8,14 @@ Keller-Segel system, as batched PyTorch tensors (Kim & Xin, arXiv 2510.13199).
 
 See README.md ("Python API") and docs/EXTENDING.md.
 """
-from .api import Result, SimConfig, simulate
-from .callbacks import Callback, Checkpoint, ProgressBar, Snapshots, StopOnNonFinite, TensorBoard
-from .grid import Grid, resolve_device, resolve_dtype
-from .inference import infer
-from .initial import FunctionIC, GriddedIC, InitialCondition, get_ic, known_ics, load_ic_file, register_ic
-from .metrics import block_average, rel_l2
-from .model import load_model
-from .params import Params
-from .training import TrainConfig, evaluate, train
+from nsipf_torch.api import Result, SimConfig, simulate
+from nsipf_torch.run.callbacks import Callback, Checkpoint, ProgressBar, Snapshots, StopOnNonFinite, TensorBoard
+from nsipf_torch.problems.grid import Grid, resolve_device, resolve_dtype
+from nsipf_torch.inference.fit import infer
+from nsipf_torch.problems.initial import FunctionIC, GriddedIC, InitialCondition, get_ic, known_ics, load_ic_file, register_ic
+from nsipf_torch.metrics import block_average, rel_l2
+from nsipf_torch.neural.model import load_model
+from nsipf_torch.problems.params import Params
+from nsipf_torch.neural.training import TrainConfig, evaluate, train
 
 __version__ = "0.1.0"

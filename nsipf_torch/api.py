@@ -7,8 +7,8 @@
 
 Methods: ``fdm`` (the finite-volume reference, MODEL.md §1), ``sipf`` (paper eqs. 32-34 with a classical
 interpolator, ``interp="spline"`` or ``"trilinear"``), ``nsipf`` (SIPF with the CNN interpolator, the
-paper's NSIPF). A problem is a registered name (:func:`nsipf_torch.initial.known_ics`), an
-:class:`~nsipf_torch.initial.InitialCondition` (e.g. a ``GriddedIC``), or a pair of callables
+paper's NSIPF). A problem is a registered name (:func:`nsipf_torch.problems.initial.known_ics`), an
+:class:`~nsipf_torch.problems.initial.InitialCondition` (e.g. a ``GriddedIC``), or a pair of callables
 ``(rho0, c0)`` evaluated at the cell centres (``x`` of shape (*cells, d)).
 
 ``gamma`` and ``chi`` given as sequences make one member per value (a sweep); ``seeds`` makes replicas:
@@ -28,23 +28,23 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from .callbacks import Callback, Diagnostics, LoopState, Snapshots, StopOnNonFinite
-from .deposit import DEPOSITS
-from .diagnostics import NonFiniteError
-from .distributed import World
-from .field import C_UPDATES
-from .grid import Grid, resolve_device, resolve_dtype
-from .initial import FunctionIC, InitialCondition, get_ic, known_ics
-from .interp import INTERPS, make_interp
-from .memory import check_memory
-from .model import load_model
-from .monitor import gap_warning
-from .neural import PRECISIONS
-from .params import Params
-from .resources import default_checkpoint
-from .runners import FDRunner, ParticleRunner
-from .stencils import LIMITERS
-from .validity import check_run
+from nsipf_torch.run.callbacks import Callback, Diagnostics, LoopState, Snapshots, StopOnNonFinite
+from nsipf_torch.particles.deposit import DEPOSITS
+from nsipf_torch.run.diagnostics import NonFiniteError
+from nsipf_torch.particles.distributed import World
+from nsipf_torch.solvers.c_equation import C_UPDATES
+from nsipf_torch.problems.grid import Grid, resolve_device, resolve_dtype
+from nsipf_torch.problems.initial import FunctionIC, InitialCondition, get_ic, known_ics
+from nsipf_torch.particles.interp import INTERPS, make_interp
+from nsipf_torch.run.memory import check_memory
+from nsipf_torch.neural.model import load_model
+from nsipf_torch.run.monitor import gap_warning
+from nsipf_torch.neural.interp import PRECISIONS
+from nsipf_torch.problems.params import Params
+from nsipf_torch.io.resources import default_checkpoint
+from nsipf_torch.run.runners import FDRunner, ParticleRunner
+from nsipf_torch.solvers.stencils import LIMITERS
+from nsipf_torch.neural.validity import check_run
 
 METHODS = ("fdm", "sipf", "nsipf")
 MAX_STEPS = 10_000_000        # outer steps: beyond this a dt is a mistake, not a request to wait for years
@@ -96,7 +96,7 @@ class SimConfig:
     compile: bool = field(default=False, metadata={"help": "torch.compile the step (the particle step's deposit and "
                                                    "gather in separate regions; the FD sub-step fused); compile time is extra"})
     strict: bool = field(default=False, metadata={"help": "refuse an nsipf run outside the CNN's declared validity "
-                                                  "domain (nsipf_torch/validity.py) instead of warning"})
+                                                  "domain (nsipf_torch/neural/validity.py) instead of warning"})
 
     @property
     def interpolator(self) -> str | None:
@@ -200,7 +200,7 @@ def check_config(cfg: SimConfig, ic: InitialCondition | None = None) -> Setup:
 
 def validity_messages(cfg: SimConfig, ic: InitialCondition) -> list[str]:
     """Where an NSIPF run leaves its checkpoint's declared validity domain, one message per axis
-    (:func:`nsipf_torch.validity.check_run`); loading the checkpoint here also refuses a bad one early."""
+    (:func:`nsipf_torch.neural.validity.check_run`); loading the checkpoint here also refuses a bad one early."""
     if cfg.interpolator != "neural":
         return []
     _, meta = load_model(cfg.model or default_checkpoint(cfg.dim), dim=cfg.dim)
@@ -233,7 +233,7 @@ def run_loop(runner, setup: Setup, callbacks: Sequence[Callback], state: LoopSta
     """The one time loop of every method: advance, then let each callback look (in order); ``state`` is
     updated in place (step, time, sub-steps, diagnostics rows).
 
-    Raises :class:`~nsipf_torch.diagnostics.NonFiniteError` from a ``StopOnNonFinite`` callback; the
+    Raises :class:`~nsipf_torch.run.diagnostics.NonFiniteError` from a ``StopOnNonFinite`` callback; the
     callbacks' ``on_end`` runs either way.
     """
     cfg, snaps = setup.cfg, state.snapshots
@@ -284,7 +284,7 @@ class Result:
         """Write the run into ``out`` (created): config.json, snap_KKKK.npz, final.npz (complete runs),
         diagnostics.csv, TensorBoard scalars, and with ``figures`` snap_KKKK.png and diagnostics.png;
         ``vtk`` adds ParaView files. Returns the directory."""
-        from .output import save_result
+        from nsipf_torch.io.output import save_result
         return save_result(self, Path(out), figures=figures, vtk=vtk, tensorboard=tensorboard)
 
     def series(self, key: str) -> tuple[list[float], torch.Tensor]:
@@ -303,7 +303,7 @@ def simulate(problem: str | InitialCondition | tuple[Callable, Callable] = "annu
     ``options`` are the fields of :class:`SimConfig` (N, P, T, dt, gamma, chi, M0, L, dim, device, dtype,
     snapshots, diag_every, interp, deposit, c_update, limiter, model, cnn_precision, compile,
     save_particles, batch, seed); ``gamma``/``chi`` may be sequences (one member per value). ``callbacks``
-    run after every step (:mod:`nsipf_torch.callbacks`); a ``Snapshots`` among them replaces the default
+    run after every step (:mod:`nsipf_torch.run.callbacks`); a ``Snapshots`` among them replaces the default
     schedule (``snapshots`` equal intervals). ``resume`` is the content of a state.pt written by the
     ``Checkpoint`` callback. Warnings (e.g. c driven negative by ``c_update="euler"``) go through
     ``warnings.warn``. A NaN/Inf mid-run returns the result so far with ``complete=False``.

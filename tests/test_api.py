@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import nsipf_torch as nt
-from nsipf_torch.callbacks import Callback
+from nsipf_torch.run.callbacks import Callback
 
 SMALL = dict(N=8, T=0.004, dt=0.002, snapshots=2, device="cpu", dtype="float64")
 

@@ -7,7 +7,7 @@ import torch
 
 import simulate
 from nsipf_torch.commands import benchmark, train
-from nsipf_torch.model import UpsampleCNN, save_checkpoint
+from nsipf_torch.neural.model import UpsampleCNN, save_checkpoint
 
 TINY = ["--N", "8", "--T", "0.004", "--dt", "0.002", "--snapshots", "1", "--no-progress"]
 

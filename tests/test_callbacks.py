@@ -1,9 +1,9 @@
-"""The trackers (nsipf_torch.callbacks) as the time loop drives them."""
+"""The trackers (nsipf_torch.run.callbacks) as the time loop drives them."""
 from pathlib import Path
 
 import nsipf_torch as nt
-from nsipf_torch.callbacks import Callback, Checkpoint, Diagnostics, ProgressBar, Snapshots, TensorBoard
-from nsipf_torch.io import load_torch
+from nsipf_torch.run.callbacks import Callback, Checkpoint, Diagnostics, ProgressBar, Snapshots, TensorBoard
+from nsipf_torch.io.files import load_torch
 
 SMALL = dict(method="fdm", N=8, T=0.01, dt=0.001, device="cpu", dtype="float64")
 

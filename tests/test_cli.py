@@ -1,9 +1,9 @@
-"""nsipf_torch.cli: flags from config dataclasses, one parse -> validate -> exit-2 pattern."""
+"""nsipf_torch.commands.cli: flags from config dataclasses, one parse -> validate -> exit-2 pattern."""
 from dataclasses import dataclass, field
 
 import pytest
 
-from nsipf_torch.cli import (UsageError, add_dataclass_arguments, config_from_args, make_parser, parse_config,
+from nsipf_torch.commands.cli import (UsageError, add_dataclass_arguments, config_from_args, make_parser, parse_config,
                              usage_error)
 
 

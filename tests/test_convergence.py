@@ -1,12 +1,12 @@
-"""The particle-method convergence study (nsipf_torch/convergence.py): the slope fit against SciPy, a small
+"""The particle-method convergence study (studies/convergence.py): the slope fit against SciPy, a small
 coupled-noise study in dt in the default run, and the full studies of docs/VALIDATION.md as slow tests."""
 
 import numpy as np
 import pytest
 from scipy.stats import linregress
 
-from nsipf_torch.convergence import convergence_in_dt, convergence_in_P, fit_slope, run_coupled
-from nsipf_torch.grid import Grid
+from studies.convergence import convergence_in_dt, convergence_in_P, fit_slope, run_coupled
+from nsipf_torch.problems.grid import Grid
 
 
 def test_fit_slope_recovers_a_known_slope():

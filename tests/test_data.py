@@ -1,9 +1,9 @@
-"""Training data of the neural interpolator (nsipf_torch/data.py)."""
+"""Training data of the neural interpolator (nsipf_torch/neural/data.py)."""
 import pytest
 import torch
 
-from nsipf_torch.data import DataConfig, make_dataset
-from nsipf_torch.model import upsample_linear
+from nsipf_torch.neural.data import DataConfig, make_dataset
+from nsipf_torch.neural.model import upsample_linear
 
 # Tiny: 2D, few trajectories, a short horizon and a coarse radial grid (the properties below don't need more).
 TINY = dict(dim=2, n_traj=3, n_val_traj=2, snapshots=1, grids_per_traj=2, patches_per_grid=2, P_min=2000,

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from nsipf_torch.deposit import cell_index, deposit, deposit_counts
-from nsipf_torch.grid import Grid
+from nsipf_torch.particles.deposit import cell_index, deposit, deposit_counts
+from nsipf_torch.problems.grid import Grid
 
 
 def _particles_with_walls(B, P, dim, dtype, seed=0):

@@ -20,14 +20,14 @@ import pytest
 import torch
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode, unset_fake_temporarily
 
-import nsipf_torch.grid as grid_module
-from nsipf_torch import fd
-from nsipf_torch.grid import Grid
-from nsipf_torch.initial import get_ic
-from nsipf_torch.interp import make_interp
-from nsipf_torch.model import UpsampleCNN
-from nsipf_torch.params import Params
-from nsipf_torch.sipf import initial_state, sipf_advance
+import nsipf_torch.problems.grid as grid_module
+import nsipf_torch.solvers.fd as fd
+from nsipf_torch.problems.grid import Grid
+from nsipf_torch.problems.initial import get_ic
+from nsipf_torch.particles.interp import make_interp
+from nsipf_torch.neural.model import UpsampleCNN
+from nsipf_torch.problems.params import Params
+from nsipf_torch.particles.sipf import initial_state, sipf_advance
 
 CUDA = torch.device("cuda", 0)
 
@@ -47,8 +47,8 @@ def _cuda_device(name):
 def fake_cuda(monkeypatch):
     """Fake-tensor mode in which "cuda" is a valid device and generators are made on the host (module
     docstring): a host generator's draws are fake CPU tensors that the code must move to the device."""
-    import nsipf_torch.particles as particles
-    import nsipf_torch.runners as runners
+    import nsipf_torch.particles.move as particles
+    import nsipf_torch.run.runners as runners
     real_member, real_noise = particles.member_generator, runners.noise_generators
     monkeypatch.setattr(grid_module, "resolve_device", _cuda_device)
     monkeypatch.setattr(particles, "member_generator", lambda seed, device="cpu": real_member(seed))
@@ -127,7 +127,7 @@ def test_train_main_on_cuda(monkeypatch, tmp_path):
         n = inp.shape[-1] - 2 * halo
         return torch.zeros(inp.shape[0], *(scale * n,) * dim)
 
-    from nsipf_torch import training
+    import nsipf_torch.neural.training as training
     real_parse, real_cnn = train.parse_args, training.UpsampleCNN
 
     def parse_args(argv):  # CUDA "is available" while the flags are checked
@@ -159,7 +159,7 @@ def _grid():
 
 
 def test_fd_substep_on_cuda(monkeypatch):
-    from nsipf_torch.runners import FDRunner
+    from nsipf_torch.run.runners import FDRunner
     params = Params(gamma=torch.tensor([0.01, 0.02]))  # checked at the API's entry, on the host
     with fake_cuda(monkeypatch):
         grid = _grid()
@@ -169,8 +169,8 @@ def test_fd_substep_on_cuda(monkeypatch):
 
 
 def _shipped_model():
-    from nsipf_torch.model import load_model
-    from nsipf_torch.resources import default_checkpoint
+    from nsipf_torch.neural.model import load_model
+    from nsipf_torch.io.resources import default_checkpoint
     return load_model(default_checkpoint(3), dim=3)[0]
 
 
@@ -183,7 +183,7 @@ def test_particle_step_on_cuda(monkeypatch, method):
         if model is None:
             interp = make_interp(method, grid)
         else:
-            from nsipf_torch.neural import NeuralInterp
+            from nsipf_torch.neural.interp import NeuralInterp
             interp = NeuralInterp(model, grid, capacity=3 if method == "neural-tiled" else None)
             assert interp.tile is not None
         noise = torch.randn(state.X.shape, device=CUDA)

@@ -1,12 +1,12 @@
-"""Per-member diagnostics and the finiteness check (nsipf_torch/diagnostics.py)."""
+"""Per-member diagnostics and the finiteness check (nsipf_torch/run/diagnostics.py)."""
 import math
 
 import pytest
 import torch
 
-from nsipf_torch.diagnostics import NonFiniteError, check_finite, field_diagnostics
-from nsipf_torch.grid import Grid
-from nsipf_torch.validation import neumann_gaussian_cells
+from nsipf_torch.run.diagnostics import NonFiniteError, check_finite, field_diagnostics
+from nsipf_torch.problems.grid import Grid
+from nsipf_torch.problems.exact import neumann_gaussian_cells
 
 
 @pytest.mark.parametrize("dim", [1, 2, 3])

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import simulate
-from nsipf_torch.distributed import World
+from nsipf_torch.particles.distributed import World
 from nsipf_torch.metrics import rel_l2
 
 ROOT = Path(__file__).resolve().parents[1]

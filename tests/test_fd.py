@@ -1,4 +1,4 @@
-"""Validation of the 2D/3D finite-volume reference solver (nsipf_torch/fd.py).
+"""Validation of the 2D/3D finite-volume reference solver (nsipf_torch/solvers/fd.py).
 
 Tolerances are either from theory (round-off, exact positivity, second order) or measured margins; each
 assertion says which. docs/VALIDATION.md records the measured figures.
@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from nsipf_torch.resources import reference_path
-from nsipf_torch.fd import CFL, LIMITERS, fd_advance, fd_solve, fd_substep, fd_substep_count, stability_rate
-from nsipf_torch.grid import Grid
-from nsipf_torch.initial import get_ic
+from nsipf_torch.io.resources import reference_path
+from nsipf_torch.solvers.fd import CFL, LIMITERS, fd_advance, fd_solve, fd_substep, fd_substep_count, stability_rate
+from nsipf_torch.problems.grid import Grid
+from nsipf_torch.problems.initial import get_ic
 from nsipf_torch.metrics import block_average, rel_l2
-from nsipf_torch.validation import mean_r2, neumann_gaussian_cells, observed_orders, richardson_order, ring_fraction
+from nsipf_torch.problems.exact import mean_r2, neumann_gaussian_cells, observed_orders, richardson_order, ring_fraction
 
 CANONICAL = ("blob", "two_blobs", "annuli")
 
@@ -268,7 +268,7 @@ def test_grid_convergence_two_blobs_3d_full():
 def _reference(name, dim):
     path = reference_path(name, dim)
     if not path.exists():
-        pytest.skip(f"{path.name} missing: run scripts/make_reference_data.py")
+        pytest.skip(f"{path.name} missing: run studies/make_reference_data.py")
     return np.load(path)
 
 
@@ -312,7 +312,7 @@ def test_matches_stored_references(dim, N, names, T):
 @pytest.mark.slow
 def test_behaviour_figures_of_model_section5_at_64():
     # MODEL.md §5 at 64^3 (a guide from an independent FV solution; margins measured here), each problem
-    # run alone as in scripts/make_reference_data.py:
+    # run alone as in studies/make_reference_data.py:
     # blob: mean|x|^2 0.03 -> ~0.09 at T; two_blobs: 0.28 -> ~0.09 at t = 0.1 -> ~0.12 at T;
     # annuli: most of the mass within 0.12 of the inner ring by t = 0.05.
     grid = Grid(64, dim=3, dtype=torch.float32)

@@ -1,10 +1,10 @@
-"""The c-update of paper eq. 33 (nsipf_torch/field.py): c_t = -c rho over one step with rho frozen."""
+"""The c-update of paper eq. 33 (nsipf_torch/solvers/c_equation.py): c_t = -c rho over one step with rho frozen."""
 import math
 
 import pytest
 import torch
 
-from nsipf_torch.field import C_UPDATES, update_c
+from nsipf_torch.solvers.c_equation import C_UPDATES, update_c
 
 
 def _fields():

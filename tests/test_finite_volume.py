@@ -1,11 +1,11 @@
-"""The one finite-volume core (nsipf_torch.finite_volume): Cartesian d = 1, 2, 3 and radial geometry."""
+"""The one finite-volume core (nsipf_torch.solvers.finite_volume): Cartesian d = 1, 2, 3 and radial geometry."""
 import math
 
 import pytest
 import torch
 
-from nsipf_torch import finite_volume as fv
-from nsipf_torch.radial import RadialGrid, gaussian_shell_averages
+import nsipf_torch.solvers.finite_volume as fv
+from nsipf_torch.solvers.radial import RadialGrid, gaussian_shell_averages
 
 
 def _planar(N: int, B: int = 2):

@@ -4,18 +4,18 @@ a particle step neither synchronises with the host nor copies between host and d
 Two independent checks of "sync-free": ``torch.cuda.set_sync_debug_mode("error")`` raises on every
 synchronising call (``.item()``, ``bincount``'s range read, blocking copies), and torch.profiler counts the
 host-device memcpy events of each step after warm-up, which also sees the non-blocking copies the debug
-mode misses. scripts/gpu_check.sh runs these first.
+mode misses. studies/gpu_check.sh runs these first.
 """
 import pytest
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from nsipf_torch.deposit import histogram
-from nsipf_torch.grid import Grid
-from nsipf_torch.initial import get_ic
-from nsipf_torch.interp import make_interp
-from nsipf_torch.params import Params
-from nsipf_torch.runners import ParticleRunner
+from nsipf_torch.particles.deposit import histogram
+from nsipf_torch.problems.grid import Grid
+from nsipf_torch.problems.initial import get_ic
+from nsipf_torch.particles.interp import make_interp
+from nsipf_torch.problems.params import Params
+from nsipf_torch.run.runners import ParticleRunner
 
 pytestmark = pytest.mark.gpu
 
@@ -60,9 +60,9 @@ def test_particle_step_is_sync_free(interp_name):
 
 def test_fd_outer_step_syncs_once_for_its_substep_count():
     # fd_advance reads the stability rate on the host once per outer step to choose the sub-step count
-    # (documented in nsipf_torch.fd); the sub-steps themselves copy nothing.
-    from nsipf_torch import fd
-    from nsipf_torch.runners import FDRunner
+    # (documented in nsipf_torch.solvers.fd); the sub-steps themselves copy nothing.
+    import nsipf_torch.solvers.fd as fd
+    from nsipf_torch.run.runners import FDRunner
     grid = Grid(32, 3, 1.0, "cuda", torch.float32)
     runner = FDRunner(grid, get_ic("two_blobs"), Params())
     runner.advance(1e-3)
@@ -82,7 +82,7 @@ def test_histogram_equals_bincount_on_cuda(case):
 
 def test_train_one_epoch_on_cuda(tmp_path):
     from nsipf_torch.commands import train
-    from nsipf_torch.model import load_model
+    from nsipf_torch.neural.model import load_model
     argv = TINY_TRAIN + ["--device", "cuda", "--epochs", "1", "--out", str(tmp_path / "m.pt"),
                          "--cache-dir", str(tmp_path / "cache"), "--logdir", str(tmp_path / "runs")]
     assert train.main(argv) == 0

@@ -1,10 +1,10 @@
-"""The cell-centred grid on [-L, L]^d (nsipf_torch/grid.py): geometry, the midpoint rule, checks."""
+"""The cell-centred grid on [-L, L]^d (nsipf_torch/problems/grid.py): geometry, the midpoint rule, checks."""
 import math
 
 import pytest
 import torch
 
-from nsipf_torch.grid import Grid, resolve_device, resolve_dtype
+from nsipf_torch.problems.grid import Grid, resolve_device, resolve_dtype
 
 
 @pytest.mark.parametrize("dim", [1, 2, 3])

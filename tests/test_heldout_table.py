@@ -1,7 +1,7 @@
-"""scripts/heldout_table.py: case parsing, --help, and bad input (exit 2, one line naming the flag, nothing written)."""
+"""studies/heldout_table.py: case parsing, --help, and bad input (exit 2, one line naming the flag, nothing written)."""
 import pytest
 
-from scripts.heldout_table import main, parse_case
+from studies.heldout_table import main, parse_case
 
 
 def test_parse_case():

@@ -7,7 +7,7 @@ import pytest
 
 import infer
 import simulate
-from nsipf_torch.observations import load_observations, observations_from_run
+from nsipf_torch.inference.observations import load_observations, observations_from_run
 
 N = 8
 

@@ -1,4 +1,4 @@
-"""The inverse problem (nsipf_torch/inference.py, observations.py): gradients, refinement, estimation.
+"""The inverse problem (nsipf_torch/inference/fit.py, observations.py): gradients, refinement, estimation.
 
 Tolerances come from theory (round-off, exact conservation) or are measured margins; each test says which.
 docs/INFERENCE.md records the validation table; the long studies are the ``slow`` tests at the end.
@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from nsipf_torch.grid import Grid
-from nsipf_torch.inference import (ForwardModel, refine_cell_averages, refine_centre_values,
+from nsipf_torch.problems.grid import Grid
+from nsipf_torch.inference.fit import (ForwardModel, refine_cell_averages, refine_centre_values,
                                    synthetic_observations)
-from nsipf_torch.initial import get_ic
-from nsipf_torch.interp import SplineInterp
+from nsipf_torch.problems.initial import get_ic
+from nsipf_torch.particles.interp import SplineInterp
 from nsipf_torch.metrics import block_average
-from nsipf_torch.observations import make_observations
+from nsipf_torch.inference.observations import make_observations
 
 TRUTH = {"chi": 1.3, "gamma": 0.012}
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 from scipy import stats
 
-from nsipf_torch.grid import Grid
-from nsipf_torch.initial import (GaussianMixtureIC, get_ic, known_ics, load_ic_file, member_generator,
+from nsipf_torch.problems.grid import Grid
+from nsipf_torch.problems.initial import (GaussianMixtureIC, get_ic, known_ics, load_ic_file, member_generator,
                                  sample_from_cells)
 
 CANONICAL = ("blob", "two_blobs", "annuli")
@@ -196,7 +196,7 @@ def test_planar_exact_sampler():
 
     assert pvalue(X[:, 0], masses) > 1e-3
     assert pvalue(X[:, 1], np.full(16, 1 / 16)) > 1e-3 and pvalue(X[:, 2], np.full(16, 1 / 16)) > 1e-3
-    from nsipf_torch.initial import PlanarIC
+    from nsipf_torch.problems.initial import PlanarIC
     wide = PlanarIC("wide", type(ic.spec)(**{**ic.spec.__dict__, "sigma": ic.spec.sigma * 1.1}))
     assert pvalue(wide.sample(P, member_generator(5), grid)[:, 0], masses) < 1e-3
 
@@ -207,7 +207,7 @@ def test_held_out_problems_stay_out_of_training():
     import ast
     from pathlib import Path
     root = Path(__file__).resolve().parent.parent
-    for path in (root / "nsipf_torch" / "data.py", root / "train.py"):
+    for path in (root / "nsipf_torch" / "neural" / "data.py", root / "train.py"):
         tree = ast.parse(path.read_text())
         names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
         names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]

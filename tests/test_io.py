@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from nsipf_torch.io import atomic_write, ensure_writable_dir, load_torch, save_npz, save_torch
+from nsipf_torch.io.files import atomic_write, ensure_writable_dir, load_torch, save_npz, save_torch
 
 
 class Payload:
@@ -70,7 +70,7 @@ def test_load_npz_refuses_foreign_files_without_suggesting_pickle(tmp_path):
     import numpy as np
     import pytest
 
-    from nsipf_torch.io import load_npz
+    from nsipf_torch.io.files import load_npz
     (tmp_path / "a.txt").write_text("rho0 = 1\n")
     np.savez(tmp_path / "obj.npz", x=np.array([{"a": 1}], dtype=object))
     np.savez(tmp_path / "ok.npz", x=np.arange(3.0))

@@ -1,8 +1,8 @@
-"""The memory estimate (nsipf_torch.memory) against measured peaks, and the refusal it drives."""
+"""The memory estimate (nsipf_torch.run.memory) against measured peaks, and the refusal it drives."""
 import pytest
 import torch
 
-from nsipf_torch.memory import check_memory, estimate_bytes, measure_peak
+from nsipf_torch.run.memory import check_memory, estimate_bytes, measure_peak
 
 
 @pytest.mark.parametrize("method,interp,N,dim,P", [

@@ -1,9 +1,9 @@
-"""The CNN of the neural interpolator (nsipf_torch/model.py)."""
+"""The CNN of the neural interpolator (nsipf_torch/neural/model.py)."""
 import numpy as np
 import pytest
 import torch
 
-from nsipf_torch.model import UpsampleCNN, pad_symmetric, upsample_linear
+from nsipf_torch.neural.model import UpsampleCNN, pad_symmetric, upsample_linear
 
 
 def _random_model(dim, seed=0, **kw):

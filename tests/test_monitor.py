@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from nsipf_torch.grid import Grid
-from nsipf_torch.interp import make_interp
-from nsipf_torch.monitor import InterpGap, interp_gap
+from nsipf_torch.problems.grid import Grid
+from nsipf_torch.particles.interp import make_interp
+from nsipf_torch.run.monitor import InterpGap, interp_gap
 
 
 def _particles(dim, B=2, P=4096, seed=0):
@@ -67,7 +67,7 @@ def test_step_plan_and_overflow_are_left_as_they_were():
 def test_gap_warning_fires_once_above_the_threshold():
     # The rule of monitor.GAP_WARNING on diagnostics rows: silent at or below it and without the monitor,
     # one message naming the largest gap and its time above it.
-    from nsipf_torch.monitor import GAP_WARNING, gap_warning
+    from nsipf_torch.run.monitor import GAP_WARNING, gap_warning
     rows = [{"t": 0.01 * k, "interp_gap": g} for k, g in enumerate((0.1, 0.5, GAP_WARNING))]
     assert gap_warning(rows) is None and gap_warning([{"t": 0.0, "mass": 1.0}]) is None
     message = gap_warning(rows + [{"t": 0.05, "interp_gap": 1.37}, {"t": 0.06, "interp_gap": 1.2}])
@@ -76,12 +76,12 @@ def test_gap_warning_fires_once_above_the_threshold():
 
 def test_main_job_is_silent_and_records_the_gap():
     # The main job (annuli, 3D N = 32, P = 20,000, T = 0.2, the defaults) through the API: no warning of
-    # any kind, interp_gap at every diagnostics step. Calibration (scripts/gap_calibration.py, seed 0): its
+    # any kind, interp_gap at every diagnostics step. Calibration (studies/gap_calibration.py, seed 0): its
     # gap peaks at 0.91 at t = 0.05 against the threshold 1.0 (the margin is measured, not from theory).
     import warnings
 
     import nsipf_torch as nt
-    from nsipf_torch.monitor import GAP_WARNING
+    from nsipf_torch.run.monitor import GAP_WARNING
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         result = nt.simulate("annuli", method="nsipf", seeds=0, snapshots=1)
@@ -94,9 +94,9 @@ def test_the_monitor_reads_the_steps_own_fine_field():
     # runner's c: the monitor reads it (no CNN evaluation) and gets the gap a fresh evaluation gives (the
     # same field wherever the step's tiles cover the subsample; measured equal to 4 digits at 32^3 and 64^3),
     # and a c changed in place is not mistaken for the held one.
-    from nsipf_torch.initial import get_ic
-    from nsipf_torch.params import Params
-    from nsipf_torch.runners import runner_for
+    from nsipf_torch.problems.initial import get_ic
+    from nsipf_torch.problems.params import Params
+    from nsipf_torch.run.runners import runner_for
     grid = Grid(32, 3)
     runner = runner_for("NSIPF", grid, get_ic("two_blobs"), Params(dim=3), 20_000)
     for _ in range(20):

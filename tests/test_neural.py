@@ -1,10 +1,10 @@
-"""NSIPF's neural interpolator (nsipf_torch/neural.py)."""
+"""NSIPF's neural interpolator (nsipf_torch/neural/interp.py)."""
 import pytest
 import torch
 
-from nsipf_torch.grid import Grid
-from nsipf_torch.model import UpsampleCNN, save_checkpoint
-from nsipf_torch.neural import NeuralInterp
+from nsipf_torch.problems.grid import Grid
+from nsipf_torch.neural.model import UpsampleCNN, save_checkpoint
+from nsipf_torch.neural.interp import NeuralInterp
 
 
 def _model(dim, seed=0):
@@ -106,9 +106,9 @@ def test_checkpoint_dimension_mismatch(tmp_path):
 def test_nsipf_step_conserves_mass_and_signs():
     # Plugged into the SIPF stepper: deposit + exponential update keep the mass exact (round-off) and
     # rho, c >= 0, whatever the interpolator returns.
-    from nsipf_torch.deposit import deposit
-    from nsipf_torch.initial import get_ic
-    from nsipf_torch.sipf import draw_noise, initial_state, noise_generators, sipf_step
+    from nsipf_torch.particles.deposit import deposit
+    from nsipf_torch.problems.initial import get_ic
+    from nsipf_torch.particles.sipf import draw_noise, initial_state, noise_generators, sipf_step
 
     grid = Grid(16, dim=3)
     ic = get_ic("two_blobs")
@@ -189,17 +189,17 @@ def test_cuda_fp32_matches_cpu_float64_and_tiles_agree():
 @pytest.mark.gpu
 def test_nsipf_runner_on_cuda_conserves_mass_and_signs():
     # The whole NSIPF step on the device with device-side noise: mass exact, rho, c >= 0, particles inside.
-    from nsipf_torch.initial import get_ic
-    from nsipf_torch.params import Params
-    from nsipf_torch.interp import make_interp
-    from nsipf_torch.runners import ParticleRunner
+    from nsipf_torch.problems.initial import get_ic
+    from nsipf_torch.problems.params import Params
+    from nsipf_torch.particles.interp import make_interp
+    from nsipf_torch.run.runners import ParticleRunner
 
     grid = Grid(32, dim=3, device="cuda", dtype=torch.float32)
     runner = ParticleRunner(grid, get_ic("two_blobs"), Params(), [0], 20_000, make_interp("neural", grid))
     assert runner.generators[0].device.type == "cuda"
     for _ in range(20):
         runner.advance(1e-3)
-    from nsipf_torch.deposit import deposit_counts
+    from nsipf_torch.particles.deposit import deposit_counts
     assert int(deposit_counts(runner.X, grid).sum()) == 20_000  # every particle in a cell: mass M0 exactly
     rho, c = runner.fields()
     assert (rho >= 0).all() and (c >= 0).all() and torch.isfinite(runner.X).all()

@@ -1,13 +1,13 @@
-"""Physical parameters and the entry checks (nsipf_torch/params.py)."""
+"""Physical parameters and the entry checks (nsipf_torch/problems/params.py)."""
 import json
 import math
 
 import pytest
 import torch
 
-from nsipf_torch.field import C_UPDATES
-from nsipf_torch.params import Params, check_fields, check_finite, check_positive, check_schemes, per_member
-from nsipf_torch.stencils import LIMITERS
+from nsipf_torch.solvers.c_equation import C_UPDATES
+from nsipf_torch.problems.params import Params, check_fields, check_finite, check_positive, check_schemes, per_member
+from nsipf_torch.solvers.stencils import LIMITERS
 
 
 # ------------------------------------------------------------------------------------------ checks

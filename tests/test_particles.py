@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from nsipf_torch.grid import Grid
-from nsipf_torch.initial import get_ic, member_generator
-from nsipf_torch.particles import em_move, initial_particles, reflect
+from nsipf_torch.problems.grid import Grid
+from nsipf_torch.problems.initial import get_ic, member_generator
+from nsipf_torch.particles.move import em_move, initial_particles, reflect
 
 
 def _reflect_by_bouncing(x: np.ndarray, L: float) -> np.ndarray:

@@ -1,11 +1,11 @@
-"""Figures (nsipf_torch/plotting.py): the slices they show, and that each writes a real PNG atomically."""
+"""Figures (nsipf_torch/io/plotting.py): the slices they show, and that each writes a real PNG atomically."""
 import struct
 
 import matplotlib.image
 import numpy as np
 import pytest
 
-from nsipf_torch.plotting import centre_line, mid_plane, plot_cross_section, plot_diagnostics, plot_line_profiles
+from nsipf_torch.io.plotting import centre_line, mid_plane, plot_cross_section, plot_diagnostics, plot_line_profiles
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

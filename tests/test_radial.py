@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from nsipf_torch.radial import (RadialGrid, gaussian_shell_averages, radial_advance, radial_mass,
+from nsipf_torch.solvers.radial import (RadialGrid, gaussian_shell_averages, radial_advance, radial_mass,
                                 solve_radial, substeps_needed)
 
 
@@ -222,9 +222,9 @@ def radial_reference():
 
 
 def _fd_vs_radial(N, radial_reference):
-    from nsipf_torch.fd import fd_solve
-    from nsipf_torch.grid import Grid
-    from nsipf_torch.initial import GaussianComponent, GaussianMixtureIC
+    from nsipf_torch.solvers.fd import fd_solve
+    from nsipf_torch.problems.grid import Grid
+    from nsipf_torch.problems.initial import GaussianComponent, GaussianMixtureIC
     rg, rho_r = radial_reference
     sc = _CMP["sigma_c"]
     ic = GaussianMixtureIC("radial_check", [GaussianComponent(1.0, (0.0, 0.0, 0.0), _CMP["sigma_rho"])],

@@ -5,12 +5,12 @@ import math
 import pytest
 import torch
 
-from nsipf_torch.fd import fd_solve
-from nsipf_torch.grid import Grid
-from nsipf_torch.initial import get_ic
-from nsipf_torch.references import (coarsen, lift, planar_reference, profile_difference, richardson_error,
+from nsipf_torch.solvers.fd import fd_solve
+from nsipf_torch.problems.grid import Grid
+from nsipf_torch.problems.initial import get_ic
+from studies.references import (coarsen, lift, planar_reference, profile_difference, richardson_error,
                                     solve_planar_1d)
-from nsipf_torch.validation import richardson_order
+from nsipf_torch.problems.exact import richardson_order
 
 
 def test_planar_reference_converges_at_second_order():

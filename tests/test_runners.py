@@ -1,12 +1,12 @@
-"""The method runners (nsipf_torch.runners): one interface, parameters as one Params, the tile re-plan policy
+"""The method runners (nsipf_torch.run.runners): one interface, parameters as one Params, the tile re-plan policy
 inside the particle runner, and state round trips."""
 import torch
 
-from nsipf_torch.grid import Grid
-from nsipf_torch.initial import get_ic
-from nsipf_torch.interp import make_interp
-from nsipf_torch.params import Params
-from nsipf_torch.runners import FDRunner, ParticleRunner
+from nsipf_torch.problems.grid import Grid
+from nsipf_torch.problems.initial import get_ic
+from nsipf_torch.particles.interp import make_interp
+from nsipf_torch.problems.params import Params
+from nsipf_torch.run.runners import FDRunner, ParticleRunner
 
 
 def test_fd_runner_members_follow_params_and_conserve_mass():

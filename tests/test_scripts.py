@@ -1,4 +1,4 @@
-"""The scripts under scripts/ parse their flags with nsipf_torch.cli: --help lists every flag, bad input is
+"""The scripts under studies/ parse their flags with nsipf_torch.commands.cli: --help lists every flag, bad input is
 exit 2 with one line on stderr and nothing written; make_reference_data runs for real at a seconds-long size."""
 import dataclasses
 import json
@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from nsipf_torch.cli import flag_name
-from nsipf_torch.grid import Grid
-from scripts import (accuracy_table, gap_calibration, heldout_table, interp_exactness, make_reference_data,
+from nsipf_torch.commands.cli import flag_name
+from nsipf_torch.problems.grid import Grid
+from studies import (accuracy_table, gap_calibration, heldout_table, interp_exactness, make_reference_data,
                      paper_figures, time_fd, time_radial, time_sipf, time_tangent)
 
 CONFIGS = {accuracy_table: accuracy_table.AccuracyConfig, paper_figures: paper_figures.FiguresConfig,

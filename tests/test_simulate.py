@@ -136,7 +136,7 @@ def test_resume_errors(tmp_path, capsys):
 
 def test_nan_mid_run_stops_with_step_and_quantity(tmp_path, capsys, monkeypatch):
     """A NaN appearing at step 5 stops the run there, names rho and the step, and keeps the last good snapshot."""
-    from nsipf_torch import fd
+    import nsipf_torch.solvers.fd as fd
 
     real, calls = fd.fd_advance, {"n": 0}
 
@@ -161,7 +161,7 @@ def test_nan_mid_run_stops_with_step_and_quantity(tmp_path, capsys, monkeypatch)
 
 
 def test_outside_the_validity_domain_warns_and_strict_refuses(tmp_path, capsys):
-    # --N 8 --P 100000: 195 particles per cell on a grid below every training size (nsipf_torch/validity.py)
+    # --N 8 --P 100000: 195 particles per cell on a grid below every training size (nsipf_torch/neural/validity.py)
     argv = ["--method", "nsipf", "--ic", "blob", "--N", "8", "--P", "100000", "--T", "0.002", "--dt", "0.002",
             "--snapshots", "1", "--no-progress"]
     assert simulate.main([*argv, "--out", str(tmp_path / "warned")]) == 0

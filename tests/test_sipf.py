@@ -7,14 +7,14 @@ import pytest
 import torch
 from scipy.stats import chi2
 
-from nsipf_torch.deposit import deposit, deposit_counts
-from nsipf_torch.diagnostics import field_diagnostics
-from nsipf_torch.grid import Grid
-from nsipf_torch.initial import get_ic
-from nsipf_torch.interp import make_interp
-from nsipf_torch.sipf import (SIPFState, draw_noise, initial_state, noise_generators,
+from nsipf_torch.particles.deposit import deposit, deposit_counts
+from nsipf_torch.run.diagnostics import field_diagnostics
+from nsipf_torch.problems.grid import Grid
+from nsipf_torch.problems.initial import get_ic
+from nsipf_torch.particles.interp import make_interp
+from nsipf_torch.particles.sipf import (SIPFState, draw_noise, initial_state, noise_generators,
                               sipf_run, sipf_step)
-from nsipf_torch.validation import neumann_gaussian_1d, neumann_gaussian_cells_1d
+from nsipf_torch.problems.exact import neumann_gaussian_1d, neumann_gaussian_cells_1d
 
 FALSE_ALARM = 1e-3  # of each statistical acceptance test below
 
@@ -171,12 +171,12 @@ def test_draw_noise_per_member_streams():
 
 # ------------------------------------------------------------------------------------------------------
 # Agreement with the FD solver on two_blobs (3D, N = 32, dt = 1e-3). The reference is the FD solution on
-# the same 32^3 grid (nsipf_torch.fd, MUSCL-minmod + Strang), so the comparison isolates the particle
+# the same 32^3 grid (nsipf_torch.solvers.fd, MUSCL-minmod + Strang), so the comparison isolates the particle
 # method's own error: Monte Carlo noise plus the interpolator's bias. (Against a converged 128^3 solution
 # both carry the ~0.2 floor of 32^3, MODEL.md §6.)
 
 def _sipf_vs_fd(interp_name, P, T, seeds):
-    from nsipf_torch.fd import fd_solve
+    from nsipf_torch.solvers.fd import fd_solve
     from nsipf_torch.metrics import rel_l2
 
     grid = Grid(32, dim=3)
@@ -209,7 +209,7 @@ def test_agrees_with_fd_two_blobs_full(interp_name):
 
 def _compiled_vs_eager(grid: Grid, seeds):
     """Three steps eager and with compiled_advance() (deposit and gather in separate compiled regions)."""
-    from nsipf_torch.sipf import compiled_advance
+    from nsipf_torch.particles.sipf import compiled_advance
 
     gamma = torch.tensor([0.01, 0.02][: len(seeds)], dtype=torch.float64, device=grid.device)
     kw = dict(grid=grid, dt=1e-3, gamma=gamma, chi=1.0, M0=1.0, interp=make_interp("trilinear", grid))
@@ -234,8 +234,8 @@ def test_compiled_step_matches_eager():
 def test_compiled_nsipf_step_matches_eager():
     """NSIPF through torch.compile (graph breaks at bincount and autograd.grad are allowed) takes the same
     steps as eager up to fused round-off: float64, 3 steps, no particle changes cell. About 40 s here."""
-    from nsipf_torch.interp import make_interp
-    from nsipf_torch.sipf import compiled_advance
+    from nsipf_torch.particles.interp import make_interp
+    from nsipf_torch.particles.sipf import compiled_advance
 
     grid = Grid(16, dim=3)
     kw = dict(grid=grid, dt=1e-3, gamma=0.01, chi=1.0, M0=1.0, interp=make_interp("neural", grid))

@@ -1,10 +1,10 @@
-"""The finite-volume stencils along one axis (nsipf_torch/stencils.py), each against an independent
+"""The finite-volume stencils along one axis (nsipf_torch/solvers/stencils.py), each against an independent
 element-by-element NumPy version and the properties the module docstring claims."""
 import numpy as np
 import pytest
 import torch
 
-from nsipf_torch.stencils import LIMITERS, divergence, face_differences, limited_slopes, upwind_flux
+from nsipf_torch.solvers.stencils import LIMITERS, divergence, face_differences, limited_slopes, upwind_flux
 
 
 def _random_density(shape, dtype=torch.float64, seed=0):

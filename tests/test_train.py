@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from nsipf_torch import training
+import nsipf_torch.neural.training as training
 from nsipf_torch.commands import train
-from nsipf_torch.model import load_model
+from nsipf_torch.neural.model import load_model
 
 ROOT = Path(__file__).resolve().parent.parent
 # Tiny 2D run: a few patches from short radial trajectories; seconds, not minutes.
@@ -80,7 +80,7 @@ def test_unwritable_outputs_are_refused_before_any_data(tmp_path, capsys, monkey
     import time
     blocker = tmp_path / "file"
     blocker.write_text("")
-    from nsipf_torch import training
+    import nsipf_torch.neural.training as training
     monkeypatch.setattr(training, "make_dataset", lambda *a, **k: pytest.fail("data generated before the check"))
     for flag in ("--out", "--logdir", "--cache-dir"):
         target = str(blocker / "sub" / ("model.pt" if flag == "--out" else "dir"))
@@ -131,7 +131,7 @@ def test_shipped_checkpoints(dim):
 def test_keep_target_is_the_smooth_residual_plus_linear_roughness():
     # --roughness keep: rough input; the target minus the linear upsampling of the input is the smooth
     # field's residual (target - up(smooth)), so the CNN must neither fill nor amplify the roughness.
-    from nsipf_torch.model import upsample_linear
+    from nsipf_torch.neural.model import upsample_linear
     g = torch.Generator().manual_seed(0)
     n, k, s, dim = 6, 2, 2, 2
     smooth = 1 + torch.rand(n, n + 2 * k, n + 2 * k, generator=g)

@@ -6,9 +6,9 @@ import torch
 
 import nsipf_torch as nt
 from nsipf_torch.commands import train as train_command
-from nsipf_torch.io import load_torch
-from nsipf_torch.training import TrainConfig
-from nsipf_torch.validity import domain_of
+from nsipf_torch.io.files import load_torch
+from nsipf_torch.neural.training import TrainConfig
+from nsipf_torch.neural.validity import domain_of
 
 TINY = dict(dim=2, n_traj=2, n_val_traj=1, snapshots=1, grids_per_traj=1, patches_per_grid=4, P_max=3000,
             data_T=0.02, data_Nr=96, width=4, epochs=2)

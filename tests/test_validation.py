@@ -1,4 +1,4 @@
-"""Analytic references and order fits (nsipf_torch/validation.py): the Neumann heat kernel by images
+"""Analytic references and order fits (nsipf_torch/problems/exact.py): the Neumann heat kernel by images
 against an independent cosine series, its mass and no-flux walls, and the order estimators on synthetic
 sequences of known order."""
 import math
@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from nsipf_torch.grid import Grid
-from nsipf_torch.initial import get_ic
-from nsipf_torch.validation import (mean_r2, neumann_gaussian_1d, neumann_gaussian_cells, neumann_gaussian_cells_1d,
+from nsipf_torch.problems.grid import Grid
+from nsipf_torch.problems.initial import get_ic
+from nsipf_torch.problems.exact import (mean_r2, neumann_gaussian_1d, neumann_gaussian_cells, neumann_gaussian_cells_1d,
                                     neumann_gaussian_density, observed_orders, richardson_order, ring_fraction)
 
 
@@ -90,7 +90,7 @@ def test_density_is_the_product_of_one_dimensional_kernels():
 @pytest.mark.parametrize("dim", [2, 3])
 def test_image_sum_equals_the_canonical_blob(dim):
     # The module docstring: for sigma << L the image-sum data and the truncated Gaussian of
-    # nsipf_torch.initial (blob: centre 0, sigma = 0.1, M0 = 1) agree; the images beyond the walls weigh
+    # nsipf_torch.problems.initial (blob: centre 0, sigma = 0.1, M0 = 1) agree; the images beyond the walls weigh
     # exp(-50) ~ 2e-22 of the peak, so round-off only (measured 1.4e-15 of the peak at N = 32; assert 1e-14).
     grid = Grid(32, dim=dim)
     blob = get_ic("blob").rho0(grid)

@@ -2,11 +2,11 @@
 import pytest
 import torch
 
-from nsipf_torch.data import sample_problems
-from nsipf_torch.initial import get_ic
-from nsipf_torch.io import load_torch
-from nsipf_torch.resources import default_checkpoint
-from nsipf_torch.validity import check_run, domain_of
+from nsipf_torch.neural.data import sample_problems
+from nsipf_torch.problems.initial import get_ic
+from nsipf_torch.io.files import load_torch
+from nsipf_torch.io.resources import default_checkpoint
+from nsipf_torch.neural.validity import check_run, domain_of
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 
-from nsipf_torch.vtk import write_pvd, write_vti, write_vtu_points
+from nsipf_torch.io.vtk import write_pvd, write_vti, write_vtu_points
 
 
 def decode(array_el) -> np.ndarray:

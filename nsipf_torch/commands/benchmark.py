@@ -36,16 +36,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nsipf_torch.cli import parse_config, usage_error
-from nsipf_torch.grid import Grid, resolve_device, resolve_dtype
-from nsipf_torch.grid import synchronize as sync
-from nsipf_torch.initial import get_ic
-from nsipf_torch.interp import make_interp
-from nsipf_torch.io import ensure_writable_dir, save_json
-from nsipf_torch.params import Params
-from nsipf_torch.resources import reference_path
-from nsipf_torch.runners import METHODS, ParticleRunner, runner_for
-from nsipf_torch.sipf import compiled_advance
+from nsipf_torch.commands.cli import parse_config, usage_error
+from nsipf_torch.problems.grid import Grid, resolve_device, resolve_dtype
+from nsipf_torch.problems.grid import synchronize as sync
+from nsipf_torch.problems.initial import get_ic
+from nsipf_torch.particles.interp import make_interp
+from nsipf_torch.io.files import ensure_writable_dir, save_json
+from nsipf_torch.problems.params import Params
+from nsipf_torch.io.resources import reference_path
+from nsipf_torch.run.runners import METHODS, ParticleRunner, runner_for
+from nsipf_torch.particles.sipf import compiled_advance
 
 PAPER_TABLE1 = {"FDM": (7.31, 56.89, 742.24), "SIPF-spline": (2955.73, 3919.37, 7599.54),
                 "NSIPF": (8.69, 33.12, 243.86)}
@@ -53,7 +53,7 @@ PAPER_RESOLUTIONS = {32: 0, 64: 1, 128: 2}  # assumed: the paper's res 1, 2, 3 (
 PAPER_TABLE2 = {"SIPF-spline": {1000: 211.27, 5000: 998.38, 10000: 1959.34},
                 "NSIPF": {1000: 31.97, 5000: 32.21, 10000: 32.42}}
 # Target rows: (label, method, N, P, steps or None for T = --T, timed as "run" or "step"); the GPU targets
-# in BENCHMARKS.md. tiny: the same rows at test sizes (the CPU dry run of scripts/gpu_check.sh).
+# in BENCHMARKS.md. tiny: the same rows at test sizes (the CPU dry run of studies/gpu_check.sh).
 GPU_TARGETS = (("FDM two_blobs 128^3 to T", "FDM", 128, 0, None, "run"),
                ("SIPF-spline 128^3 P=2e4 200 steps", "SIPF-spline", 128, 20_000, 200, "run"),
                ("NSIPF 128^3 P=2e4 200 steps", "NSIPF", 128, 20_000, 200, "run"),
@@ -105,7 +105,7 @@ def _opt(default, help, **extra):
 @dataclass
 class BenchConfig:
     suite: str = _opt("quick", "which sizes to run (convergence: the paper's Fig. 8; work-precision: error against "
-                      "wall time, nsipf_torch/work_precision.py)", choices=(*SUITES, "convergence", "work-precision"))
+                      "wall time, studies/work_precision.py)", choices=(*SUITES, "convergence", "work-precision"))
     device: str = _opt("auto", "auto, cpu, cuda or cuda:K")
     dtype: str = _opt("float32", "floating-point type of every method", choices=("float32", "float64"))
     repeats: int = _opt(3, "timed whole runs per figure (median, min-max)")
@@ -423,7 +423,7 @@ def train_row(train_argv, device, out: Path, log) -> dict:
 
 def _histogram_candidates():
     """Integer histograms of flat indices into a known number of bins: the shipped form and the others."""
-    from nsipf_torch.deposit import histogram
+    from nsipf_torch.particles.deposit import histogram
 
     def index_add(dtype):
         def run(flat, n):
@@ -472,11 +472,11 @@ def histogram_rows(N: int, Ps, repeats: int, device, log) -> list[dict]:
 
 
 def monitor_rows(cfg: BenchConfig, device, dtype, log) -> list[dict]:
-    """The interp_gap monitor against an NSIPF step (nsipf_torch.monitor): two_blobs 3D advanced 100 steps
+    """The interp_gap monitor against an NSIPF step (nsipf_torch.run.monitor): two_blobs 3D advanced 100 steps
     (aggregating, the monitor's typical state), then one monitor call and one step timed alike; the share
     of a step at the default cadence is call / (diag_every * step)."""
     from nsipf_torch.api import SimConfig
-    from nsipf_torch.monitor import DEFAULT_SUBSAMPLE
+    from nsipf_torch.run.monitor import DEFAULT_SUBSAMPLE
 
     rows, every = [], SimConfig.diag_every
     for N, P in MONITOR_SIZES:
@@ -494,9 +494,9 @@ def monitor_rows(cfg: BenchConfig, device, dtype, log) -> list[dict]:
 
 
 def work_precision_suite(cfg: BenchConfig, meta: dict, device: torch.device, out: Path) -> int:
-    """rho error at T against wall time for every method on two_blobs and planar (nsipf_torch.work_precision):
+    """rho error at T against wall time for every method on two_blobs and planar (studies.work_precision):
     DIR/work_precision.png, DIR/results.md (every point, the cheapest run per accuracy), DIR/results.json."""
-    from nsipf_torch import work_precision as wp
+    import studies.work_precision as wp
 
     size = cfg.wp_sizes if cfg.wp_sizes != "auto" else ("gpu" if device.type == "cuda" else "cpu")
     sizes = wp.SIZES[size]
@@ -518,12 +518,12 @@ def work_precision_suite(cfg: BenchConfig, meta: dict, device: torch.device, out
 
 
 def convergence_suite(cfg: BenchConfig, meta: dict, device: torch.device, out: Path) -> int:
-    """The paper's Fig. 8 for SIPF-trilinear on two_blobs, N = 32, T = 0.05 (nsipf_torch.convergence)."""
+    """The paper's Fig. 8 for SIPF-trilinear on two_blobs, N = 32, T = 0.05 (studies.convergence)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from nsipf_torch.convergence import convergence_in_dt, convergence_in_P
+    from studies.convergence import convergence_in_dt, convergence_in_P
 
     grid = Grid(32, 3, 1.0, device, torch.float64)
     start = time.perf_counter()
@@ -620,7 +620,7 @@ def precision_accuracy(N: int, P: int, precisions, cfg: BenchConfig, device, dty
 
 def _deposit_candidates():
     """The two shipped deposits: NGP (one fixed-size integer histogram) and CIC (index_add_ of weights)."""
-    from nsipf_torch.deposit import deposit
+    from nsipf_torch.particles.deposit import deposit
     return {"NGP (shipped)": lambda X, g: deposit(X, g, 1.0, "ngp"),
             "CIC": lambda X, g: deposit(X, g, 1.0, "cic")}
 

@@ -14,7 +14,7 @@ chi is identified only when c0 is known in absolute units. gamma is weakly ident
 gamma moves rho by 0.2-0.3%), so the discretisation error of a model at the data's own resolution is
 absorbed into gamma first: compare the fits at N and 2N in the discretisation check.
 
-Data (--data obs.npz; nsipf_torch/observations.py): t (K,) > 0 increasing; rho (K, N, ..., N) observed
+Data (--data obs.npz; nsipf_torch/inference/observations.py): t (K,) > 0 increasing; rho (K, N, ..., N) observed
 cell averages on the N^d cell-centred grid of [-L, L]^d; rho0 (N^d cell averages) and c0 (N^d centre
 values) at t = 0; optional L (default 1) and M0 (default: the mass of rho0).
 
@@ -38,11 +38,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 
-from nsipf_torch.cli import (add_dataclass_arguments, check_output_file, config_from_args, make_parser,
+from nsipf_torch.commands.cli import (add_dataclass_arguments, check_output_file, config_from_args, make_parser,
                              one_line_warnings, usage_error)
-from nsipf_torch.field import C_UPDATES
-from nsipf_torch.io import ensure_writable_dir, save_json, save_npz
-from nsipf_torch.stencils import LIMITERS
+from nsipf_torch.solvers.c_equation import C_UPDATES
+from nsipf_torch.io.files import ensure_writable_dir, save_json, save_npz
+from nsipf_torch.solvers.stencils import LIMITERS
 
 METHODS = ("fdm",)
 PROG = "infer.py"  # also installed as nsipf-infer
@@ -101,8 +101,8 @@ def parse_args(argv: list[str]) -> InferConfig:
 
 def load_data(cfg: InferConfig):
     """The observations named by the config (exactly one source); ValueError on any problem."""
-    from nsipf_torch.inference import synthetic_observations
-    from nsipf_torch.observations import load_observations, observations_from_run
+    from nsipf_torch.inference.fit import synthetic_observations
+    from nsipf_torch.inference.observations import load_observations, observations_from_run
 
     sources = [s for s in (cfg.data, cfg.from_run, cfg.synthetic) if s is not None]
     if len(sources) != 1:
@@ -135,7 +135,7 @@ def validate(cfg: InferConfig) -> None:
     if not (math.isfinite(cfg.dt) and cfg.dt > 0):
         raise ValueError(f"--dt must be a finite number > 0, got {cfg.dt}")
     if cfg.synthetic is None:
-        from nsipf_torch.inference import parse_fit
+        from nsipf_torch.inference.fit import parse_fit
         parse_fit(cfg.fit)
         for name in ("chi", "gamma"):
             value = getattr(cfg, name)
@@ -151,8 +151,8 @@ def plot_fit(path: Path, result, model) -> None:
     """Observed (dots) and fitted (lines) rho along the centre line at every time, and the cost per iteration."""
     import matplotlib.pyplot as plt
 
-    from nsipf_torch.io import atomic_write
-    from nsipf_torch.plotting import centre_line
+    from nsipf_torch.io.files import atomic_write
+    from nsipf_torch.io.plotting import centre_line
 
     obs, fit = result.observations, result.main
     x = model.data_grid.centres().cpu().numpy()
@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as err:
             return usage_error(PROG, err)
         if cfg.write_data is not None:
-            from nsipf_torch.observations import save_observations
+            from nsipf_torch.inference.observations import save_observations
             target = Path(cfg.write_data)
             target.parent.mkdir(parents=True, exist_ok=True)
             save_observations(target, obs)
@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(cfg: InferConfig, obs) -> int:
-    from nsipf_torch.inference import infer, ForwardModel
+    from nsipf_torch.inference.fit import infer, ForwardModel
 
     try:
         start = {"chi": 1.0 if cfg.chi is None else cfg.chi, "gamma": 0.01 if cfg.gamma is None else cfg.gamma}
@@ -259,7 +259,7 @@ def run(cfg: InferConfig, obs) -> int:
 
 
 def _dtype(name: str):
-    from nsipf_torch.grid import resolve_dtype
+    from nsipf_torch.problems.grid import resolve_dtype
     return resolve_dtype(name)
 
 

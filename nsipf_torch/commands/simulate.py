@@ -31,16 +31,16 @@ import numpy as np
 import torch
 
 from nsipf_torch.api import Result, SimConfig, Setup, check_config, make_runner, run
-from nsipf_torch.callbacks import Checkpoint, ProgressBar, TensorBoard
-from nsipf_torch.cli import add_dataclass_arguments, config_from_args, make_parser, one_line_warnings, usage_error
-from nsipf_torch.distributed import World, close_world, init_world
-from nsipf_torch.initial import load_ic_file
-from nsipf_torch.io import ensure_writable_dir, load_torch
+from nsipf_torch.run.callbacks import Checkpoint, ProgressBar, TensorBoard
+from nsipf_torch.commands.cli import add_dataclass_arguments, config_from_args, make_parser, one_line_warnings, usage_error
+from nsipf_torch.particles.distributed import World, close_world, init_world
+from nsipf_torch.problems.initial import load_ic_file
+from nsipf_torch.io.files import ensure_writable_dir, load_torch
 from nsipf_torch.metrics import rel_l2
-from nsipf_torch.monitor import DEFAULT_SUBSAMPLE, GAP_WARNING
-from nsipf_torch.output import run_title
-from nsipf_torch.plotting import centre_line, plot_line_profiles
-from nsipf_torch.validation import ring_fraction
+from nsipf_torch.run.monitor import DEFAULT_SUBSAMPLE, GAP_WARNING
+from nsipf_torch.io.output import run_title
+from nsipf_torch.io.plotting import centre_line, plot_line_profiles
+from nsipf_torch.problems.exact import ring_fraction
 
 PROG = "simulate.py"  # also installed as nsipf-simulate
 
@@ -186,7 +186,7 @@ def compare_with_fdm(result: Result, setup: Setup, opts: OutputOptions, out: Pat
     through the centre; print rel_l2."""
     from dataclasses import replace
 
-    from nsipf_torch.io import save_npz
+    from nsipf_torch.io.files import save_npz
     cfg, grid = setup.cfg, setup.grid
     fd_cfg = replace(cfg, method="fdm", batch=1, seeds=None, compile=False)
     fd_setup = check_config(fd_cfg, setup.ic)

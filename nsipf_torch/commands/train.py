@@ -21,7 +21,7 @@ upsampling of (rough - smooth). Trained on the smooth input alone (``off``, the 
 the grid-scale holes and loses end to end; trained to remove the holes (``on``), it over-smooths and fails
 (MODEL.md §6; the measured errors of every variant are in docs/VALIDATION.md).
 Each sample is normalised by its input's maximum (the CNN is exactly scale-equivariant, so this only weighs
-samples equally). The data (``nsipf_torch.data``) is generated once, seeded, on --device, and cached under
+samples equally). The data (``nsipf_torch.neural.data``) is generated once, seeded, on --device, and cached under
 --cache-dir. Every output path is checked before the data are generated.
 
 Outputs
@@ -29,7 +29,7 @@ Outputs
   model weights of the epoch with the lowest validation loss ("model", with its "metrics"), the latest
   weights ("last_model") and optimizer state that --resume continues, the model arguments, the full config
   and the epoch: only tensors and plain Python values (``torch.load(..., weights_only=True)``). Load it with
-  ``nsipf_torch.model.load_model(path, dim)``.
+  ``nsipf_torch.neural.model.load_model(path, dim)``.
 - ``--logdir``: TensorBoard scalars (train and validation loss; validation errors of the CNN, linear and
   cubic-spline upsampling for values and gradients) and validation images (slices of input, target,
   prediction).
@@ -46,10 +46,10 @@ import time
 
 import torch
 
-from nsipf_torch.cli import check_output_dir, parse_config, usage_error
-from nsipf_torch.data import cache_folder, make_dataset
-from nsipf_torch.model import load_model
-from nsipf_torch.training import (TrainConfig, build_run, check_request, evaluate, fit, load_split_tensors,
+from nsipf_torch.commands.cli import check_output_dir, parse_config, usage_error
+from nsipf_torch.neural.data import cache_folder, make_dataset
+from nsipf_torch.neural.model import load_model
+from nsipf_torch.neural.training import (TrainConfig, build_run, check_request, evaluate, fit, load_split_tensors,
                                   normalised, table)
 
 

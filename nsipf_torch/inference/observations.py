@@ -1,0 +1,167 @@
+"""Observed densities for parameter inference: the ``obs.npz`` format, its validation and converters.
+
+An ``obs.npz`` holds, on the N^d cell-centred data grid of [-L, L]^d (d = 2 or 3):
+
+    t      (K,)           observation times, > 0 and strictly increasing
+    rho    (K, N, ..., N) observed rho: cell averages (any noise is in these values)
+    rho0   (N, ..., N)    rho at t = 0: cell averages, in absolute units
+    c0     (N, ..., N)    c at t = 0: values at the cell centres, in absolute units
+    L      ()             optional half box width (default 1)
+    M0     ()             optional mass of rho; rho0 is rescaled to carry it (default: the mass of rho0)
+    chi_true, gamma_true  optional: the parameters that made synthetic data (reported beside the estimates)
+
+:func:`observations_from_run` converts a ``simulate.py`` run directory (snap_KKKK.npz with a leading batch
+axis, config.json) into this format; :func:`save_observations` writes it.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nsipf_torch.io.files import load_npz, save_npz
+
+REQUIRED_KEYS = ("t", "rho", "rho0", "c0")
+
+
+@dataclass(frozen=True)
+class Observations:
+    """Validated observations (float64 numpy arrays); build with :func:`make_observations`."""
+
+    t: np.ndarray
+    rho: np.ndarray
+    rho0: np.ndarray
+    c0: np.ndarray
+    L: float = 1.0
+    M0: float = 1.0
+    chi_true: float | None = None
+    gamma_true: float | None = None
+
+    @property
+    def dim(self) -> int:
+        return self.rho0.ndim
+
+    @property
+    def N(self) -> int:
+        return self.rho0.shape[0]
+
+    @property
+    def K(self) -> int:
+        return self.t.shape[0]
+
+
+def _array(name: str, value) -> np.ndarray:
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} is not a numeric array ({err})") from err
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} holds NaN or infinite values")
+    return arr
+
+
+def _scalar(name: str, value) -> float:
+    arr = _array(name, value)
+    if arr.size != 1:
+        raise ValueError(f"{name} must be a scalar, got shape {arr.shape}")
+    return float(arr.reshape(()))
+
+
+def make_observations(t, rho, rho0, c0, L=None, M0=None, chi_true=None, gamma_true=None) -> Observations:
+    """Check every field (shapes, signs, finiteness, times) and return :class:`Observations`.
+
+    Raises ``ValueError`` naming the first offending value.
+    """
+    t, rho, rho0, c0 = (_array(n, v) for n, v in (("t", t), ("rho", rho), ("rho0", rho0), ("c0", c0)))
+    if t.ndim != 1:
+        raise ValueError(f"t must be a 1-D array of observation times, got shape {t.shape}")
+    if t.shape[0] == 0:
+        raise ValueError("t is empty: at least one observation time (K >= 1) is needed")
+    if (t <= 0).any():
+        raise ValueError(f"observation times must be > 0, got min(t) = {t.min():g}")
+    if (np.diff(t) <= 0).any():
+        raise ValueError(f"observation times must be strictly increasing, got t = {t.tolist()}")
+    dim = rho0.ndim
+    if dim not in (2, 3):
+        raise ValueError(f"rho0 must be an N^d grid with d = 2 or 3, got shape {rho0.shape}")
+    N = rho0.shape[0]
+    if any(s != N for s in rho0.shape) or N < 4:
+        raise ValueError(f"rho0 must be a cubic grid (N, ..., N) with N >= 4, got shape {rho0.shape}")
+    if c0.shape != rho0.shape:
+        raise ValueError(f"c0 has shape {c0.shape}, rho0 has {rho0.shape}")
+    if rho.shape != (t.shape[0], *rho0.shape):
+        raise ValueError(f"rho must have shape (K, {', '.join(['N'] * dim)}) = {(t.shape[0], *rho0.shape)} "
+                         f"for K = len(t) and the grid of rho0, got {rho.shape}")
+    for name, arr in (("rho", rho), ("rho0", rho0), ("c0", c0)):
+        if (arr < 0).any():
+            raise ValueError(f"{name} has negative values (min {arr.min():g}); densities must be >= 0")
+    L = 1.0 if L is None else _scalar("L", L)
+    if L <= 0:
+        raise ValueError(f"L must be > 0, got {L}")
+    mass0 = float(rho0.sum()) * (2.0 * L / N) ** dim
+    if mass0 <= 0:
+        raise ValueError("rho0 has zero mass")
+    if M0 is not None:
+        M0 = _scalar("M0", M0)
+        if M0 <= 0:
+            raise ValueError(f"M0 must be > 0, got {M0}")
+        rho0 = rho0 * (M0 / mass0)
+    else:
+        M0 = mass0
+    truths = [None if v is None else _scalar(n, v) for n, v in (("chi_true", chi_true), ("gamma_true", gamma_true))]
+    return Observations(t, rho, rho0, c0, L, M0, *truths)
+
+
+def load_observations(path: str | Path) -> Observations:
+    """Read and validate an ``obs.npz``; any problem is a ``ValueError`` naming the file and the value."""
+    path = Path(path)
+    arrays = load_npz(path, "data file")
+    missing = [k for k in REQUIRED_KEYS if k not in arrays]
+    if missing:
+        raise ValueError(f"{str(path)!r} lacks the key(s) {', '.join(missing)} (needs {', '.join(REQUIRED_KEYS)})")
+    optional = {k: arrays[k] for k in ("L", "M0", "chi_true", "gamma_true") if k in arrays}
+    try:
+        return make_observations(arrays["t"], arrays["rho"], arrays["rho0"], arrays["c0"], **optional)
+    except ValueError as err:
+        raise ValueError(f"{str(path)!r}: {err}") from err
+
+
+def save_observations(path: str | Path, obs: Observations) -> Path:
+    extra = {k: getattr(obs, k) for k in ("chi_true", "gamma_true") if getattr(obs, k) is not None}
+    return save_npz(path, t=obs.t, rho=obs.rho, rho0=obs.rho0, c0=obs.c0, L=obs.L, M0=obs.M0, **extra)
+
+
+def observations_from_run(run_dir: str | Path, member: int = 0) -> Observations:
+    """The snapshots of a ``simulate.py`` run as observations of one batch member.
+
+    snap_0000 (t = 0) gives rho0 and c0, the later snapshots the observed rho; the member's gamma and chi
+    are kept as ``gamma_true``/``chi_true``. The run's rho are cell averages for fdm and deposited cell
+    masses / h^d for the particle methods; c is the grid field (cell centres).
+    """
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.json"
+    snaps = sorted(run_dir.glob("snap_[0-9][0-9][0-9][0-9].npz"))
+    if not config_path.is_file() or not snaps:
+        raise ValueError(f"{str(run_dir)!r} is not a simulate.py run directory (needs config.json and snap_KKKK.npz)")
+    try:
+        config = json.loads(config_path.read_text())["params"]
+        loaded = []
+        for p in snaps:
+            with np.load(p, allow_pickle=False) as d:
+                loaded.append({k: d[k] for k in ("t", "rho", "c", "gamma", "chi")})
+    except (KeyError, ValueError, OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"cannot read the run in {str(run_dir)!r}: {err}") from err
+    B = loaded[0]["rho"].shape[0]
+    if not 0 <= member < B:
+        raise ValueError(f"member {member} out of range: the run has {B} member(s)")
+    if float(loaded[0]["t"]) != 0.0 or len(loaded) < 2:
+        raise ValueError(f"{str(run_dir)!r} needs snap_0000 at t = 0 and at least one later snapshot")
+    first = loaded[0]
+    return make_observations(
+        t=[float(s["t"]) for s in loaded[1:]],
+        rho=np.stack([s["rho"][member] for s in loaded[1:]]),
+        rho0=first["rho"][member], c0=first["c"][member], L=config["L"],
+        chi_true=float(first["chi"][member]), gamma_true=float(first["gamma"][member]))
+

@@ -1,0 +1,57 @@
+"""Particles: initial states, the Euler-Maruyama move and reflecting walls (MODEL.md §2 step 4, paper eq. 34).
+
+    X <- reflect( X + chi grad c~(X) dt + sqrt(2 gamma dt) xi ),   xi ~ N(0, I_d)
+
+Reflection at the walls x = ±L is the particle form of the no-flux condition. It is done by folding
+modulo 4L (the period of the reflected path), so a step of any length, even several box widths, lands
+where a reflected Brownian path would, and a particle exactly on a wall stays there.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from nsipf_torch.problems.grid import Grid
+from nsipf_torch.problems.initial import InitialCondition, member_generator
+from nsipf_torch.problems.params import per_member
+
+
+def reflect(X: torch.Tensor, L: float) -> torch.Tensor:
+    """Fold positions into [-L, L] by mirror reflection at both walls, for displacements of any size.
+
+    y = (x + L) mod 4L lies in [0, 4L); the reflected path is y on [0, 2L] and 4L - y on (2L, 4L).
+    x = ±L maps to y = 0 or 2L and stays put. Every output is in [-L, L] even after round-off: both
+    branches give y' in [0, 2L] and y' - L rounds monotonically between the representable -L and L.
+    """
+    y = torch.remainder(X + L, 4.0 * L)
+    y = torch.where(y > 2.0 * L, 4.0 * L - y, y)
+    return y - L
+
+
+def em_move(X: torch.Tensor, grad_c: torch.Tensor, noise: torch.Tensor, dt: float, gamma, chi,
+            L: float = 1.0) -> torch.Tensor:
+    """One Euler-Maruyama step (paper eq. 34) followed by reflection at the walls.
+
+    gamma and chi are floats or per-member tensors of shape (B,); noise is standard normal (B, P, d).
+    """
+    gamma = per_member(gamma, X, 2)
+    chi = per_member(chi, X, 2)
+    sigma = torch.sqrt(2.0 * gamma * dt) if isinstance(gamma, torch.Tensor) else (2.0 * gamma * dt) ** 0.5
+    return reflect(X + (chi * dt) * grad_c + sigma * noise, L)
+
+
+def initial_particles(ic: InitialCondition, grid: Grid, P: int, seeds: Sequence[int]) -> torch.Tensor:
+    """Initial positions (B, P, d) in grid.dtype on grid.device, member b drawn with member_generator(seeds[b]).
+
+    Each member's whole sample comes from its one global stream, so a process that owns particles
+    [lo, hi) of a member can draw the same sample and slice it: the initial state does not depend on how
+    the particles are later split. The sample is drawn where the grid lives: on the CPU as always, on a
+    GPU from a CUDA generator with the same seed (another, equally valid sample, drawn without copying
+    10^8 positions from the host; as the Brownian increments of :func:`nsipf_torch.particles.sipf.draw_noise`).
+    """
+    if len(seeds) == 0:
+        raise ValueError("seeds must name at least one member, got an empty list")
+    where = grid.to(dtype=torch.float64)
+    X = torch.stack([ic.sample(P, member_generator(seed, grid.device), where) for seed in seeds])
+    return X.to(device=grid.device, dtype=grid.dtype)

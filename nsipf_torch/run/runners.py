@@ -1,0 +1,180 @@
+"""Method runners: one object per solver with the same small interface, so that the API
+(:func:`nsipf_torch.api.run_loop`) has one time loop for every method.
+
+    runner.advance(dt) -> int        one step of size dt (returns the FD sub-step count, 1 for particles)
+    runner.fields()    -> (rho, c)   grid fields (B, N, ..., N) for output
+    runner.diagnostics() -> dict     per-member scalars (mass, min/max rho, min c, mean |x|^2, c < 0 cells)
+    runner.checked()   -> dict       the tensors a NaN/Inf check looks at
+    runner.state_dict() / load_state_dict(sd)   tensors and plain values only (resumable runs)
+
+The particle runner drives the one SIPF loop (:func:`~nsipf_torch.particles.sipf.sipf_run`); the interpolator
+decides between classical SIPF and NSIPF. Both take their physical parameters as one
+:class:`~nsipf_torch.problems.params.Params` whose gamma and chi are floats or (B,) tensors.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+import nsipf_torch.solvers.fd as fd
+from nsipf_torch.particles.deposit import deposit
+from nsipf_torch.run.diagnostics import field_diagnostics
+from nsipf_torch.problems.grid import Grid
+from nsipf_torch.particles.interp import make_interp
+from nsipf_torch.problems.params import Params
+from nsipf_torch.particles.distributed import World, sharded_deposit
+from nsipf_torch.run.monitor import InterpGap
+from nsipf_torch.neural.interp import NeuralInterp
+from nsipf_torch.particles.sipf import compiled_advance, initial_state, noise_generators, sipf_run
+
+METHODS = ("FDM", "SIPF-trilinear", "SIPF-spline", "NSIPF")  # the compared methods by their table names
+
+
+
+class FDRunner:
+    """The finite-volume reference solver (:mod:`nsipf_torch.solvers.fd`)."""
+
+    def __init__(self, grid: Grid, ic, params: Params, B: int = 1, limiter: str = "minmod",
+                 c_update: str = "exp", compile: bool = False):
+        self.grid, self.limiter, self.c_update, self.compile = grid, limiter, c_update, compile
+        self.gamma = _member_tensor(params, "gamma", B, grid)
+        self.chi = _member_tensor(params, "chi", B, grid)
+        self.rho = ic.rho0(grid, params.M0).expand(B, *grid.shape).clone()
+        self.c = ic.c0(grid).expand(B, *grid.shape).clone()
+
+    def substep_count(self, dt: float) -> int:
+        """Sub-steps the next outer step of size dt takes (one host sync)."""
+        return fd.fd_substep_count(self.c, dt, self.gamma, self.chi, self.grid.h, self.grid.dim, rho=self.rho,
+                                   c_update=self.c_update)
+
+    @torch.inference_mode()
+    def advance(self, dt: float) -> int:
+        self.rho, self.c, n_sub = fd.fd_advance(self.rho, self.c, dt, self.gamma, self.chi, self.grid,
+                                                limiter=self.limiter, c_update=self.c_update, compile=self.compile)
+        return n_sub
+
+    def fields(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.rho, self.c
+
+    def diagnostics(self) -> dict[str, torch.Tensor]:
+        return field_diagnostics(self.rho, self.c, self.grid)
+
+    def checked(self) -> dict[str, torch.Tensor]:
+        """The tensors that must stay finite."""
+        return {"rho": self.rho, "c": self.c}
+
+    def state_dict(self) -> dict:
+        return {"rho": self.rho, "c": self.c}
+
+    def load_state_dict(self, sd: dict) -> None:
+        self.rho = sd["rho"].to(self.grid.device, self.grid.dtype)
+        self.c = sd["c"].to(self.grid.device, self.grid.dtype)
+
+
+class ParticleRunner:
+    """SIPF / NSIPF: P particles per member carry rho, c lives on the grid (paper eqs. 32-34)."""
+
+    def __init__(self, grid: Grid, ic, params: Params, seeds: Sequence[int], P: int, interp,
+                 c_update: str = "exp", deposit_method: str = "ngp", world: World = World(), compile: bool = False,
+                 replan_every: int = 10):
+        B = len(seeds)
+        self.grid, self.M0, self.P, self.interp, self.world = grid, params.M0, P, interp, world
+        self.c_update, self.deposit_method, self.replan_every, self.steps = c_update, deposit_method, replan_every, 0
+        self.gamma = _member_tensor(params, "gamma", B, grid)
+        self.chi = _member_tensor(params, "chi", B, grid)
+        state = initial_state(ic, grid, P, seeds)
+        # each rank keeps its slice of the one global sample per member: the start is world-size independent
+        self.state = state._replace(X=state.X[:, world.shard(P)].contiguous())
+        # drawn where the particles live: a CPU stream copied to the GPU would cost more than the step
+        self.generators = noise_generators(seeds, rank=world.rank, device=grid.device)
+        self.deposit_fn = None if world.size == 1 else sharded_deposit(world, grid, params.M0, P, deposit_method)
+        self.step_fn = compiled_advance() if compile else None
+        # NSIPF's runtime monitor: its drift beside the cubic spline's at a fixed subsample of particles
+        self.gap = InterpGap(grid, interp) if isinstance(interp, NeuralInterp) else None
+        if self.gap is not None:  # the step's fine field of c^{n+1} is held so the monitor reads it again
+            interp.keep_last = True
+
+    def replan(self) -> None:
+        """Size the neural interpolator's tile list from the particles now (a host sync: outside the step).
+
+        The runner does this every ``replan_every`` steps on its own (the one place of this policy), so
+        every caller of :meth:`advance` gets the same tile coverage.
+        """
+        if hasattr(self.interp, "plan_capacity"):
+            self.interp.plan_capacity(self.X)
+
+    @property
+    def X(self) -> torch.Tensor:
+        return self.state.X
+
+    @property
+    def c(self) -> torch.Tensor:
+        return self.state.c
+
+    @torch.no_grad()
+    def advance(self, dt: float) -> int:
+        if self.steps % self.replan_every == 0:
+            self.replan()
+        self.steps += 1
+        self.state = sipf_run(self.state, self.generators, 1, grid=self.grid, dt=dt, gamma=self.gamma, chi=self.chi,
+                              M0=self.M0, interp=self.interp, c_update=self.c_update,
+                              deposit_method=self.deposit_method, step_fn=self.step_fn, deposit_fn=self.deposit_fn,
+                              check=False)  # checked once at the API's entry
+        return 1
+
+    def fields(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(rho, c) on the grid; with several ranks a collective: every rank must call it."""
+        if self.deposit_fn is not None:
+            return self.deposit_fn(self.X), self.c
+        return deposit(self.X, self.grid, self.M0, self.deposit_method), self.c
+
+    def diagnostics(self) -> dict[str, torch.Tensor]:
+        rho, c = self.fields()
+        r2_sum = self.world.all_reduce_((self.X * self.X).sum(dim=-1).sum(dim=-1))
+        diag = field_diagnostics(rho, c, self.grid, mean_r2=r2_sum / self.P)  # exact particle second moment
+        if hasattr(self.interp, "last_overflow"):  # occupied tiles the CNN skipped last step (linear upsampling)
+            overflow = self.interp.last_overflow
+            diag["tile_overflow"] = torch.zeros(rho.shape[0], dtype=torch.long) + (0 if overflow is None else overflow.cpu())
+        if self.gap is not None:
+            diag["interp_gap"] = self.gap(self.c, self.X)
+        return diag
+
+    def checked(self) -> dict[str, torch.Tensor]:
+        """The tensors that must stay finite; with several ranks, a bad particle anywhere shows on every rank."""
+        bad = self.world.all_reduce_((~torch.isfinite(self.X)).sum(dim=(-2, -1)))
+        return {"X (particle positions)": torch.where(bad > 0, torch.nan, 0.0), "c": self.c}
+
+    def particles(self, M: int) -> torch.Tensor:
+        """The first M particles of every member (a uniform subsample: the sample order is random)."""
+        return self.X[:, :M]
+
+    def state_dict(self) -> dict:
+        return {"X": self.X, "c": self.c, "steps": self.steps, "generators": [g.get_state() for g in self.generators]}
+
+    def load_state_dict(self, sd: dict) -> None:
+        self.state = self.state._replace(X=sd["X"].to(self.grid.device, self.grid.dtype),
+                                         c=sd["c"].to(self.grid.device, self.grid.dtype))
+        self.steps = int(sd["steps"])
+        self.replan()
+        for g, s in zip(self.generators, sd["generators"]):
+            g.set_state(s)
+
+
+def _member_tensor(params: Params, name: str, B: int, grid: Grid) -> torch.Tensor:
+    """gamma or chi of every member as a (B,) tensor in the grid's dtype (gradients kept)."""
+    return params.member_values(name, B).to(device=grid.device, dtype=grid.dtype)
+
+
+def runner_for(method: str, grid: Grid, ic, params: Params, P: int = 0, seeds: Sequence[int] = (0,), model=None,
+               precision: str = "fp32", compile: bool = False):
+    """The runner of a compared method by its table name (:data:`METHODS`): FDM is the FD solver (one
+    member; ``compile`` fuses its sub-step), SIPF-trilinear and SIPF-spline classical SIPF with that
+    interpolator, NSIPF SIPF with the CNN ``model`` (default: the shipped one) at ``precision``."""
+    if method == "FDM":
+        return FDRunner(grid, ic, params, compile=compile)
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
+    options = {"precision": precision, **({"model": model} if model is not None else {})}
+    interp = make_interp("neural", grid, **options) if method == "NSIPF" else make_interp(method.split("-")[1], grid)
+    return ParticleRunner(grid, ic, params, list(seeds), P, interp)

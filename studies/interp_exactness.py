@@ -1,0 +1,141 @@
+"""The drift error of NSIPF against the classical interpolators on smooth fields: two measurements of grad c~.
+
+``polynomials``: each interpolator's gradient at random points of the interior (|x| < 0.6) on positive
+linear and quadratic fields c = (x - x0)^k, against the exact gradient, binned by q = c / (h |grad c|) (how
+close c is to zero in units of its slope per cell); and the CNN's per-fine-cell slope on c = x + 2 (the
+particles' drift is that slope: NSIPF samples its fine field bilinearly).
+
+``planar``: grad c~ at the particles of a SIPF run on a planar problem at time t, against the exact
+x-derivative of the 1-D reference c (2048 cells) at t, on the run's rough c and on the reference's smooth c.
+
+    python -m studies.interp_exactness --what polynomials
+    python -m studies.interp_exactness --what planar --dim 2 --N 64 --P 100000 --steps 100
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+import torch
+
+from nsipf_torch.commands.cli import parse_config, usage_error
+from nsipf_torch.problems.grid import Grid
+from nsipf_torch.problems.initial import PlanarIC, get_ic
+from nsipf_torch.particles.interp import make_interp
+from studies.references import lift, solve_planar_1d
+from nsipf_torch.problems.params import Params
+from nsipf_torch.run.runners import ParticleRunner
+
+PROG = "interp_exactness.py"
+BINS = ((0, 2), (2, 4), (4, 8), (8, 16), (16, 64), (64, float("inf")))
+
+
+@dataclass
+class ExactnessConfig:
+    what: str = field(default="polynomials", metadata={
+        "help": "which measurement: polynomials (grad c on linear and quadratic fields, binned by q) or planar "
+                "(grad c~ at a SIPF run's particles against the 1-D reference)", "choices": ("polynomials", "planar")})
+    dim: int = field(default=0, metadata={"help": "space dimension (0: both for polynomials, 2 for planar)",
+                                          "choices": (0, 2, 3)})
+    N: int = field(default=0, metadata={"help": "grid size, >= 16 (0: 32 in 3D, 64 in 2D)"})
+    P: int = field(default=100_000, metadata={"help": "planar: particles"})
+    steps: int = field(default=100, metadata={"help": "planar: steps of 1e-3 before measuring"})
+    problem: str = field(default="planar", metadata={"help": "planar: a planar problem (planar, planar:SEED, planar_c30)"})
+
+    def validate(self) -> None:
+        if self.N < 0 or 0 < self.N < 16:
+            raise ValueError(f"--N must be 0 or >= 16, got {self.N}")
+        for flag, value in (("--P", self.P), ("--steps", self.steps)):
+            if value < 1:
+                raise ValueError(f"{flag} must be >= 1, got {value}")
+        try:
+            ic = get_ic(self.problem)
+        except ValueError as err:
+            raise ValueError(f"--problem: {err}") from None
+        if not isinstance(ic, PlanarIC):
+            raise ValueError(f"--problem {self.problem!r} is not a planar problem")
+
+
+def _interps(grid: Grid) -> dict:
+    return {"trilinear": make_interp("trilinear", grid), "spline": make_interp("spline", grid),
+            "NSIPF": make_interp("neural", grid)}
+
+
+def polynomials(dim: int, N: int) -> None:
+    grid = Grid(N, dim)
+    its = _interps(grid)
+    X = torch.rand(1, 20_000, dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 1.2 - 0.6
+    mesh = grid.mesh()
+    print(f"{dim}D N = {N}: relative error of grad c at 20,000 interior points, binned by q = c / (h |grad c|)")
+    for k, kind in ((1, "linear"), (2, "quadratic")):
+        q_all, err = [], {name: [] for name in its}
+        for x0 in (-0.7, -0.8, -1.0, -1.5, -3.0, -10.0):
+            c = ((mesh[0] - x0) ** k)[None]
+            exact = torch.zeros_like(X)
+            exact[..., 0] = k * (X[..., 0] - x0) ** (k - 1)
+            q_all.append(((X[..., 0] - x0) / (k * grid.h))[0])
+            for name, it in its.items():
+                err[name].append(((it.grad_c(c, X) - exact).norm(dim=-1) / exact.norm(dim=-1))[0])
+        q = torch.cat(q_all)
+        for lo, hi in BINS:
+            m = (q >= lo) & (q < hi)
+            if m.any():
+                cells = ", ".join(f"{name} {float(torch.cat(e)[m].mean()):.1e}" for name, e in err.items())
+                print(f"  {kind:9s} q in [{lo:g}, {hi:g}): {cells}")
+    nn = its["NSIPF"]
+    fine = nn.fine_field((mesh[0] + 2.0)[None])[0]
+    slope = torch.diff(fine, dim=0) / nn.fine_grid.h
+    centre = (slice(8, 16),) + (nn.fine_grid.N // 2,) * (dim - 1)
+    print(f"  CNN fine field on c = x + 2: per-fine-cell slope / exact - 1 along x: "
+          f"{[round(float(v), 4) for v in slope[centre] - 1.0]}")
+
+
+def planar(dim: int, N: int, P: int, steps: int, problem: str, dt: float = 1e-3) -> None:
+    ic = get_ic(problem)
+    if not isinstance(ic, PlanarIC):
+        raise ValueError(f"{problem!r} is not a planar problem")
+    grid = Grid(N, dim)
+    its = _interps(grid)
+    NR = 2048
+    _, c_ref = solve_planar_1d(ic, NR, dim, 0.01, 1.0, steps * dt, dt)
+    x = -1.0 + (torch.arange(NR, dtype=torch.float64) + 0.5) * (2.0 / NR)
+    dc = torch.gradient(c_ref, spacing=(x,))[0]
+    smooth = lift(c_ref, grid)[None].contiguous()  # the reference's c on the run's cells
+    for driver in ("spline", "NSIPF"):
+        runner = ParticleRunner(grid, ic, Params(dim=grid.dim), [0], P, its[driver])
+        for _ in range(steps):
+            runner.advance(dt)
+        X, c = runner.X, runner.c
+        u = ((X[..., 0] + 1.0) / (2.0 / NR) - 0.5).clamp(0, NR - 1 - 1e-9)
+        i0 = u.floor().long()
+        w = u - i0
+        exact = torch.zeros_like(X)
+        exact[..., 0] = dc[i0] * (1 - w) + dc[(i0 + 1).clamp(max=NR - 1)] * w
+        cells = []
+        for name, it in its.items():
+            if hasattr(it, "plan_capacity"):
+                it.plan_capacity(X)
+            rough = float((it.grad_c(c, X) - exact).norm() / exact.norm())
+            smooth_err = float((it.grad_c(smooth, X) - exact).norm() / exact.norm())
+            cells.append(f"{name}: rough c {rough:.3f}, smooth c {smooth_err:.3f}")
+        print(f"{dim}D N = {N}, P = {P:,}, {problem}, t = {steps * dt:g}, particles of a SIPF-{driver} run: "
+              + "; ".join(cells), flush=True)
+
+
+def main(argv=None) -> int:
+    try:
+        cfg = parse_config(ExactnessConfig, argv, prog=PROG, description=__doc__.split("\n\n")[0])
+    except ValueError as err:
+        return usage_error(PROG, err)
+    torch.set_num_threads(1)
+    if cfg.what == "polynomials":
+        for dim in ((cfg.dim,) if cfg.dim else (3, 2)):
+            polynomials(dim, cfg.N or (32 if dim == 3 else 64))
+    else:
+        dim = cfg.dim or 2
+        planar(dim, cfg.N or (32 if dim == 3 else 64), cfg.P, cfg.steps, cfg.problem)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""Work-precision study: rho error at T against wall time, one curve per method (the way SciML's
+DiffEqBenchmarks compare ODE solvers), on ``two_blobs`` and the held-out ``planar`` problem in 3D.
+
+Each point is one run to T of FD (N per axis; the fused ``torch.compile`` sub-step, compile time excluded
+and reported apart, so FD is timed at its best) or of SIPF-trilinear, SIPF-spline or NSIPF (N, P; NGP
+deposit, exact c-update, eager), float32, dt = 1e-3, one seed. Error: ``metrics.rel_l2`` of rho at T on
+16^d blocks (paper eq. 1's density) against a reference better than every point:
+
+- ``planar``: the 1-D FD reference (:func:`studies.references.planar_reference`, converged to 1e-3
+  between NR and 2NR cells, NR >= 2048), exact for the 3-D problem up to its own error (module docstring
+  there); Richardson's estimate of that error is reported.
+- ``two_blobs``: FD in float64 at ``ref_N`` (twice the finest FD point), Richardson's estimate of its own
+  error from ref_N / 2 and ref_N with order 2 assumed (:func:`studies.references.fd_reference`).
+
+Wall time: from the runner's construction (initial sampling included) to rho at T on the host, after one
+warm-up run of the same method and grid (first calls, allocator, CNN loading, compilation) that is not
+counted. Sizes in :data:`SIZES`: ``benchmark.py --suite work-precision`` runs the CPU sizes on a CPU and
+the GPU sizes on a GPU (``--wp-sizes`` chooses).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+
+from nsipf_torch.problems.grid import Grid
+from nsipf_torch.problems.grid import synchronize as sync
+from nsipf_torch.problems.initial import get_ic
+from nsipf_torch.metrics import block_average, rel_l2
+from nsipf_torch.problems.params import Params
+from studies.references import fd_reference, planar_reference
+from nsipf_torch.run.runners import METHODS, runner_for
+
+PROBLEMS = ("two_blobs", "planar")
+SIZES = {  # FD grids; particle grids and counts; the two_blobs reference grid (two levels: ref_N / 2, ref_N);
+    # whether FD (points and reference) runs the compiled sub-step
+    "cpu": {"fd_Ns": (32, 48, 64), "particle_Ns": (32, 64), "Ps": (20_000, 200_000, 1_000_000), "ref_N": 128,
+            "compile": True},
+    "gpu": {"fd_Ns": (32, 48, 64, 96, 128), "particle_Ns": (32, 64, 128), "Ps": (20_000, 200_000, 1_000_000),
+            "ref_N": 256, "compile": True},
+    "tiny": {"fd_Ns": (16, 32), "particle_Ns": (16,), "Ps": (500, 2_000), "ref_N": 64, "compile": False},  # tests
+}
+ACCURACY_LEVELS = (0.3, 0.2, 0.1, 0.05, 0.03, 0.02, 0.01)
+
+
+@dataclass
+class Point:
+    problem: str
+    method: str
+    N: int
+    P: int  # 0 for FDM
+    error: float
+    wall_s: float
+    warmup_s: float
+
+    @property
+    def label(self) -> str:
+        return f"{self.N}" if self.method == "FDM" else f"{self.N}/{self.P:.0e}".replace("e+0", "e")
+
+
+def run_to(method: str, problem: str, N: int, P: int, dim: int, T: float, dt: float, device,
+           compile: bool = True) -> tuple[torch.Tensor, float]:
+    """rho at T (float64, host) and the wall seconds of the whole run (``compile``: FD's fused sub-step)."""
+    sync(device)
+    start = time.perf_counter()
+    grid = Grid(N, dim, device=device, dtype=torch.float32)
+    runner = runner_for(method, grid, get_ic(problem), Params(dim=dim), P, compile=compile)
+    for _ in range(round(T / dt)):
+        runner.advance(dt)
+    rho = runner.fields()[0][:1].double().cpu()
+    sync(device)
+    return rho, time.perf_counter() - start
+
+
+def reference(problem: str, dim: int, ref_N: int, T: float, dt: float, device,
+              compile: bool = True) -> tuple[torch.Tensor, float, str]:
+    """(reference rho on 16^d blocks, float64; Richardson's estimate of its own error; how it was made)."""
+    g16 = Grid(16, dim, dtype=torch.float64)
+    ic = get_ic(problem)
+    if problem.startswith("planar"):
+        ref = planar_reference(ic, dim, 0.01, 1.0, T, dt)
+        return ref.on(g16)[None], ref.error16, f"1-D FD at {ref.NR} cells"
+    coarse = Grid(ref_N // 2, dim, device=device, dtype=torch.float64)
+    rho, error, _ = fd_reference(ic, coarse, 0.01, 1.0, T, dt, factors=(1, 2), compile=compile)
+    return block_average(rho[None].cpu(), 16, dim), error, f"FD float64 at {ref_N}^{dim} (Richardson from {ref_N // 2})"
+
+
+def study(sizes: dict, problems=PROBLEMS, methods=METHODS, dim: int = 3, T: float = 0.2, dt: float = 1e-3,
+          device: torch.device | str = "cpu", log=print) -> tuple[list[Point], dict]:
+    """Every point of the study and {problem: (reference error, description, seconds)}."""
+    device = torch.device(device)
+    points, references = [], {}
+    for problem in problems:
+        start = time.perf_counter()
+        ref, ref_error, how = reference(problem, dim, sizes["ref_N"], T, dt, device, sizes["compile"])
+        references[problem] = {"error": ref_error, "how": how, "seconds": time.perf_counter() - start}
+        log(f"{problem}: reference {how}, own error {ref_error:.2e} ({references[problem]['seconds']:.0f} s)")
+        for method in methods:
+            grid_sizes = sizes["fd_Ns"] if method == "FDM" else sizes["particle_Ns"]
+            for N in grid_sizes:
+                counts = (0,) if method == "FDM" else sizes["Ps"]
+                _, warmup = run_to(method, problem, N, min(counts), dim, 5 * dt, dt, device, sizes["compile"])
+                for P in counts:
+                    rho, wall = run_to(method, problem, N, P, dim, T, dt, device, sizes["compile"])
+                    error = float(rel_l2(rho, ref, 16, dim)[0])
+                    points.append(Point(problem, method, N, P, error, wall, warmup))
+                    log(f"  {method:15s} N={N:4d} P={P:>9,d}: error {error:.4f}, {wall:8.3g} s (warm-up {warmup:.3g} s)")
+    return points, references
+
+
+def cheapest(points: list[Point], problem: str, levels=ACCURACY_LEVELS) -> list[tuple[float, Point | None]]:
+    """For each accuracy level, the fastest point of ``problem`` with error <= level (None if none)."""
+    mine = [p for p in points if p.problem == problem]
+    out = []
+    for level in levels:
+        ok = [p for p in mine if p.error <= level]
+        out.append((level, min(ok, key=lambda p: p.wall_s) if ok else None))
+    return out
+
+
+def markdown(points: list[Point], references: dict, header: str) -> str:
+    lines = [header, ""]
+    for problem, ref in references.items():
+        lines += [f"**{problem}** (reference: {ref['how']}, own error {ref['error']:.1e})", "",
+                  "| method | N | P | rho error at T | wall (s) | warm-up (s) |", "|---|---|---|---|---|---|"]
+        for p in (q for q in points if q.problem == problem):
+            lines.append(f"| {p.method} | {p.N} | {p.P:,} | {p.error:.4f} | {p.wall_s:.3g} | {p.warmup_s:.3g} |")
+        lines += ["", "| accuracy wanted | cheapest run (wall) |", "|---|---|"]
+        for level, p in cheapest(points, problem):
+            best = f"{p.method} {p.label} ({p.wall_s:.3g} s, error {p.error:.3f})" if p else "none of the runs"
+            lines.append(f"| <= {level} | {best} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def pareto(points: list[Point]) -> list[Point]:
+    """The points no other point beats in both wall time and error, by increasing wall time."""
+    front, best = [], math.inf
+    for p in sorted(points, key=lambda p: (p.wall_s, p.error)):
+        if p.error < best:
+            front.append(p)
+            best = p.error
+    return front
+
+
+def figure(points: list[Point], references: dict, path) -> None:
+    """Log-log error against wall time, one panel per problem: every run of a method as a marker (labelled
+    N or N/P), one curve per method through its Pareto front, the reference's own error dotted."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    problems = list(references)
+    fig, axes = plt.subplots(1, len(problems), figsize=(6 * len(problems), 4.8), squeeze=False)
+    for ax, problem in zip(axes[0], problems):
+        for method, marker in zip(METHODS, "osD^"):
+            mine = [p for p in points if p.problem == problem and p.method == method]
+            if not mine:
+                continue
+            front = pareto(mine)
+            line, = ax.loglog([p.wall_s for p in front], [p.error for p in front], "-", label=method)
+            ax.scatter([p.wall_s for p in mine], [p.error for p in mine], marker=marker, color=line.get_color())
+            for p in mine:
+                ax.annotate(p.label, (p.wall_s, p.error), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        ref_error = references[problem]["error"]
+        if math.isfinite(ref_error) and ref_error > 0:
+            ax.axhline(ref_error, ls=":", color="gray", label="reference's own error")
+        ax.set_xlabel("wall time to T (s)")
+        ax.set_ylabel("rel. L2 error of rho at T (16^d blocks)")
+        ax.set_title(problem)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
