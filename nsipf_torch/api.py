@@ -5,7 +5,7 @@
     r.rho.shape            # (B, K + 1, N, N, N): members, snapshots, cells
     r.save("runs/tb")      # the files simulate.py writes (config.json, snap_*.npz, figures, ...)
 
-Methods: ``fdm`` (the finite-volume reference, MODEL.md §1), ``sipf`` (paper eqs. 32-34 with a classical
+Methods: ``fdm`` (the finite-volume reference, docs/MODEL.md §1), ``sipf`` (paper eqs. 32-34 with a classical
 interpolator, ``interp="spline"`` or ``"trilinear"``), ``nsipf`` (SIPF with the CNN interpolator, the
 paper's NSIPF). A problem is a registered name (:func:`nsipf_torch.problems.initial.known_ics`), an
 :class:`~nsipf_torch.problems.initial.InitialCondition` (e.g. a ``GriddedIC``), or a pair of callables
@@ -67,7 +67,7 @@ class SimConfig:
     L: float = field(default=1.0, metadata={"help": "half width of the box [-L, L]^d"})
     T: float = field(default=0.2, metadata={"help": "final time"})
     dt: float = field(default=1e-3, metadata={"help": "time step; fdm sub-steps it automatically to stay "
-                                              "positive (MODEL.md §6)"})
+                                              "positive (docs/MODEL.md §6)"})
     gamma: float = field(default=0.01, metadata={"help": "diffusion coefficient γ >= 0"})
     chi: float = field(default=1.0, metadata={"help": "chemo-sensitivity χ >= 0"})
     M0: float = field(default=1.0, metadata={"help": "total mass of ρ"})

@@ -1,10 +1,10 @@
 """Write small converged FD reference solutions of the canonical problems into nsipf_torch/reference/ (--out).
 
-For each problem (MODEL.md §5: gamma = 0.01, chi = 1, M0 = 1, T = 0.2) and dimension, the FD solver
+For each problem (docs/MODEL.md §5: gamma = 0.01, chi = 1, M0 = 1, T = 0.2) and dimension, the FD solver
 (nsipf_torch/solvers/fd.py) runs at a fine N and at the next coarser N; the fine solution at t = T/2 and t = T is
 block-averaged to 16^d cells (metrics.block_average, the grid of rel_l2) and saved as float32 with its
 metadata. The rel_l2 between the two resolutions is printed and stored, as the evidence of convergence, with
-the mean |x|^2 trajectories (MODEL.md §5 behaviour figures) of both runs.
+the mean |x|^2 trajectories (docs/MODEL.md §5 behaviour figures) of both runs.
 
     python -m studies.make_reference_data                       # 3D at 96^3 (vs 64^3) and 2D at 256^2 (vs 128^2)
     python -m studies.make_reference_data --dim 3 --problems two_blobs,annuli --N 128 --coarse-N 64 --compile

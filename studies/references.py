@@ -1,4 +1,4 @@
-"""References for the held-out problems, each with an estimate of its own error (MODEL.md §1, paper eqs. 1-2).
+"""References for the held-out problems, each with an estimate of its own error (docs/MODEL.md §1, paper eqs. 1-2).
 
 ``planar`` (:class:`~nsipf_torch.problems.initial.PlanarIC`): rho0 and c0 depend on x alone and the walls are flat, so
 the d-D solution depends on x alone and solves the 1-D PHKS system with the same gamma, chi (the y, z

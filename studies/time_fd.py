@@ -1,7 +1,7 @@
-"""Wall time of the FD reference solver on two_blobs 3D (MODEL.md §5: T = 0.2, dt = 1e-3) per resolution.
+"""Wall time of the FD reference solver on two_blobs 3D (docs/MODEL.md §5: T = 0.2, dt = 1e-3) per resolution.
 
 Prints one line per run: N, dtype, threads, wall seconds, outer steps, sub-steps (the combined bound of
-MODEL.md §6), ms per sub-step; optionally the batching gain (a B = 4 chi sweep against 4 single runs with the
+docs/MODEL.md §6), ms per sub-step; optionally the batching gain (a B = 4 chi sweep against 4 single runs with the
 same forced sub-step count). Timings are not asserted anywhere; they go into docs/VALIDATION.md.
 
     python -m studies.time_fd --N 32,64,128 --dtype float32

@@ -92,7 +92,7 @@ def test_user_snapshot_schedule_replaces_the_default():
 
 
 def test_euler_update_warns_when_c_goes_negative():
-    # dt * rho > 1 in crowded cells makes the explicit update negative (MODEL.md §6); the API warns once.
+    # dt * rho > 1 in crowded cells makes the explicit update negative (docs/MODEL.md §6); the API warns once.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         nt.simulate("blob", method="sipf", interp="trilinear", P=2000, N=16, T=0.1, dt=0.05, c_update="euler",

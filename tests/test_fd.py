@@ -87,7 +87,7 @@ def test_frozen_rho_c_update_is_exact(dim):
 
 
 def test_euler_c_update_goes_negative_and_exp_does_not():
-    # MODEL.md §6: c(1 - dt/2 rho) < 0 once dt/2 * rho > 1 in a crowded cell; the exact exp update keeps
+    # docs/MODEL.md §6: c(1 - dt/2 rho) < 0 once dt/2 * rho > 1 in a crowded cell; the exact exp update keeps
     # c >= 0 (theory). chi = 0 and dt 4 gamma / h^2 = 0.37 give one sub-step. The crowded cell starts just
     # above rho = 2/dt (first Euler half-step factor 1 - dt/2 rho < 0) and diffusion takes it below during
     # the step (second factor > 0), so the sign flip survives the Strang pair.
@@ -143,7 +143,7 @@ def test_float32_mass_drift_is_small(dim, N):
 
 def test_blob_positive_where_the_diffusion_limit_binds():
     # blob in 2D at N = 256, dt = 1e-3: diffusion alone already needs sub-steps (dt 2d gamma/h^2 > CFL) and
-    # drift is as large, so only the combined bound of MODEL.md §6 is safe. rho, c >= 0 at every step (theory).
+    # drift is as large, so only the combined bound of docs/MODEL.md §6 is safe. rho, c >= 0 at every step (theory).
     grid = Grid(256, dim=2)
     rho, c = canonical_batch(grid, ("blob",))
     diffusion = 2 * grid.dim * 0.01 / grid.h**2
@@ -165,7 +165,7 @@ def test_blob_positive_where_the_diffusion_limit_binds():
 
 
 def test_substep_count_respects_the_combined_bound():
-    # Definition (MODEL.md §6): dt / n * rate <= CFL, and n is the smallest such count.
+    # Definition (docs/MODEL.md §6): dt / n * rate <= CFL, and n is the smallest such count.
     grid = Grid(32, dim=3)
     rho, c = canonical_batch(grid)
     dt = 1e-3
@@ -247,7 +247,7 @@ def test_limiters_agree_at_fine_resolution(limiter):
 @pytest.mark.slow
 def test_grid_convergence_two_blobs_3d_full():
     # 3D two_blobs at T = 0.2: 32^3 and 64^3 against the stored fine reference (128^3, 16^3 coarse cells).
-    # MODEL.md §6 measured about 20% and 4% (against 128^3); the three-grid Richardson order (h = 1/32, 1/64,
+    # docs/MODEL.md §6 measured about 20% and 4% (against 128^3); the three-grid Richardson order (h = 1/32, 1/64,
     # 1/128) is >= 1.5.
     ref = _reference("two_blobs", 3)
     fine = torch.from_numpy(ref["rho_T"]).double()[None]
@@ -275,7 +275,7 @@ def _reference(name, dim):
 # rel_l2 tolerances of a coarse run against the stored references: measured errors x ~1.5 (margin).
 # 2D 64^2 measured (T/2, T): blob 0.022/0.015, two_blobs 0.046/0.038, annuli 0.060/0.147 (the thin rings
 # of c, width 0.1, are the hardest to resolve). 3D two_blobs 32^3 at T/2 measured 0.132 (sigma = 0.1 is
-# under-resolved at 32^3, MODEL.md §6).
+# under-resolved at 32^3, docs/MODEL.md §6).
 REFERENCE_TOL = {(2, "blob"): 0.04, (2, "two_blobs"): 0.07, (2, "annuli"): 0.22, (3, "two_blobs"): 0.2}
 
 
@@ -311,7 +311,7 @@ def test_matches_stored_references(dim, N, names, T):
 
 @pytest.mark.slow
 def test_behaviour_figures_of_model_section5_at_64():
-    # MODEL.md §5 at 64^3 (a guide from an independent FV solution; margins measured here), each problem
+    # docs/MODEL.md §5 at 64^3 (a guide from an independent FV solution; margins measured here), each problem
     # run alone as in studies/make_reference_data.py:
     # blob: mean|x|^2 0.03 -> ~0.09 at T; two_blobs: 0.28 -> ~0.09 at t = 0.1 -> ~0.12 at T;
     # annuli: most of the mass within 0.12 of the inner ring by t = 0.05.

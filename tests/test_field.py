@@ -34,7 +34,7 @@ def test_exp_is_the_exact_solution_and_composes():
 
 @pytest.mark.parametrize("dt", [1e-3, 1.0, 1e3, 1e6])
 def test_exp_stays_nonnegative_for_any_dt_and_euler_does_not(dt):
-    # Theory (MODEL.md §6): exp(-dt rho) is in (0, 1], so c >= 0 and never grows, whatever dt; Euler's
+    # Theory (docs/MODEL.md §6): exp(-dt rho) is in (0, 1], so c >= 0 and never grows, whatever dt; Euler's
     # factor 1 - dt rho is negative exactly where dt * rho > 1.
     rho, c = _fields()
     c_exp = update_c(c, rho, dt, "exp")

@@ -27,7 +27,7 @@ def test_one_dimension_conserves_mass_and_stays_positive():
         rho, c, _ = fv.advance(rho, c, 2e-3, gamma, chi, geom)
     # zero-flux finite volumes: the mass changes only by round-off (float64, 40 outer steps: << 1e-13)
     assert torch.allclose(rho.sum(dim=-1) * h, mass0, rtol=1e-13, atol=0)
-    assert rho.min() >= 0 and c.min() >= 0  # the positivity bound of MODEL.md §6
+    assert rho.min() >= 0 and c.min() >= 0  # the positivity bound of docs/MODEL.md §6
 
 
 def test_planar_data_in_two_dimensions_equal_the_one_dimensional_solve():

@@ -10,7 +10,7 @@ from nsipf_torch.problems.grid import Grid, resolve_device, resolve_dtype
 @pytest.mark.parametrize("dim", [1, 2, 3])
 @pytest.mark.parametrize("N,L", [(4, 1.0), (7, 0.5), (32, 2.5)])
 def test_faces_and_centres(dim, N, L):
-    # Definition (MODEL.md §2): N + 1 faces from -L to L spaced h = 2L/N, each centre the midpoint of its
+    # Definition (docs/MODEL.md §2): N + 1 faces from -L to L spaced h = 2L/N, each centre the midpoint of its
     # two faces; round-off only (a few ulp of L).
     grid = Grid(N, dim=dim, L=L)
     faces, centres = grid.faces(), grid.centres()

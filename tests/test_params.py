@@ -125,7 +125,7 @@ def test_every_bad_value_raises_value_error_naming_it(kwargs, match):
 
 def test_params_defaults_lists_and_batch():
     p = Params()
-    assert (p.gamma, p.chi, p.L, p.dim, p.M0, p.T) == (0.01, 1.0, 1.0, 3, 1.0, 0.2)  # MODEL.md §5
+    assert (p.gamma, p.chi, p.L, p.dim, p.M0, p.T) == (0.01, 1.0, 1.0, 3, 1.0, 0.2)  # docs/MODEL.md §5
     assert p.batch == 1 and p.member_values("chi", 4).tolist() == [1.0] * 4
     zero = Params(gamma=0.0, chi=0.0, T=0.0, dim=1)  # zero diffusion, drift and time are allowed
     assert zero.gamma == 0.0 and zero.T == 0.0

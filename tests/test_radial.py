@@ -1,4 +1,4 @@
-"""Validation of the batched radial solver (MODEL.md §1 radial form)."""
+"""Validation of the batched radial solver (docs/MODEL.md §1 radial form)."""
 import math
 
 import numpy as np

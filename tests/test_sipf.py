@@ -173,7 +173,7 @@ def test_draw_noise_per_member_streams():
 # Agreement with the FD solver on two_blobs (3D, N = 32, dt = 1e-3). The reference is the FD solution on
 # the same 32^3 grid (nsipf_torch.solvers.fd, MUSCL-minmod + Strang), so the comparison isolates the particle
 # method's own error: Monte Carlo noise plus the interpolator's bias. (Against a converged 128^3 solution
-# both carry the ~0.2 floor of 32^3, MODEL.md §6.)
+# both carry the ~0.2 floor of 32^3, docs/MODEL.md §6.)
 
 def _sipf_vs_fd(interp_name, P, T, seeds):
     from nsipf_torch.solvers.fd import fd_solve

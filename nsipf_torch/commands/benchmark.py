@@ -1,4 +1,4 @@
-"""Runtime tables like the paper's (MODEL.md §4), measured on this machine, with the paper's figures beside.
+"""Runtime tables like the paper's (docs/MODEL.md §4), measured on this machine, with the paper's figures beside.
 
     python benchmark.py                         # quick suite: N in {32, 64} (<= 10 min on a 2-core CPU)
     python benchmark.py --suite paper           # adds N = 128 (<= 60 min on a 2-core CPU)
@@ -49,7 +49,7 @@ from nsipf_torch.particles.sipf import compiled_advance
 
 PAPER_TABLE1 = {"FDM": (7.31, 56.89, 742.24), "SIPF-spline": (2955.73, 3919.37, 7599.54),
                 "NSIPF": (8.69, 33.12, 243.86)}
-PAPER_RESOLUTIONS = {32: 0, 64: 1, 128: 2}  # assumed: the paper's res 1, 2, 3 (MODEL.md §4)
+PAPER_RESOLUTIONS = {32: 0, 64: 1, 128: 2}  # assumed: the paper's res 1, 2, 3 (docs/MODEL.md §4)
 PAPER_TABLE2 = {"SIPF-spline": {1000: 211.27, 5000: 998.38, 10000: 1959.34},
                 "NSIPF": {1000: 31.97, 5000: 32.21, 10000: 32.42}}
 # Target rows: (label, method, N, P, steps or None for T = --T, timed as "run" or "step"); the GPU targets

@@ -1,4 +1,4 @@
-"""Simulate the parabolic-hyperbolic Keller-Segel system (MODEL.md §1) on [-L, L]^d.
+"""Simulate the parabolic-hyperbolic Keller-Segel system (docs/MODEL.md §1) on [-L, L]^d.
 
     rho_t = div(gamma grad rho - chi rho grad c),   c_t = -c rho,   no-flux walls     (paper eqs. 1-2)
 

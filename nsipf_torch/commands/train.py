@@ -1,4 +1,4 @@
-"""Train the neural interpolator's CNN on radial solutions (MODEL.md §3). nanoGPT-style: flat.
+"""Train the neural interpolator's CNN on radial solutions (docs/MODEL.md §3). nanoGPT-style: flat.
 
 Commands (outputs go to the current directory; the data cache to the user cache folder):
 
@@ -12,14 +12,14 @@ Commands (outputs go to the current directory; the data cache to the user cache 
     OMP_NUM_THREADS=1 torchrun --nproc_per_node=2 train.py --threads 1   # DistributedDataParallel (gloo on
                                                        # the CPU, nccl on CUDA), same result layout
 
-Paper defaults (MODEL.md §3): Adam, batch size 4 (per process), mean-squared-error loss, epochs as a flag.
+Paper defaults (docs/MODEL.md §3): Adam, batch size 4 (per process), mean-squared-error loss, epochs as a flag.
 
 Input and target (``--roughness``, default ``keep``): the CNN sees the rough SIPF field of persistent
 particles (what a simulation gives it) and is trained to add the residual of the *smooth* field while
 passing the particles' holes through as linear upsampling does: target = exact fine field + linear
 upsampling of (rough - smooth). Trained on the smooth input alone (``off``, the paper's), the CNN amplifies
 the grid-scale holes and loses end to end; trained to remove the holes (``on``), it over-smooths and fails
-(MODEL.md §6; the measured errors of every variant are in docs/VALIDATION.md).
+(docs/MODEL.md §6; the measured errors of every variant are in docs/VALIDATION.md).
 Each sample is normalised by its input's maximum (the CNN is exactly scale-equivariant, so this only weighs
 samples equally). The data (``nsipf_torch.neural.data``) is generated once, seeded, on --device, and cached under
 --cache-dir. Every output path is checked before the data are generated.

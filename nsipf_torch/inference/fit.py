@@ -9,7 +9,7 @@ cell masses kept exactly, rho0 >= 0, fifth order where smooth), c0 by the interp
 the quadratic reconstruction (3D two_blobs at N = 32: 2.4% error) gamma-hat was 13.7% high, with the
 quartic (0.64%) 1.1%.
 Each outer step (at most ``dt``) takes the sub-step count of :func:`nsipf_torch.solvers.fd.fd_substep_count`
-(the positivity bound of MODEL.md §6) at the current primal state and parameters, without gradient: the
+(the positivity bound of docs/MODEL.md §6) at the current primal state and parameters, without gradient: the
 count is data, not a parameter. A fit holds the counts at 1.1x those of its first evaluation and raises
 them only where the bound asks for more, so every trial point runs within the bound and the cost does not
 jump when a count would flip by one between nearby points.

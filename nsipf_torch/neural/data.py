@@ -1,4 +1,4 @@
-"""Training data of the neural interpolator, made from radial solutions (MODEL.md §3).
+"""Training data of the neural interpolator, made from radial solutions (docs/MODEL.md §3).
 
 Generation, step by step (everything is seeded by ``DataConfig.seed``; the training and the validation
 set use disjoint seed streams, so validation is held out *by whole radial trajectory*):
@@ -8,7 +8,7 @@ set use disjoint seed streams, so validation is held out *by whole radial trajec
    a * exp(-(r - r_c)^2 / (2 sigma_c^2)), amplitude a in [0.5, 12] (log-uniform), sigma_c in [0.08, 0.4],
    centred (r_c = 0) or, with probability 0.3, a ring r_c in [0.2, 0.7] (the local shape of ``annuli``'s
    food); gamma in [0.005, 0.02] and chi in [0.5, 2] log-uniform. The first two training trajectories are
-   the canonical ``blob`` and one blob of ``two_blobs`` on its food (MODEL.md §5). The batched solver
+   the canonical ``blob`` and one blob of ``two_blobs`` on its food (docs/MODEL.md §5). The batched solver
    :func:`nsipf_torch.solvers.radial.solve_radial` returns c(r, t) at every particle step t_k = k dt up to T.
 2. **Persistent particles.** ``P_max`` particles per problem start from rho0 and follow
    dX = chi grad c(X, t) dt + sqrt(2 gamma) dW, with the exact radial c of step 1 (so their density is the
@@ -30,7 +30,7 @@ set use disjoint seed streams, so validation is held out *by whole radial trajec
 
 Which input to train on: a CNN trained on ``rough`` with the exact target beats linear and spline
 upsampling on rough patches, but it learns to denoise away the holes the particles dig into c, and end to
-end it fails (MODEL.md §6 "over-smoothing c is wrong"). A CNN trained on ``smooth`` alone (``train.py
+end it fails (docs/MODEL.md §6 "over-smoothing c is wrong"). A CNN trained on ``smooth`` alone (``train.py
 --roughness off``, the paper's input) amplifies those grid-scale holes in the drift instead (the measured
 errors: docs/VALIDATION.md). The
 shipped models (``train.py --roughness keep``, the default) take ``rough`` as input and

@@ -1,4 +1,4 @@
-"""NSIPF's neural interpolator (MODEL.md §2 step 3 and §3): the interpolator protocol through the CNN.
+"""NSIPF's neural interpolator (docs/MODEL.md §2 step 3 and §3): the interpolator protocol through the CNN.
 
     interp = NeuralInterp(model, grid, tile="auto", capacity=None)
     interp.grad_c(c, X) -> (B, P, d)      interp.value(c, X) -> (B, P)      interp.fine_field(c, X)

@@ -1,4 +1,4 @@
-"""The neural interpolator's CNN (MODEL.md §3): a coarse field c at resolution n -> a smooth field at s*n.
+"""The neural interpolator's CNN (docs/MODEL.md §3): a coarse field c at resolution n -> a smooth field at s*n.
 
 One dimension-generic definition serves 2D and 3D (``dim``):
 
@@ -13,7 +13,7 @@ One dimension-generic definition serves 2D and 3D (``dim``):
   real data; :meth:`UpsampleCNN.forward` pads the whole grid once by ``halo`` cells first. Tiled evaluation
   (``nsipf_torch.neural.interp``) cuts tiles with that halo out of the same padded grid, so tiled == full
   evaluation to round-off.
-- Walls (Neumann, n·∇c = 0, MODEL.md §1): the padding is the even reflection about the wall, which lies on
+- Walls (Neumann, n·∇c = 0, docs/MODEL.md §1): the padding is the even reflection about the wall, which lies on
   the outer cell *faces* (c_{-1-k} = c_k, numpy's ``"symmetric"``; torch's ``"reflect"`` is about the first
   cell centre and would be wrong). The field the network sees is therefore symmetric about the wall, and so
   is its output: the normal derivative vanishes there.

@@ -1,4 +1,4 @@
-"""Training the neural interpolator's CNN (MODEL.md §3): the library behind train.py and ``nsipf_torch.train``.
+"""Training the neural interpolator's CNN (docs/MODEL.md §3): the library behind train.py and ``nsipf_torch.train``.
 
     import nsipf_torch as nt
     model, table = nt.train(dim=2, epochs=3, n_traj=4, out="my_cnn.pt")    # writes only my_cnn.pt (+ the data cache)

@@ -1,6 +1,6 @@
 """The declared validity domain of a neural interpolator checkpoint: where its CNN has seen data.
 
-The CNN is exactly scale-equivariant and never sees chi or gamma (MODEL.md §3, ``nsipf_torch/neural/model.py``),
+The CNN is exactly scale-equivariant and never sees chi or gamma (docs/MODEL.md §3, ``nsipf_torch/neural/model.py``),
 so the domain lives on the axes it does see, each derived from the training recipe of
 ``nsipf_torch/neural/data.py`` (radial trajectories on grids h = 2/N, N log-uniform in [N_min, N_max], P particles
 per trajectory in [P_min, P_max]):

@@ -1,4 +1,4 @@
-"""Particle -> grid deposition: rho^n from the particles (MODEL.md §2 step 1, paper eq. 32).
+"""Particle -> grid deposition: rho^n from the particles (docs/MODEL.md §2 step 1, paper eq. 32).
 
 Each particle carries mass M0/P, so rho = (M0/P) * (particles in a cell) / h^d for nearest-grid-point
 (NGP), the paper's histogram. Cloud-in-cell (CIC) spreads each particle over the 2^d nearest cell centres

@@ -1,4 +1,4 @@
-"""Interpolators: the gradient of a differentiable proxy of c at the particles (MODEL.md §2 step 3).
+"""Interpolators: the gradient of a differentiable proxy of c at the particles (docs/MODEL.md §2 step 3).
 
 Every interpolator, the neural one included, is made by one factory from one registry::
 
@@ -25,7 +25,7 @@ reflection about the wall (scipy.ndimage ``mode='reflect'``, half-sample symmetr
   B-spline basis derivatives.
 
 Why written here rather than taken from a library: scipy's ``map_coordinates``/``interpn`` are CPU-only,
-float64 numpy, not batched and slow (MODEL.md §6: about 3 s per step at 20k particles), and torch has no
+float64 numpy, not batched and slow (docs/MODEL.md §6: about 3 s per step at 20k particles), and torch has no
 cubic B-spline with reflecting boundaries (``grid_sample`` 'bicubic' is a 2-D Keys/Catmull-Rom kernel, not
 an interpolating B-spline, and has no 3-D mode). The kernels below are a tridiagonal solve and a gather,
 and the tests check them against ``scipy.ndimage.map_coordinates(order=3, mode='reflect')`` to 1e-10.

@@ -1,4 +1,4 @@
-"""Particles: initial states, the Euler-Maruyama move and reflecting walls (MODEL.md §2 step 4, paper eq. 34).
+"""Particles: initial states, the Euler-Maruyama move and reflecting walls (docs/MODEL.md §2 step 4, paper eq. 34).
 
     X <- reflect( X + chi grad c~(X) dt + sqrt(2 gamma dt) xi ),   xi ~ N(0, I_d)
 

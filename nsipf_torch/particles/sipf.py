@@ -1,4 +1,4 @@
-"""The SIPF time step as one pure, batched, sync-free function (MODEL.md §2, paper eqs. 32–34).
+"""The SIPF time step as one pure, batched, sync-free function (docs/MODEL.md §2, paper eqs. 32–34).
 
 One step, for B independent members at once::
 

@@ -110,14 +110,14 @@ def richardson_order(coarse_minus_mid: float, mid_minus_fine: float,
 
 
 def mean_r2(rho: torch.Tensor, grid: Grid) -> torch.Tensor:
-    """Mean |x|^2 of the density, (B,) (the behaviour figure of MODEL.md §5)."""
+    """Mean |x|^2 of the density, (B,) (the behaviour figure of docs/MODEL.md §5)."""
     r2 = grid.r2().to(rho.dtype)
     return grid.integrate(rho * r2) / grid.integrate(rho)
 
 
 def ring_fraction(rho: torch.Tensor, grid: Grid, R: float = 0.35, width: float = 0.12) -> torch.Tensor:
     """Fraction of the mass within ``width`` of the circle |(x, y)| = R in the plane z = 0 (the ring in
-    2D), (B,): the `annuli` behaviour figure of MODEL.md §5 (inner ring R = 0.35)."""
+    2D), (B,): the `annuli` behaviour figure of docs/MODEL.md §5 (inner ring R = 0.35)."""
     mesh = grid.mesh()
     rxy = torch.sqrt(mesh[0] ** 2 + mesh[1] ** 2)
     dist2 = (rxy - R) ** 2 + (mesh[2] ** 2 if grid.dim == 3 else 0.0)

@@ -1,4 +1,4 @@
-"""The uniform cell-centred grid on Omega = [-L, L]^d (MODEL.md §2).
+"""The uniform cell-centred grid on Omega = [-L, L]^d (docs/MODEL.md §2).
 
 N cells per axis, spacing h = 2L/N, walls on the cell faces x = ±L; d = 2 or 3 for every method, and
 d = 1 for the finite-volume solver (planar references). Arrays are indexed

@@ -1,4 +1,4 @@
-"""Initial conditions: the canonical problems of MODEL.md §5, a registry, and exact particle samplers.
+"""Initial conditions: the canonical problems of docs/MODEL.md §5, a registry, and exact particle samplers.
 
 Every initial condition gives
 - ``rho0(grid, M0)``: the cell averages of rho0, shape (N,)*d, integrating to M0 over Omega exactly;
@@ -40,7 +40,7 @@ SQRT2 = math.sqrt(2.0)
 
 
 def gaussian(r2: torch.Tensor, sigma: float) -> torch.Tensor:
-    """G = exp(-r^2 / (2 sigma^2)) with peak 1 (MODEL.md §5)."""
+    """G = exp(-r^2 / (2 sigma^2)) with peak 1 (docs/MODEL.md §5)."""
     return torch.exp(-r2 / (2.0 * sigma**2))
 
 
@@ -267,7 +267,7 @@ def load_ic_file(path: str | Path) -> GriddedIC:
 
 
 # ---------------------------------------------------------------------------------------------------
-# The canonical problems (MODEL.md §5) and the registry.
+# The canonical problems (docs/MODEL.md §5) and the registry.
 
 def _blob_c0(mesh):
     return gaussian(sum(x**2 for x in mesh), 0.2)

@@ -1,11 +1,11 @@
-"""Physical parameters of the PHKS system (MODEL.md §1, paper eqs. 1–2), and the checks made once at entry.
+"""Physical parameters of the PHKS system (docs/MODEL.md §1, paper eqs. 1–2), and the checks made once at entry.
 
     rho_t = div(gamma grad rho - chi rho grad c),   c_t = -c rho   on [-L, L]^d, no-flux walls.
 
 :class:`Params` is the one parameter object that the API, the runners and the solvers pass. ``gamma`` and
 ``chi`` are floats or (B,) tensors (one value per batch member), and such tensors may require grad: the
 numerics never call ``float()`` on them, so inference can differentiate through a solve. The defaults are
-this project's canonical values (MODEL.md §5).
+this project's canonical values (docs/MODEL.md §5).
 
 Checks happen once, where a value enters (the API, a solver's public ``solve``); the step functions do not
 repeat them, so they stay free of host synchronisation.

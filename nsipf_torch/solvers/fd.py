@@ -1,4 +1,4 @@
-"""The 2D/3D finite-volume reference solver of the PHKS system (MODEL.md §1, paper eqs. 1-2).
+"""The 2D/3D finite-volume reference solver of the PHKS system (docs/MODEL.md §1, paper eqs. 1-2).
 
     rho_t = div(gamma grad rho - chi rho grad c)      (paper eq. 1)
     c_t   = -c rho                                     (paper eq. 2)
@@ -18,7 +18,7 @@ Time. Strang splitting per sub-step dt_s: an exact half-step of c with rho froze
 transported by SSP-RK2 (Heun) with c frozen, then the second half-step of c. ``c_update="euler"`` uses the
 paper's explicit c - dt c rho in the same two places.
 
-Step limit (MODEL.md §6). Each forward-Euler stage keeps rho >= 0 when
+Step limit (docs/MODEL.md §6). Each forward-Euler stage keeps rho >= 0 when
 dt_s (2 d gamma / h^2 + sum_axes max|v| / h) <= CFL = 0.4, and SSP-RK2 is a convex combination of such
 stages. The caller asks for dt; :func:`fd_substep_count` picks the number of sub-steps (one host sync per
 outer step, the only one), the largest over the members of a batch so that batched and single runs agree
@@ -66,7 +66,7 @@ def fd_substep(rho: torch.Tensor, c: torch.Tensor, dt, gamma, chi, h: float, lim
 
 
 def stability_rate(c: torch.Tensor, gamma, chi, h: float, dim: int) -> torch.Tensor:
-    """Per-member rate 2 d gamma / h^2 + sum_axes max|v| / h (MODEL.md §6), shape (B,); no host sync."""
+    """Per-member rate 2 d gamma / h^2 + sum_axes max|v| / h (docs/MODEL.md §6), shape (B,); no host sync."""
     return fv.stability_rate(c, gamma, chi, _geometry(h, dim))
 
 

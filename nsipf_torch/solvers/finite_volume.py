@@ -16,7 +16,7 @@ form, :func:`~nsipf_torch.solvers.c_equation.update_c`), rho transported by SSP-
 half-step of c. :func:`substep` is pure and free of host syncs, and differentiable in rho, c, gamma and chi
 (the inference code takes gradients through it); drivers decide about ``no_grad``.
 
-Positivity (MODEL.md §6): forward Euler keeps rho >= 0 when the outflow of a cell over one step is at most
+Positivity (docs/MODEL.md §6): forward Euler keeps rho >= 0 when the outflow of a cell over one step is at most
 rho_i. With the geometry's factors kappa_D (diffusion) and kappa_A (drift), both 1 on a Cartesian axis,
 every sub-step satisfies
 

@@ -1,4 +1,4 @@
-"""Batched radial finite-volume solver of the radial PHKS system (MODEL.md §1, paper eqs. 35-36).
+"""Batched radial finite-volume solver of the radial PHKS system (docs/MODEL.md §1, paper eqs. 35-36).
 
     rho_t = gamma r^{1-d} (r^{d-1} rho_r)_r - chi r^{1-d} (r^{d-1} rho c_r)_r,    c_t = -c rho,
     rho_r = c_r = 0 at r = 0,  zero flux at r = R,   d = 2 or 3.
@@ -17,7 +17,7 @@ Discretisation
   flux, so d/dt sum_i rho_i V_i telescopes to zero and the mass is conserved to round-off.
 - Time stepping is the core's (:func:`nsipf_torch.solvers.finite_volume.advance`), as in the Cartesian solver.
 
-Positivity bound of the radial stencil (the radial form of MODEL.md §6)
+Positivity bound of the radial stencil (the radial form of docs/MODEL.md §6)
     Forward Euler keeps rho_i >= 0 when the outflow of cell i over one step is at most rho_i. Diffusion
     takes at most dt gamma (A_{i-1/2} + A_{i+1/2}) / (dr V_i) rho_i; the MUSCL face values lie in
     [0, 2 rho_i] and sum to 2 rho_i, so the drift takes at most dt max|v| 2 max(A_{i-1/2}, A_{i+1/2}) / V_i

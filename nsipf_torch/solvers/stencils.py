@@ -6,7 +6,7 @@ are the N - 1 interior faces between neighbouring cells; wall faces carry zero f
 
 The drift flux is upwinded with a MUSCL reconstruction (van Leer 1979): cell slopes limited by minmod or
 van Leer, extrapolated half a cell to each face. Both limiters keep the face values within [0, 2 q_i],
-which is what makes the explicit step positivity-preserving under the combined bound of MODEL.md §6.
+which is what makes the explicit step positivity-preserving under the combined bound of docs/MODEL.md §6.
 """
 from __future__ import annotations
 
