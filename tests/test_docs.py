@@ -1,0 +1,69 @@
+"""The docs cannot drift: every measured table equals what studies.render_docs renders from its committed
+results file, each results file names the command and the commit that produced it, every citation of
+docs/MODEL.md resolves to one of its sections, and the README's headline figures equal the results files.
+Pure text: no computation is run."""
+import re
+from pathlib import Path
+
+import pytest
+
+from studies import render_docs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_table_equals_its_rendering():
+    assert render_docs.check() == []
+
+
+def test_a_changed_cell_is_caught(monkeypatch):
+    # negative control: a doc whose table differs from its JSON by one digit is reported
+    original = (ROOT / "docs/VALIDATION.md").read_text()
+    changed = original.replace("| 2 | 2.66e-2 |", "| 2 | 2.67e-2 |", 1)
+    assert changed != original
+    assert render_docs.render_doc(changed)[0] == original
+
+
+@pytest.mark.parametrize("name", sorted(render_docs.TABLES))
+def test_each_table_names_its_command_and_commit(name):
+    source, command, commit = render_docs.provenance(name)
+    assert (ROOT / source).is_file()
+    assert command, f"{name}: {source} names no command"
+    assert commit is None or re.fullmatch(r"[0-9a-f]{7,40}(\+dirty)?", commit), commit
+    if "tables" in render_docs.load(source) or source == render_docs.ACCURACY:
+        assert commit, f"{name}: no commit"
+
+
+def _sources():
+    paths = [*ROOT.glob("nsipf_torch/**/*.py"), *ROOT.glob("studies/*.py"), *ROOT.glob("tests/*.py"),
+             *ROOT.glob("*.py"), *ROOT.glob("*.md"), *ROOT.glob("docs/*.md"), *ROOT.glob("examples/*.py")]
+    return [p for p in paths if p.name not in ("MODEL.md", "test_docs.py")]
+
+
+def test_model_citations_resolve():
+    sections = set(re.findall(r"^## §(\d+)\.", (ROOT / "docs/MODEL.md").read_text(), flags=re.M))
+    cited = {}
+    for path in _sources():
+        text = path.read_text()
+        assert "shared/paper" not in text, f"{path.name} points outside the repository"
+        for number in re.findall(r"MODEL\.md`? §(\d+)", text):
+            cited.setdefault(number, path.name)
+        # every mention of the spec is of docs/MODEL.md, the file in the repository
+        for match in re.finditer(r"[\w./`]*MODEL\.md", text):
+            assert match.group(0).lstrip("`").startswith("docs/MODEL.md"), f"{path.name}: {match.group(0)}"
+    assert cited, "no citation found: the pattern is wrong"
+    missing = {n: where for n, where in cited.items() if n not in sections}
+    assert not missing, f"cited sections absent from docs/MODEL.md: {missing}"
+
+
+def test_readme_headline_figures_equal_the_results_files():
+    readme = (ROOT / "README.md").read_text()
+    rows = {(r["problem"], r["N"], r["P"]): r for r in render_docs.load(render_docs.ACCURACY)}
+    two_blobs = rows[("two_blobs", 64, 200_000)]
+    for method in ("NSIPF", "SIPF-spline", "FD"):
+        figure = f"{two_blobs[method]['rho_half']:.3f} / {two_blobs[method]['rho_T']:.3f}"
+        assert figure in readme, f"README lacks {method}'s {figure} (docs/accuracy_table.json)"
+    compiled = {r["mode"]: r for r in render_docs.load(render_docs.GPU)["fast_path"]["compile"]
+                if r["method"] == "SIPF-trilinear"}
+    speedup = compiled["eager"]["s_per_step"] / compiled["default"]["s_per_step"]
+    assert f"SIPF-trilinear {speedup:.1f}× faster" in readme
