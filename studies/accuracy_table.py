@@ -32,6 +32,7 @@ from nsipf_torch.io.resources import default_checkpoint, reference_path
 from nsipf_torch.problems.params import Params
 import nsipf_torch.run.runners as runners
 from nsipf_torch.problems.exact import ring_fraction
+from studies.render_docs import accuracy_lines
 
 METHODS = ("FD", "SIPF-trilinear", "SIPF-spline", "NSIPF")
 
@@ -131,14 +132,7 @@ def main(argv=None) -> int:
                         fd_row = row["FD"]
                     print(problem, N, P, method, row[method], flush=True)
                 rows.append(row)
-    lines = [f"| problem | N | P | {' | '.join(cfg.methods)} |", "|---|---|---|" + "---|" * len(cfg.methods)]
-    for row in rows:
-        cells = []
-        for m in cfg.methods:
-            r = row[m]
-            cells.append(f"{r['rho_half']:.3f} / {r['rho_T']:.3f} (c {r['c_T']:.3f}; {r['wall_s']:.1f} s)")
-        lines.append(f"| {row['problem']} | {row['N']} | {row['P']:,} | " + " | ".join(cells) + " |")
-    md = "\n".join(lines) + "\n"
+    md = "\n".join(accuracy_lines(rows, cfg.methods)) + "\n"  # the docs' rendering (studies/render_docs.py)
     print(md)
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)

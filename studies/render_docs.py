@@ -3,8 +3,9 @@
     python -m studies.render_docs            # rewrite every table between its markers, in place
     python -m studies.render_docs --check    # exit 1, naming each table that differs from its results file
 
-A table that a script produced sits in README.md, BENCHMARKS.md or docs/*.md between the lines
-``<!-- table:NAME -->`` and ``<!-- /table:NAME -->`` (indented like the table when it is inside a list).
+A table that a script produced sits in README.md, BENCHMARKS.md, docs/VALIDATION.md or docs/INFERENCE.md
+between the lines ``<!-- table:NAME -->`` and ``<!-- /table:NAME -->`` (indented like the table when it is
+inside a list); docs/accuracy_table.md is one such table as a whole file.
 :data:`TABLES` maps NAME to its results file and its renderer. The results files are small JSON:
 
 - ``docs/benchmarks/*.json`` and ``docs/accuracy_table.json``: what ``benchmark.py`` and
@@ -121,8 +122,8 @@ def _precision_accuracy(res: dict) -> list[str]:
 
 
 def _deposit(res: dict) -> list[str]:
-    rows = [[r["deposit"], f"{r['N']}³", f"{r['P']:,}", r["case"], _g(1e3 * r["s_per_call"]), _g(r["P"] / r["s_per_call"])]
-            for r in res["fast_path"]["deposit"]]
+    rows = [[r["deposit"], f"{r['N']}³", f"{r['P']:,}", r["case"], _g(1e3 * r["s_per_call"]),
+             _g(r["P"] / r["s_per_call"])] for r in res["fast_path"]["deposit"]]
     return markdown(["deposit", "N", "P", "case", "ms/call", "particles/s"], rows)
 
 
@@ -143,13 +144,16 @@ BENCH_PARTS = {"table1": _table1, "baseline": _baseline, "table2": _table2, "pre
 ACCURACY = "docs/accuracy_table.json"
 
 
+def accuracy_lines(rows: list[dict], methods=METHODS) -> list[str]:
+    """The end-to-end table of ``studies.accuracy_table``'s rows: ρ error at T/2 / T (c error at T; wall time)."""
+    cells = [[row["problem"], str(row["N"]), f"{row['P']:,}",
+              *(f"{r['rho_half']:.3f} / {r['rho_T']:.3f} (c {r['c_T']:.3f}; {r['wall_s']:.1f} s)"
+                for r in (row[m] for m in methods))] for row in rows]
+    return markdown(["problem", "N", "P", *methods], cells)
+
+
 def accuracy_rows() -> list[str]:
-    rows = []
-    for row in load(ACCURACY):
-        cells = [f"{r['rho_half']:.3f} / {r['rho_T']:.3f} (c {r['c_T']:.3f}; {r['wall_s']:.1f} s)"
-                 for r in (row[m] for m in METHODS)]
-        rows.append([row["problem"], str(row["N"]), f"{row['P']:,}", *cells])
-    return markdown(["problem", "N", "P", *METHODS], rows)
+    return accuracy_lines(load(ACCURACY))
 
 
 def ring_rows() -> list[str]:
@@ -300,6 +304,10 @@ def provenance(name: str) -> tuple[str, str | None, str | None]:
     return source, command, commit
 
 
+# Files that are one table, as the study that measured it writes them.
+WHOLE_FILES = {"docs/accuracy_table.md": accuracy_rows}
+
+
 def render_doc(text: str) -> tuple[str, list[str]]:
     """``text`` with every marked table re-rendered, and the names of the markers found."""
     lines, out, names, i = text.split("\n"), [], [], 0
@@ -335,6 +343,9 @@ def check() -> list[str]:
             first = next((k for k, (a, b) in enumerate(zip(old, new)) if a != b), min(len(old), len(new)))
             problems.append(f"{doc}:{first + 1}: differs from its results file (python -m studies.render_docs)")
     problems += [f"table {name!r} is in no doc" for name in TABLES if name not in seen]
+    for doc, render in WHOLE_FILES.items():
+        if (ROOT / doc).read_text() != "\n".join(render()) + "\n":
+            problems.append(f"{doc}: differs from its results file (python -m studies.render_docs)")
     return problems
 
 
@@ -352,6 +363,11 @@ def main(argv: list[str] | None = None) -> int:
         rendered, _ = render_doc(text)
         if rendered != text:
             path.write_text(rendered)
+            print(f"rewrote {doc}")
+    for doc, render in WHOLE_FILES.items():
+        text = "\n".join(render()) + "\n"
+        if (ROOT / doc).read_text() != text:
+            (ROOT / doc).write_text(text)
             print(f"rewrote {doc}")
     return 0
 
