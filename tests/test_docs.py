@@ -63,6 +63,11 @@ def test_readme_headline_figures_equal_the_results_files():
     for method in ("NSIPF", "SIPF-spline", "FD"):
         figure = f"{two_blobs[method]['rho_half']:.3f} / {two_blobs[method]['rho_T']:.3f}"
         assert figure in readme, f"README lacks {method}'s {figure} (docs/accuracy_table.json)"
+    points = {(p["method"], p["N"], p["P"]): p for p in render_docs.load(render_docs.WORK_PRECISION)["points"]
+              if p["problem"] == "two_blobs"}
+    fd, nsipf = points[("FDM", 64, 0)], points[("NSIPF", 64, 1_000_000)]
+    assert f"FD 64³: {fd['error']:.3f} in {fd['wall_s']:.0f} s" in readme
+    assert f"({nsipf['error']:.3f} in {nsipf['wall_s']:.0f} s)" in readme
     compiled = {r["mode"]: r for r in render_docs.load(render_docs.GPU)["fast_path"]["compile"]
                 if r["method"] == "SIPF-trilinear"}
     speedup = compiled["eager"]["s_per_step"] / compiled["default"]["s_per_step"]
