@@ -72,3 +72,11 @@ def test_readme_headline_figures_equal_the_results_files():
                 if r["method"] == "SIPF-trilinear"}
     speedup = compiled["eager"]["s_per_step"] / compiled["default"]["s_per_step"]
     assert f"SIPF-trilinear {speedup:.1f}× faster" in readme
+
+
+def test_validation_hard_bar_ratios_equal_the_results_file():
+    validation = (ROOT / "docs/VALIDATION.md").read_text()
+    rows = {(r["problem"], r["N"], r["P"]): r for r in render_docs.load(render_docs.ACCURACY)}
+    row = rows[("two_blobs", 64, 200_000)]
+    half, end = (row["NSIPF"][k] / row["SIPF-spline"][k] for k in ("rho_half", "rho_T"))
+    assert f"{half:.2f}× at t = 0.1 and {end:.2f}× at t = 0.2" in validation
