@@ -28,25 +28,24 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from nsipf_torch.run.callbacks import Callback, Diagnostics, LoopState, Snapshots, StopOnNonFinite
+from nsipf_torch.run.callbacks import Callback, Diagnostics, LoopState, Snapshots, StopOnNonFinite, StopRun
 from nsipf_torch.particles.deposit import DEPOSITS
 from nsipf_torch.run.diagnostics import NonFiniteError
 from nsipf_torch.particles.distributed import World
 from nsipf_torch.solvers.c_equation import C_UPDATES
 from nsipf_torch.problems.grid import Grid, resolve_device, resolve_dtype
 from nsipf_torch.problems.initial import FunctionIC, InitialCondition, get_ic, known_ics
-from nsipf_torch.particles.interp import INTERPS, make_interp
+from nsipf_torch.particles.interp import INTERPS
+from nsipf_torch.methods import FAMILIES, from_config
 from nsipf_torch.run.memory import check_memory
 from nsipf_torch.neural.model import load_model
-from nsipf_torch.run.monitor import gap_warning
 from nsipf_torch.neural.interp import PRECISIONS
 from nsipf_torch.problems.params import Params
 from nsipf_torch.io.resources import default_checkpoint
-from nsipf_torch.run.runners import FDRunner, ParticleRunner
 from nsipf_torch.solvers.stencils import LIMITERS
 from nsipf_torch.neural.validity import check_run
 
-METHODS = ("fdm", "sipf", "nsipf")
+METHODS = FAMILIES  # fdm, sipf, nsipf: with --interp, a method of nsipf_torch.methods
 MAX_STEPS = 10_000_000        # outer steps: beyond this a dt is a mistake, not a request to wait for years
 MAX_FD_SUBSTEPS = 10_000      # FD sub-steps per outer step, likewise
 
@@ -149,6 +148,14 @@ class Setup:
         """The time after k steps; the last step is shortened to land on T exactly."""
         return self.params.T if k == self.n_steps else k * self.cfg.dt
 
+    def step_at(self, t: float) -> int:
+        """The step after which the run's time is ``t`` (a multiple of dt up to round-off, or T); a
+        ``ValueError`` naming t when no step lands there."""
+        k = step_count(t, self.cfg.dt) if t >= 0 else -1
+        if not 0 <= k <= self.n_steps or abs(self.time_at(k) - t) > 1e-9 * max(1.0, abs(t)):
+            raise ValueError(f"no step of the run lands on t = {t:g} (dt = {self.cfg.dt:g}, T = {self.params.T:g})")
+        return k
+
 
 def step_count(T: float, dt: float) -> int:
     """Steps of size dt to reach T (the last one shortened); refuses more than MAX_STEPS."""
@@ -183,7 +190,7 @@ def check_config(cfg: SimConfig, ic: InitialCondition | None = None) -> Setup:
     members = cfg.members()
     params = Params(gamma=torch.tensor([m["gamma"] for m in members], dtype=torch.float64),
                     chi=torch.tensor([m["chi"] for m in members], dtype=torch.float64),
-                    L=cfg.L, dim=cfg.dim, M0=cfg.M0, T=cfg.T)
+                    M0=cfg.M0, T=cfg.T)
     grid = Grid(cfg.N, cfg.dim, cfg.L, resolve_device(cfg.device), resolve_dtype(cfg.dtype))
     if cfg.cnn_precision == "tf32" and grid.device.type != "cuda":
         raise ValueError(f"--cnn-precision tf32 needs a CUDA device, the run is on {grid.device.type}")
@@ -193,7 +200,7 @@ def check_config(cfg: SimConfig, ic: InitialCondition | None = None) -> Setup:
     validity = validity_messages(cfg, ic)
     if validity and cfg.strict:
         raise ValueError(f"outside the CNN's validity domain: {validity[0]} (--strict refuses the run)")
-    check_memory(cfg.method, cfg.interp, N=cfg.N, dim=cfg.dim, P=cfg.P, B=len(members), dtype=grid.dtype,
+    check_memory(from_config(cfg.method, cfg.interp).name, N=cfg.N, dim=cfg.dim, P=cfg.P, B=len(members), dtype=grid.dtype,
                  device=grid.device)
     return Setup(cfg, params, grid, ic, members, n_steps, validity)
 
@@ -208,30 +215,31 @@ def validity_messages(cfg: SimConfig, ic: InitialCondition) -> list[str]:
                      held_out=getattr(ic, "held_out", False), ic_name=cfg.ic_file or cfg.ic)
 
 
-def make_runner(setup: Setup, world: World = World()):
-    """The solver object of the run's method (FD or particles), checked for its FD sub-step count."""
-    cfg, grid, ic, params = setup.cfg, setup.grid, setup.ic, setup.params
+def make_runner(setup: Setup, world: World = World(), **options):
+    """The solver object of the run's method (:mod:`nsipf_torch.methods`), with the options of the run's
+    config that the method takes (``options`` override them, e.g. a ``compile`` mode or a
+    ``shared_interp``); an FD runner is checked for its sub-step count."""
+    cfg, grid = setup.cfg, setup.grid
+    method = from_config(cfg.method, cfg.interp)
     if world.size > 1:
-        if cfg.method == "fdm":
+        if not method.particles:
             raise ValueError("fdm is not sharded: run it without torchrun (one process)")
         world.shard(cfg.P)  # P must split evenly: refuse up front, on every rank
-    if cfg.method == "fdm":
-        runner = FDRunner(grid, ic, params, B=len(setup.members), limiter=cfg.limiter, c_update=cfg.c_update,
-                          compile=cfg.compile)
+    taken = {name: getattr(cfg, name) for name in method.options if hasattr(cfg, name)}
+    runner = method.runner(grid, setup.ic, setup.params, seeds=[m["seed"] for m in setup.members], P=cfg.P,
+                           world=world, **{**taken, **options})
+    if not method.particles:
         n_sub = runner.substep_count(cfg.dt)
         if n_sub > MAX_FD_SUBSTEPS:
             raise ValueError(f"--dt {cfg.dt} would need {n_sub} positive FD sub-steps per step at N = {grid.N} "
                              f"(more than {MAX_FD_SUBSTEPS}); use a smaller --dt")
-        return runner
-    options = {"model": cfg.model, "precision": cfg.cnn_precision} if cfg.interpolator == "neural" else {}
-    interp = make_interp(cfg.interpolator, grid, **options)
-    return ParticleRunner(grid, ic, params, [m["seed"] for m in setup.members], cfg.P, interp,
-                          c_update=cfg.c_update, deposit_method=cfg.deposit, world=world, compile=cfg.compile)
+    return runner
 
 
 def run_loop(runner, setup: Setup, callbacks: Sequence[Callback], state: LoopState) -> LoopState:
     """The one time loop of every method: advance, then let each callback look (in order); ``state`` is
-    updated in place (step, time, sub-steps, diagnostics rows).
+    updated in place (step, time, sub-steps, diagnostics rows). There are ``setup.n_steps`` steps of dt,
+    the last shortened to land on T (:meth:`Setup.time_at`), unless a callback raises ``StopRun``.
 
     Raises :class:`~nsipf_torch.run.diagnostics.NonFiniteError` from a ``StopOnNonFinite`` callback; the
     callbacks' ``on_end`` runs either way.
@@ -252,6 +260,8 @@ def run_loop(runner, setup: Setup, callbacks: Sequence[Callback], state: LoopSta
                               or (snaps is not None and snaps.wants(state.step)))
             for cb in callbacks:
                 cb.on_step(state)
+    except StopRun:  # a callback ended the run after this step (e.g. StopAt): the steps so far stand
+        pass
     finally:
         for cb in callbacks:
             cb.on_end(state)
@@ -400,9 +410,6 @@ def _warn(result: Result) -> None:
     if negative > 0:
         warnings.warn(f"the euler c-update drove c negative in up to {int(negative)} cells; "
                       "c_update='exp' keeps c >= 0", stacklevel=3)
-    gap = gap_warning(result.diagnostics)
-    if gap is not None:
-        warnings.warn(gap, stacklevel=3)
     overflow = max((r.get("tile_overflow", 0) for r in result.diagnostics), default=0)
     if overflow > 0:
         warnings.warn(f"the CNN skipped up to {int(overflow)} occupied tiles in a step (they kept linear "

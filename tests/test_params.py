@@ -114,9 +114,7 @@ def test_gradients_flow_through_per_member():
     ({"gamma": -0.01}, "gamma"), ({"gamma": math.nan}, "gamma"), ({"gamma": [0.01, math.inf]}, "gamma"),
     ({"chi": -1.0}, "chi"), ({"chi": torch.tensor([1.0, -1.0])}, "chi"), ({"chi": "x"}, "chi"),
     ({"gamma": [0.1, 0.2], "chi": [1.0, 2.0, 3.0]}, "gamma has 2 members and chi 3"),
-    ({"L": 0.0}, "L"), ({"L": -1.0}, "L"), ({"M0": 0.0}, "M0"), ({"M0": math.inf}, "M0"),
-    ({"T": -0.1}, "T"), ({"T": math.nan}, "T"), ({"dim": 4}, "dim"), ({"dim": True}, "dim"), ({"dim": 2.5}, "dim"),
-    ({"dim": 2.0}, "dim"),
+    ({"M0": 0.0}, "M0"), ({"M0": math.inf}, "M0"), ({"T": -0.1}, "T"), ({"T": math.nan}, "T"),
 ])
 def test_every_bad_value_raises_value_error_naming_it(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -125,9 +123,9 @@ def test_every_bad_value_raises_value_error_naming_it(kwargs, match):
 
 def test_params_defaults_lists_and_batch():
     p = Params()
-    assert (p.gamma, p.chi, p.L, p.dim, p.M0, p.T) == (0.01, 1.0, 1.0, 3, 1.0, 0.2)  # docs/MODEL.md §5
+    assert (p.gamma, p.chi, p.M0, p.T) == (0.01, 1.0, 1.0, 0.2)  # docs/MODEL.md §5
     assert p.batch == 1 and p.member_values("chi", 4).tolist() == [1.0] * 4
-    zero = Params(gamma=0.0, chi=0.0, T=0.0, dim=1)  # zero diffusion, drift and time are allowed
+    zero = Params(gamma=0.0, chi=0.0, T=0.0)  # zero diffusion, drift and time are allowed
     assert zero.gamma == 0.0 and zero.T == 0.0
     swept = Params(gamma=[0.01, 0.02, 0.03], chi=torch.tensor([2.0]))
     assert isinstance(swept.gamma, torch.Tensor) and swept.gamma.dtype == torch.float64
@@ -135,8 +133,8 @@ def test_params_defaults_lists_and_batch():
     assert swept.member_values("chi", 3).tolist() == [2.0, 2.0, 2.0]
     assert swept.member_values("gamma", 3).tolist() == [0.01, 0.02, 0.03]
     plain = swept.to_dict()
-    assert json.loads(json.dumps(plain)) == {"gamma": [0.01, 0.02, 0.03], "chi": [2.0], "L": 1.0, "dim": 3,
-                                             "M0": 1.0, "T": 0.2}
+    assert json.loads(json.dumps(plain)) == {"gamma": [0.01, 0.02, 0.03], "chi": [2.0], "M0": 1.0,
+                                             "T": 0.2}
 
 
 def test_params_keep_the_graph_of_tensors_that_require_grad():

@@ -11,7 +11,7 @@ from nsipf_torch.run.runners import FDRunner, ParticleRunner
 
 def test_fd_runner_members_follow_params_and_conserve_mass():
     grid = Grid(8, dim=2)
-    runner = FDRunner(grid, get_ic("two_blobs"), Params(chi=torch.tensor([0.0, 2.0]), dim=2), B=2)
+    runner = FDRunner(grid, get_ic("two_blobs"), Params(chi=torch.tensor([0.0, 2.0])), B=2)
     for _ in range(3):
         assert runner.advance(2e-3) >= 1
     rho, c = runner.fields()
@@ -46,7 +46,7 @@ def test_particle_state_round_trip_continues_bitwise():
     grid = Grid(8, dim=2)
 
     def make():
-        return ParticleRunner(grid, get_ic("two_blobs"), Params(dim=2), [3, 4], 300, make_interp("spline", grid))
+        return ParticleRunner(grid, get_ic("two_blobs"), Params(), [3, 4], 300, make_interp("spline", grid))
     a = make()
     for _ in range(4):
         a.advance(1e-3)

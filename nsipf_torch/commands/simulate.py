@@ -37,7 +37,6 @@ from nsipf_torch.particles.distributed import World, close_world, init_world
 from nsipf_torch.problems.initial import load_ic_file
 from nsipf_torch.io.files import ensure_writable_dir, load_torch
 from nsipf_torch.metrics import rel_l2
-from nsipf_torch.run.monitor import DEFAULT_SUBSAMPLE, GAP_WARNING
 from nsipf_torch.io.output import run_title
 from nsipf_torch.io.plotting import centre_line, plot_line_profiles
 from nsipf_torch.problems.exact import ring_fraction
@@ -163,12 +162,6 @@ def summary(result: Result, setup: Setup, out: Path) -> None:
     digits = 7 if grid.dtype == torch.float32 else 15  # the run's precision: more digits would show only round-off
     print(f"  mass {float(mass[-1].mean()):.{digits}g} (max relative drift {drift:.1e}); mean |x|^2 "
           f"{float(r2[0].mean()):.4f} -> {float(r2[-1].mean()):.4f} at t = {ts[-1]:.4g}")
-    if result.diagnostics and "interp_gap" in result.diagnostics[0]:
-        tg, gap = result.series("interp_gap")
-        worst = int(gap.amax(dim=1).argmax())
-        print(f"  interp_gap (the CNN's drift against the cubic spline's at {DEFAULT_SUBSAMPLE:,} particles): max "
-              f"{float(gap[worst].max()):.2f} at t = {tg[worst]:.4g}, {float(gap[-1].max()):.2f} at t = {tg[-1]:.4g} "
-              f"(a warning above {GAP_WARNING:g})")
     if float(neg.max()) > 0:
         print(f"  WARNING: the euler c-update drove c negative in up to {int(neg.max())} cells "
               f"(min c = {float(result.series('min_c')[1].min()):.3g}); --c-update exp keeps c >= 0")

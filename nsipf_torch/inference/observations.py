@@ -146,7 +146,7 @@ def observations_from_run(run_dir: str | Path, member: int = 0) -> Observations:
     if not config_path.is_file() or not snaps:
         raise ValueError(f"{str(run_dir)!r} is not a simulate.py run directory (needs config.json and snap_KKKK.npz)")
     try:
-        config = json.loads(config_path.read_text())["params"]
+        config = json.loads(config_path.read_text())["config"]
         loaded = []
         for p in snaps:
             with np.load(p, allow_pickle=False) as d:

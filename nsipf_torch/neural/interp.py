@@ -109,8 +109,6 @@ class NeuralInterp:
             raise ValueError(f"capacity must be a positive integer or None, got {capacity!r}")
         self.capacity = capacity
         self.last_overflow = None
-        # keep_last: hold the last fine field and the c it was made from (the runner's monitor reads it)
-        self.keep_last, self._last = False, None
 
     @classmethod
     def from_checkpoint(cls, path, grid: Grid, **kw) -> "NeuralInterp":
@@ -156,23 +154,7 @@ class NeuralInterp:
         return histogram(flat.reshape(-1), B * nt**d, P * 2**d)
 
     def fine_field(self, c: torch.Tensor, X: torch.Tensor | None = None) -> torch.Tensor:
-        """The CNN's fine field (B, sN, ..., sN); tiled (only where X's stencils are) when ``tile`` and X given.
-        With ``keep_last`` the field is held, with c, until the next call (:meth:`last_fine_field`)."""
-        self._last = None  # released before the next field is made, so at most one is ever held
-        fine = self._fine_field(c, X)
-        if self.keep_last:
-            self._last = (c, c._version, fine)
-        return fine
-
-    def last_fine_field(self, c: torch.Tensor) -> torch.Tensor | None:
-        """The field of the last :meth:`fine_field` call if it was made from this very ``c`` (same tensor,
-        not modified since), else None. A step's drift read again, at no CNN cost (the runtime monitor)."""
-        if self._last is None:
-            return None
-        last_c, version, fine = self._last
-        return fine if last_c is c and c._version == version else None
-
-    def _fine_field(self, c: torch.Tensor, X: torch.Tensor | None) -> torch.Tensor:
+        """The CNN's fine field (B, sN, ..., sN); tiled (only where X's stencils are) when ``tile`` and X given."""
         self._check(c, X)
         d, k = self.grid.dim, self.model.halo
         with torch.no_grad(), conv_precision(c.device, self.precision):

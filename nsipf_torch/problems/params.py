@@ -1,6 +1,7 @@
 """Physical parameters of the PHKS system (docs/MODEL.md §1, paper eqs. 1–2), and the checks made once at entry.
 
-    rho_t = div(gamma grad rho - chi rho grad c),   c_t = -c rho   on [-L, L]^d, no-flux walls.
+    rho_t = div(gamma grad rho - chi rho grad c),   c_t = -c rho   on [-L, L]^d, no-flux walls
+    (the box is the Grid's).
 
 :class:`Params` is the one parameter object that the API, the runners and the solvers pass. ``gamma`` and
 ``chi`` are floats or (B,) tensors (one value per batch member), and such tensors may require grad: the
@@ -13,7 +14,6 @@ repeat them, so they stay free of host synchronisation.
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 
 import torch
@@ -102,13 +102,12 @@ def per_member(value, like: torch.Tensor, trailing: int, divisor: float = 1.0):
 
 @dataclass(frozen=True)
 class Params:
-    """gamma: diffusion, chi: chemo-sensitivity (floats or (B,) tensors), L: half box width, dim: d,
-    M0: mass, T: final time. Every value is checked on construction (a ``ValueError`` names a bad one)."""
+    """gamma: diffusion, chi: chemo-sensitivity (floats or (B,) tensors), M0: mass, T: final time: the
+    physics; the geometry (L, d, N) is the :class:`~nsipf_torch.problems.grid.Grid`'s. Every value is
+    checked on construction (a ``ValueError`` names a bad one)."""
 
     gamma: float | torch.Tensor = 0.01
     chi: float | torch.Tensor = 1.0
-    L: float = 1.0
-    dim: int = 3
     M0: float = 1.0
     T: float = 0.2
 
@@ -122,11 +121,8 @@ class Params:
         if isinstance(gamma, torch.Tensor) and isinstance(chi, torch.Tensor) and gamma.ndim and chi.ndim \
                 and gamma.numel() != chi.numel() and 1 not in (gamma.numel(), chi.numel()):
             raise ValueError(f"gamma has {gamma.numel()} members and chi {chi.numel()}: they must agree")
-        object.__setattr__(self, "L", check_positive("L", self.L))
         object.__setattr__(self, "M0", check_positive("M0", self.M0))
         object.__setattr__(self, "T", check_positive("T", self.T, allow_zero=True))
-        if isinstance(self.dim, bool) or not isinstance(self.dim, numbers.Integral) or self.dim not in (1, 2, 3):
-            raise ValueError(f"dim must be 1, 2 or 3, got {self.dim!r}")
 
     @property
     def batch(self) -> int:
@@ -144,4 +140,4 @@ class Params:
         """Plain values only (tensors as lists), for config.json and checkpoints."""
         def plain(v):
             return v.detach().cpu().tolist() if isinstance(v, torch.Tensor) else v
-        return {k: plain(getattr(self, k)) for k in ("gamma", "chi", "L", "dim", "M0", "T")}
+        return {k: plain(getattr(self, k)) for k in ("gamma", "chi", "M0", "T")}

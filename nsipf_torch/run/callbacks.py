@@ -11,6 +11,8 @@ pure step functions: a check that syncs with the host runs only at its own caden
     ProgressBar()           a tqdm bar (FD runs show their sub-step count)
     TensorBoard(logdir)     the diagnostics as scalars while the run goes
     Checkpoint(path, every) an atomic ``state.pt`` from which ``simulate(..., resume=...)`` continues
+    Timer(device)           wall seconds of the steps, the device synchronised at both ends (benchmarks)
+    StopAt(step)            ends the run after a given step (a shorter run with the same schedule)
 
 A user's own callback subclasses :class:`Callback` and overrides any of ``on_start``, ``on_step``,
 ``on_end``.
@@ -18,12 +20,14 @@ A user's own callback subclasses :class:`Callback` and overrides any of ``on_sta
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
+from nsipf_torch.problems.grid import synchronize
 from nsipf_torch.run.diagnostics import check_finite
 
 
@@ -201,3 +205,37 @@ class Checkpoint(Callback):
         save_torch(self.path, {"config": self.config, "runner": state.runner.state_dict(), "step": state.step,
                                "substeps": state.substeps, "log": state.log,
                                "snapshots": state.snapshots.state_dict() if state.snapshots else None})
+
+
+class Timer(Callback):
+    """Wall seconds from the start of the loop (after the step-0 diagnostics and snapshot) to its end (after
+    the last step's): ``seconds`` and ``steps``. The device is synchronised at both ends, so a GPU's queued
+    work is counted; put the Timer last among the callbacks, so that it sees the others' start-up done."""
+
+    def __init__(self, device: torch.device | str = "cpu"):
+        self.device = torch.device(device)
+        self.seconds, self.steps, self._start, self._first = 0.0, 0, 0.0, 0
+
+    def on_start(self, state: LoopState) -> None:
+        synchronize(self.device)
+        self._start, self._first = time.perf_counter(), state.step
+
+    def on_end(self, state: LoopState) -> None:
+        synchronize(self.device)
+        self.seconds, self.steps = time.perf_counter() - self._start, state.step - self._first
+
+
+class StopAt(Callback):
+    """End the run after step ``step`` (the loop's :class:`StopRun`): the steps so far are exactly those
+    of the full run, the same sizes and times."""
+
+    def __init__(self, step: int):
+        self.step = int(step)
+
+    def on_step(self, state: LoopState) -> None:
+        if state.step >= self.step:
+            raise StopRun(state.step)
+
+
+class StopRun(Exception):
+    """Raised by a callback to end the run after the current step; the result holds the steps so far."""

@@ -9,7 +9,9 @@
 
 The particle runner drives the one SIPF loop (:func:`~nsipf_torch.particles.sipf.sipf_run`); the interpolator
 decides between classical SIPF and NSIPF. Both take their physical parameters as one
-:class:`~nsipf_torch.problems.params.Params` whose gamma and chi are floats or (B,) tensors.
+:class:`~nsipf_torch.problems.params.Params` whose gamma and chi are floats or (B,) tensors, and their
+geometry from the :class:`~nsipf_torch.problems.grid.Grid`. :mod:`nsipf_torch.methods` makes them by
+method name.
 """
 from __future__ import annotations
 
@@ -21,15 +23,9 @@ import nsipf_torch.solvers.fd as fd
 from nsipf_torch.particles.deposit import deposit
 from nsipf_torch.run.diagnostics import field_diagnostics
 from nsipf_torch.problems.grid import Grid
-from nsipf_torch.particles.interp import make_interp
 from nsipf_torch.problems.params import Params
 from nsipf_torch.particles.distributed import World, sharded_deposit
-from nsipf_torch.run.monitor import InterpGap
-from nsipf_torch.neural.interp import NeuralInterp
 from nsipf_torch.particles.sipf import compiled_advance, initial_state, noise_generators, sipf_run
-
-METHODS = ("FDM", "SIPF-trilinear", "SIPF-spline", "NSIPF")  # the compared methods by their table names
-
 
 
 class FDRunner:
@@ -76,8 +72,8 @@ class ParticleRunner:
     """SIPF / NSIPF: P particles per member carry rho, c lives on the grid (paper eqs. 32-34)."""
 
     def __init__(self, grid: Grid, ic, params: Params, seeds: Sequence[int], P: int, interp,
-                 c_update: str = "exp", deposit_method: str = "ngp", world: World = World(), compile: bool = False,
-                 replan_every: int = 10):
+                 c_update: str = "exp", deposit_method: str = "ngp", world: World = World(),
+                 compile: bool | str = False, replan_every: int = 10):
         B = len(seeds)
         self.grid, self.M0, self.P, self.interp, self.world = grid, params.M0, P, interp, world
         self.c_update, self.deposit_method, self.replan_every, self.steps = c_update, deposit_method, replan_every, 0
@@ -89,11 +85,9 @@ class ParticleRunner:
         # drawn where the particles live: a CPU stream copied to the GPU would cost more than the step
         self.generators = noise_generators(seeds, rank=world.rank, device=grid.device)
         self.deposit_fn = None if world.size == 1 else sharded_deposit(world, grid, params.M0, P, deposit_method)
-        self.step_fn = compiled_advance() if compile else None
-        # NSIPF's runtime monitor: its drift beside the cubic spline's at a fixed subsample of particles
-        self.gap = InterpGap(grid, interp) if isinstance(interp, NeuralInterp) else None
-        if self.gap is not None:  # the step's fine field of c^{n+1} is held so the monitor reads it again
-            interp.keep_last = True
+        # compile: True (torch.compile's default mode) or a mode name, e.g. "reduce-overhead" (CUDA graphs)
+        mode = {"mode": compile} if isinstance(compile, str) and compile != "default" else {}
+        self.step_fn = compiled_advance(**mode) if compile else None
 
     def replan(self) -> None:
         """Size the neural interpolator's tile list from the particles now (a host sync: outside the step).
@@ -136,8 +130,6 @@ class ParticleRunner:
         if hasattr(self.interp, "last_overflow"):  # occupied tiles the CNN skipped last step (linear upsampling)
             overflow = self.interp.last_overflow
             diag["tile_overflow"] = torch.zeros(rho.shape[0], dtype=torch.long) + (0 if overflow is None else overflow.cpu())
-        if self.gap is not None:
-            diag["interp_gap"] = self.gap(self.c, self.X)
         return diag
 
     def checked(self) -> dict[str, torch.Tensor]:
@@ -165,16 +157,3 @@ def _member_tensor(params: Params, name: str, B: int, grid: Grid) -> torch.Tenso
     """gamma or chi of every member as a (B,) tensor in the grid's dtype (gradients kept)."""
     return params.member_values(name, B).to(device=grid.device, dtype=grid.dtype)
 
-
-def runner_for(method: str, grid: Grid, ic, params: Params, P: int = 0, seeds: Sequence[int] = (0,), model=None,
-               precision: str = "fp32", compile: bool = False):
-    """The runner of a compared method by its table name (:data:`METHODS`): FDM is the FD solver (one
-    member; ``compile`` fuses its sub-step), SIPF-trilinear and SIPF-spline classical SIPF with that
-    interpolator, NSIPF SIPF with the CNN ``model`` (default: the shipped one) at ``precision``."""
-    if method == "FDM":
-        return FDRunner(grid, ic, params, compile=compile)
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
-    options = {"precision": precision, **({"model": model} if model is not None else {})}
-    interp = make_interp("neural", grid, **options) if method == "NSIPF" else make_interp(method.split("-")[1], grid)
-    return ParticleRunner(grid, ic, params, list(seeds), P, interp)
