@@ -36,7 +36,7 @@ from nsipf_torch.solvers.c_equation import C_UPDATES
 from nsipf_torch.problems.grid import Grid, resolve_device, resolve_dtype
 from nsipf_torch.problems.initial import FunctionIC, InitialCondition, get_ic, known_ics
 from nsipf_torch.particles.interp import INTERPS
-from nsipf_torch.methods import FAMILIES, from_config
+from nsipf_torch.methods import FAMILIES, from_config, get_method
 from nsipf_torch.run.memory import check_memory
 from nsipf_torch.neural.model import load_model
 from nsipf_torch.neural.interp import PRECISIONS
@@ -310,19 +310,34 @@ def simulate(problem: str | InitialCondition | tuple[Callable, Callable] = "annu
     """Run one simulation and return its :class:`Result`; prints nothing and writes nothing unless a
     callback does.
 
-    ``options`` are the fields of :class:`SimConfig` (N, P, T, dt, gamma, chi, M0, L, dim, device, dtype,
-    snapshots, diag_every, interp, deposit, c_update, limiter, model, cnn_precision, compile,
-    save_particles, batch, seed); ``gamma``/``chi`` may be sequences (one member per value). ``callbacks``
-    run after every step (:mod:`nsipf_torch.run.callbacks`); a ``Snapshots`` among them replaces the default
-    schedule (``snapshots`` equal intervals). ``resume`` is the content of a state.pt written by the
-    ``Checkpoint`` callback. Warnings (e.g. c driven negative by ``c_update="euler"``) go through
-    ``warnings.warn``. A NaN/Inf mid-run returns the result so far with ``complete=False``.
+    ``method`` is fdm, sipf or nsipf, or a name of :mod:`nsipf_torch.methods` (``"sipf-spline"`` is
+    ``method="sipf", interp="spline"``). ``options`` are the fields of :class:`SimConfig` (N, P, T, dt,
+    gamma, chi, M0, L, dim, device, dtype, snapshots, diag_every, interp, deposit, c_update, limiter, model,
+    cnn_precision, compile, save_particles, batch, seed); ``gamma``/``chi`` may be sequences (one member per
+    value). ``callbacks`` run after every step (:mod:`nsipf_torch.run.callbacks`); a ``Snapshots`` among
+    them replaces the default schedule (``snapshots`` equal intervals). ``resume`` is the content of a
+    state.pt written by the ``Checkpoint`` callback. Warnings (e.g. c driven negative by
+    ``c_update="euler"``) go through ``warnings.warn``. A NaN/Inf mid-run returns the result so far with
+    ``complete=False``.
     """
-    cfg, ic = _config(problem, method, seeds, options)
-    setup = check_config(cfg, ic)
+    setup = prepare(problem, method, seeds=seeds, **options)
     for message in setup.validity:
         warnings.warn(f"outside the CNN's validity domain: {message}", stacklevel=2)
     return run(setup, make_runner(setup, world or World()), callbacks, resume)
+
+
+def prepare(problem: str | InitialCondition | tuple[Callable, Callable] = "annuli", method: str = "nsipf", *,
+            seeds: int | Sequence[int] | None = None, **options: Any) -> Setup:
+    """:func:`simulate`'s arguments checked into a :class:`Setup`, nothing run: for a driver that times or
+    watches the loop itself (``run(setup, make_runner(setup), callbacks)``); validity messages are in
+    ``setup.validity``, unwarned."""
+    if method not in FAMILIES:
+        chosen = get_method(method)
+        if chosen.particles and options.setdefault("interp", chosen.interp) != chosen.interp:
+            raise ValueError(f"method {method!r} uses interp {chosen.interp!r}, not {options['interp']!r}")
+        method = chosen.family
+    cfg, ic = _config(problem, method, seeds, options)
+    return check_config(cfg, ic)
 
 
 def run(setup: Setup, runner, callbacks: Sequence[Callback] = (), resume: dict | None = None) -> Result:

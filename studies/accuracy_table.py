@@ -24,17 +24,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nsipf_torch.api import MAX_STEPS, Result, make_runner, prepare, run
 from nsipf_torch.commands.cli import check_output_file, parse_config, usage_error
-from nsipf_torch.problems.grid import Grid
-from nsipf_torch.problems.initial import get_ic
-from nsipf_torch.metrics import rel_l2
 from nsipf_torch.io.resources import default_checkpoint, reference_path
-from nsipf_torch.problems.params import Params
-import nsipf_torch.run.runners as runners
+from nsipf_torch.methods import METHODS, get_method, parse_methods
+from nsipf_torch.metrics import rel_l2
 from nsipf_torch.problems.exact import ring_fraction
+from nsipf_torch.run.callbacks import Snapshots
 from studies.render_docs import accuracy_lines
 
-METHODS = ("FD", "SIPF-trilinear", "SIPF-spline", "NSIPF")
+LABELS = tuple(m.label for m in METHODS.values())  # the table's columns
 
 
 @dataclass
@@ -44,8 +43,8 @@ class AccuracyConfig:
     N: list[int] = field(default_factory=lambda: [32, 64], metadata={"help": "grid sizes, comma separated"})
     P: list[int] = field(default_factory=lambda: [20_000, 200_000],
                          metadata={"help": "particle counts, comma separated (2e5 is accepted)"})
-    methods: list[str] = field(default_factory=lambda: list(METHODS),
-                               metadata={"help": "table columns, comma separated", "choices": METHODS})
+    methods: list[str] = field(default_factory=lambda: list(LABELS),
+                               metadata={"help": f"table columns, comma separated ({', '.join(LABELS)})"})
     dim: int = field(default=3, metadata={"help": "space dimension", "choices": (2, 3)})
     dt: float = field(default=1e-3, metadata={"help": "time step"})
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2],
@@ -54,6 +53,7 @@ class AccuracyConfig:
     out: str = field(default="docs/accuracy_table.md", metadata={"help": "markdown output (JSON beside it)"})
 
     def validate(self) -> None:
+        self.methods = [METHODS[m].label for m in parse_methods(self.methods)]
         for name in ("problems", "N", "P", "methods", "seeds"):
             if not getattr(self, name):
                 raise ValueError(f"--{name} must name at least one entry")
@@ -76,39 +76,40 @@ class AccuracyConfig:
         check_output_file(Path(self.out).with_suffix(".json"), "--out")
 
 
-def runner_for(method, grid, ic, P, seeds, model=None, gamma=0.01, chi=1.0):
-    """The runner of a table column ("FD" is the runners' "FDM")."""
-    return runners.runner_for("FDM" if method == "FD" else method, grid, ic, Params(gamma=gamma, chi=chi, dim=grid.dim),
-                              P, seeds, model)
+def run_with_snapshots(problem, method: str, N: int, P: int, dim: int, dt: float, T: float, seeds, at_times,
+                       model=None, gamma: float = 0.01, chi: float = 1.0, dtype: str = "float32") -> Result:
+    """One run of ``method`` (a name or label) to T through simulate()'s loop, with rho and c at ``at_times``
+    (and T) only; the particle methods run ``seeds`` as the members of one batch, FD one member."""
+    particles = get_method(method).particles
+    setup = prepare(problem, method, N=N, dim=dim, P=P, T=T, dt=dt, gamma=gamma, chi=chi, model=model, dtype=dtype,
+                    device="cpu", diag_every=MAX_STEPS, seeds=list(seeds) if particles else None)
+    snaps = Snapshots([*(setup.step_at(t) for t in at_times), setup.n_steps])
+    return run(setup, make_runner(setup), [snaps])
 
 
 def run_case(problem, N, P, method, dim, dt, seeds, model=None):
     """Errors of one method (mean over ``seeds``; ``per_seed`` lists each member's) and the wall time."""
     ref = np.load(reference_path(problem, dim))
-    grid = Grid(N, dim, dtype=torch.float32)
-    runner = runner_for(method, grid, get_ic(problem), P, list(seeds), model)
+    times = {"half": float(ref["t_half"]), "T": float(ref["t_T"])}
+    ring = problem == "annuli"
+    start = time.perf_counter()
+    result = run_with_snapshots(problem, method, N, P, dim, dt, times["T"], seeds,
+                                [times["half"], *([0.05] if ring else [])], model)
+    out = {"wall_s": time.perf_counter() - start}
+    at = {t: k for k, t in enumerate(result.times)}
     per_seed = {}
-    out, step, start = {}, 0, time.perf_counter()
-    ring_t = None
-    for key in ("half", "T"):
-        t_target = float(ref[f"t_{key}"])
-        while step < round(t_target / dt):
-            runner.advance(dt)
-            step += 1
-            if problem == "annuli" and step == round(0.05 / dt):
-                ring_t = float(ring_fraction(runner.fields()[0].double(), grid.to(dtype=torch.float64)).mean())
-        rho, c = runner.fields()
-        for name, values in (("rho", rho), ("c", c)):
+    for key, t in times.items():
+        for name, values in (("rho", result.rho), ("c", result.c)):
             target = torch.from_numpy(ref[f"{name}_{key}"]).double()[None]
-            errs = rel_l2(values.double().cpu(), target, dim=dim)
+            errs = rel_l2(values[:, at[t]].double(), target, dim=dim)
             out[f"{name}_{key}"] = float(errs.mean())
             per_seed[f"{name}_{key}"] = [float(e) for e in errs]
-    out["wall_s"] = time.perf_counter() - start
     if len(per_seed["rho_T"]) > 1:
         out["per_seed"] = per_seed
-    if ring_t is not None:
-        out["inner_ring_t0.05"] = ring_t
-        out["outer_ring_T"] = float(ring_fraction(runner.fields()[0].double(), grid.to(dtype=torch.float64), R=0.7).mean())
+    if ring:
+        grid = result.grid.to(device="cpu", dtype=torch.float64)
+        out["inner_ring_t0.05"] = float(ring_fraction(result.rho[:, at[0.05]].double(), grid).mean())
+        out["outer_ring_T"] = float(ring_fraction(result.rho[:, at[times["T"]]].double(), grid, R=0.7).mean())
     return out
 
 
@@ -124,12 +125,12 @@ def main(argv=None) -> int:
             for P in cfg.P:
                 row = {"problem": problem, "N": N, "P": P}
                 for method in cfg.methods:
-                    if method == "FD" and fd_row is not None:
-                        row["FD"] = fd_row  # the FD solution does not depend on P
+                    if method == "FDM" and fd_row is not None:
+                        row["FDM"] = fd_row  # the FD solution does not depend on P
                         continue
                     row[method] = run_case(problem, N, P, method, cfg.dim, cfg.dt, cfg.seeds, cfg.model)
-                    if method == "FD":
-                        fd_row = row["FD"]
+                    if method == "FDM":
+                        fd_row = row["FDM"]
                     print(problem, N, P, method, row[method], flush=True)
                 rows.append(row)
     md = "\n".join(accuracy_lines(rows, cfg.methods)) + "\n"  # the docs' rendering (studies/render_docs.py)

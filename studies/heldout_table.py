@@ -6,20 +6,16 @@ Cases are ``PROBLEM[@chi=X][@gamma=Y]`` (PROBLEM a name for ``--ic``: ``planar``
 planar problems by the 1-D FD solver at a resolution chosen by its own convergence (<= --ref-tol between
 NR and 2 NR cells, NR >= 2048, at most --ref-max cells), the others by FD at --ref-factors times N. Each
 reference's own error is Richardson's estimate on 16^d blocks (the table's metric, ``metrics.rel_l2``).
-Beside NSIPF the monitor ``interp_gap`` at T (``nsipf_torch.run.monitor``) is recorded.
 
     python -m studies.heldout_table --dim 2 --N 64 --P 100000 --seeds 0,1,2 --out runs/heldout_2d
     python -m studies.heldout_table --dim 3 --N 32 --P 100000 --cases planar,planar:1,planar_c30
 
-Writes OUT/heldout_table.md, OUT/heldout_table.json, OUT/config.json and OUT/interp_gap_scatter.png
-(interp_gap at T against NSIPF's error over the spline's, per seed). ``--scatter-from A.json,B.json`` draws
-that figure from earlier runs' tables and runs nothing.
+Writes OUT/heldout_table.md, OUT/heldout_table.json and OUT/config.json.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import sys
 import time
@@ -34,10 +30,10 @@ from nsipf_torch.problems.grid import Grid
 from nsipf_torch.problems.initial import PlanarIC, get_ic
 from nsipf_torch.io.files import save_json
 from nsipf_torch.metrics import block_average, rel_l2
-from nsipf_torch.run.monitor import InterpGap
-from studies.references import fd_reference, planar_reference
 from nsipf_torch.io.resources import default_checkpoint
-from studies.accuracy_table import METHODS, runner_for
+from nsipf_torch.methods import METHODS, parse_methods
+from studies.accuracy_table import LABELS, run_with_snapshots
+from studies.references import fd_reference, planar_reference
 
 PROG = "heldout_table.py"
 DEFAULT_CASES = "planar,planar:1,planar:2,planar@chi=3,planar@gamma=0.003,planar_c30,mixture:101,mixture:102"
@@ -89,8 +85,8 @@ class HeldoutConfig:
     P: int = field(default=100_000, metadata={"help": "particles per member"})
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2],
                              metadata={"help": "particle seeds, comma separated, run as one batch and averaged"})
-    methods: list[str] = field(default_factory=lambda: list(METHODS),
-                               metadata={"help": "table columns, comma separated", "choices": METHODS})
+    methods: list[str] = field(default_factory=lambda: list(LABELS),
+                               metadata={"help": f"table columns, comma separated ({', '.join(LABELS)})"})
     T: float = field(default=0.2, metadata={"help": "final time"})
     dt: float = field(default=1e-3, metadata={"help": "time step"})
     dtype: str = field(default="float32", metadata={"help": "precision of the compared runs",
@@ -102,8 +98,6 @@ class HeldoutConfig:
                                    metadata={"help": "other problems: FD references at these multiples of N"})
     threads: int = field(default=1, metadata={"help": "torch threads (1: on a shared CPU OpenMP spin-waits; 0: torch's)"})
     out: str = field(default="runs/heldout", metadata={"help": "output folder"})
-    scatter_from: list[str] = field(default_factory=list, metadata={
-        "help": "heldout_table.json files, comma separated: draw OUT/interp_gap_scatter.png only", "metavar": "A.json,..."})
 
     def parsed_cases(self) -> list[Case]:
         """The --cases as Case objects; ValueError naming --cases."""
@@ -111,12 +105,8 @@ class HeldoutConfig:
 
     def validate(self) -> None:
         check_output_dir(self.out, "--out")
-        if self.scatter_from:
-            missing = [f for f in self.scatter_from if not Path(f).is_file()]
-            if missing:
-                raise ValueError(f"--scatter-from {missing[0]!r} is not a file")
-            return
         self.parsed_cases()
+        self.methods = [METHODS[m].label for m in parse_methods(self.methods)]
         for name in ("seeds", "methods"):
             if not getattr(self, name):
                 raise ValueError(f"--{name} must name at least one entry")
@@ -159,51 +149,24 @@ def reference_for(case: Case, grid: Grid, T: float, dt: float, cfg: HeldoutConfi
 
 def run_method(method: str, case: Case, grid: Grid, P: int, seeds: list[int], T: float, dt: float, model,
                ref16: torch.Tensor) -> dict:
-    ic = get_ic(case.problem)
-    runner = runner_for(method, grid, ic, P, seeds, model, gamma=case.gamma, chi=case.chi)
+    """rho's error at T (mean over the seeds, and each seed's) and the wall time of one method's run."""
     start = time.perf_counter()
-    for _ in range(round(T / dt)):
-        runner.advance(dt)
-    rho, c = runner.fields()
-    errs = rel_l2(rho.double().cpu(), ref16[None], 16, grid.dim)
-    out = {"rho_T": float(errs.mean()), "per_seed": [float(e) for e in errs], "wall_s": time.perf_counter() - start}
-    if method == "NSIPF":
-        out["interp_gap_T"] = [float(g) for g in InterpGap(grid, runner.interp)(c, runner.X)]
-    return out
+    result = run_with_snapshots(case.problem, method, grid.N, P, grid.dim, dt, T, seeds, [], model,
+                                gamma=case.gamma, chi=case.chi, dtype=str(grid.dtype).removeprefix("torch."))
+    errs = rel_l2(result.rho[:, -1].double(), ref16[None], 16, grid.dim)
+    return {"rho_T": float(errs.mean()), "per_seed": [float(e) for e in errs], "wall_s": time.perf_counter() - start}
 
 
 def markdown(rows: list[dict], methods: list[str], header: str) -> str:
-    lines = [header, "", f"| case | reference (own error) | {' | '.join(methods)} | NSIPF / spline | interp_gap at T |",
-             "|---|---|" + "---|" * len(methods) + "---|---|"]
+    lines = [header, "", f"| case | reference (own error) | {' | '.join(methods)} | NSIPF / spline |",
+             "|---|---|" + "---|" * len(methods) + "---|"]
     for row in rows:
         cells = [f"{row[m]['rho_T']:.3f}" for m in methods]
         ratio = (f"{row['NSIPF']['rho_T'] / row['SIPF-spline']['rho_T']:.2f}"
                  if "NSIPF" in row and "SIPF-spline" in row else "–")
-        gap = f"{sum(row['NSIPF']['interp_gap_T']) / len(row['NSIPF']['interp_gap_T']):.2f}" if "NSIPF" in row else "–"
         lines.append(f"| {row['case']} | {row['reference_error']:.1e} ({row['reference']}) | " + " | ".join(cells)
-                     + f" | {ratio} | {gap} |")
+                     + f" | {ratio} |")
     return "\n".join(lines) + "\n"
-
-
-def scatter(tables: list[tuple[str, list[dict]]], path: Path) -> None:
-    """interp_gap at T against NSIPF's rho error over SIPF-spline's, one point per seed, one colour per table."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from nsipf_torch.io.files import atomic_write
-    fig, ax = plt.subplots(figsize=(6, 4.2), layout="constrained")
-    for label, rows in tables:
-        pts = [(g, n / s) for r in rows if "NSIPF" in r and "SIPF-spline" in r
-               for g, n, s in zip(r["NSIPF"]["interp_gap_T"], r["NSIPF"]["per_seed"], r["SIPF-spline"]["per_seed"])]
-        if pts:
-            ax.scatter(*zip(*pts), label=label, s=18)
-    ax.axhline(1.0, color="grey", lw=0.8)
-    ax.axhline(1.1, color="grey", lw=0.8, ls="--")
-    ax.set_xlabel("interp_gap at T")
-    ax.set_ylabel("rho error: NSIPF / SIPF-spline (same seed)")
-    ax.legend(fontsize=8)
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
 
 
 def parse_args(argv: list[str] | None) -> HeldoutConfig:
@@ -216,17 +179,6 @@ def parse_args(argv: list[str] | None) -> HeldoutConfig:
     cfg = config_from_args(HeldoutConfig, ns)
     cfg.validate()
     return cfg
-
-
-def draw_scatter(cfg: HeldoutConfig) -> int:
-    """--scatter-from: OUT/interp_gap_scatter.png from earlier runs' tables, nothing run."""
-    try:
-        tables = [(Path(f).parent.name, json.loads(Path(f).read_text())) for f in cfg.scatter_from]
-    except (OSError, ValueError) as err:
-        return usage_error(PROG, ValueError(f"--scatter-from: {err}"))
-    Path(cfg.out).mkdir(parents=True, exist_ok=True)
-    scatter(tables, Path(cfg.out) / "interp_gap_scatter.png")
-    return 0
 
 
 def table_rows(cfg: HeldoutConfig, cases: list[Case], grid: Grid, out: Path) -> list[dict]:
@@ -255,8 +207,6 @@ def main(argv=None) -> int:
         cfg = parse_args(argv)
     except ValueError as err:
         return usage_error(PROG, err)
-    if cfg.scatter_from:
-        return draw_scatter(cfg)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     grid = Grid(cfg.N, cfg.dim, dtype=cfg.dtype)
@@ -268,7 +218,6 @@ def main(argv=None) -> int:
               f"T = {cfg.T}, dt = {cfg.dt}: rel_l2 of rho at T on 16^{cfg.dim} blocks")
     md = markdown(rows, cfg.methods, header)
     (out / "heldout_table.md").write_text(md)
-    scatter([(header.split(":")[0], rows)], out / "interp_gap_scatter.png")
     print(md)
     return 0
 

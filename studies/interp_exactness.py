@@ -23,8 +23,7 @@ from nsipf_torch.problems.grid import Grid
 from nsipf_torch.problems.initial import PlanarIC, get_ic
 from nsipf_torch.particles.interp import make_interp
 from studies.references import lift, solve_planar_1d
-from nsipf_torch.problems.params import Params
-from nsipf_torch.run.runners import ParticleRunner
+from nsipf_torch.api import MAX_STEPS, make_runner, prepare, run
 
 PROG = "interp_exactness.py"
 BINS = ((0, 2), (2, 4), (4, 8), (8, 16), (16, 64), (64, float("inf")))
@@ -101,10 +100,11 @@ def planar(dim: int, N: int, P: int, steps: int, problem: str, dt: float = 1e-3)
     x = -1.0 + (torch.arange(NR, dtype=torch.float64) + 0.5) * (2.0 / NR)
     dc = torch.gradient(c_ref, spacing=(x,))[0]
     smooth = lift(c_ref, grid)[None].contiguous()  # the reference's c on the run's cells
-    for driver in ("spline", "NSIPF"):
-        runner = ParticleRunner(grid, ic, Params(dim=grid.dim), [0], P, its[driver])
-        for _ in range(steps):
-            runner.advance(dt)
+    for driver in ("sipf-spline", "nsipf"):
+        setup = prepare(problem, driver, N=N, dim=dim, P=P, T=steps * dt, dt=dt, device="cpu",
+                        dtype=str(grid.dtype).removeprefix("torch."), snapshots=1, diag_every=MAX_STEPS)
+        runner = make_runner(setup)
+        run(setup, runner)
         X, c = runner.X, runner.c
         u = ((X[..., 0] + 1.0) / (2.0 / NR) - 0.5).clamp(0, NR - 1 - 1e-9)
         i0 = u.floor().long()
@@ -118,7 +118,7 @@ def planar(dim: int, N: int, P: int, steps: int, problem: str, dt: float = 1e-3)
             rough = float((it.grad_c(c, X) - exact).norm() / exact.norm())
             smooth_err = float((it.grad_c(smooth, X) - exact).norm() / exact.norm())
             cells.append(f"{name}: rough c {rough:.3f}, smooth c {smooth_err:.3f}")
-        print(f"{dim}D N = {N}, P = {P:,}, {problem}, t = {steps * dt:g}, particles of a SIPF-{driver} run: "
+        print(f"{dim}D N = {N}, P = {P:,}, {problem}, t = {steps * dt:g}, particles of a {driver} run: "
               + "; ".join(cells), flush=True)
 
 

@@ -1,8 +1,9 @@
-"""Where one particle step's time goes: torch.profiler over a few steps of benchmark.py's Table 1 runner.
+"""Where one step's time goes: torch.profiler over a run of a few steps of nsipf-benchmark's Table 1 problem
+(two_blobs 3D) through simulate()'s loop.
 
-    python -m studies.profile_step --method NSIPF --N 128 --P 1000000 --device cuda
-    python -m studies.profile_step --method SIPF-spline --N 32 --P 20000          # the CPU
-    python -m studies.profile_step --method SIPF-trilinear --N 64 --P 10000000 --device cuda --compile default
+    python -m studies.profile_step --method nsipf --N 128 --P 1000000 --device cuda
+    python -m studies.profile_step --method sipf-spline --N 32 --P 20000          # the CPU
+    python -m studies.profile_step --method sipf-trilinear --N 64 --P 10000000 --device cuda --compile default
 
 Prints the operators with the largest self time on the device (CUDA time on a GPU, CPU time otherwise),
 the number of kernels launched per step, and the wall time per step outside the profiler.
@@ -15,15 +16,15 @@ from dataclasses import dataclass, field
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from benchmark import METHODS, make_runner, run_steps
+from nsipf_torch.api import MAX_STEPS, make_runner, prepare, run
+from nsipf_torch.benchmarks.timing import run_timed
 from nsipf_torch.commands.cli import parse_config, usage_error
-from nsipf_torch.problems.grid import Grid, resolve_device
-from nsipf_torch.particles.sipf import compiled_advance
+from nsipf_torch.methods import METHODS, parse_methods
 
 
 @dataclass
 class ProfileConfig:
-    method: str = field(default="NSIPF", metadata={"help": "the method profiled", "choices": METHODS})
+    method: str = field(default="nsipf", metadata={"help": f"the method profiled ({', '.join(METHODS)})"})
     N: int = field(default=64, metadata={"help": "grid cells per axis"})
     P: int = field(default=1_000_000, metadata={"help": "particles (1e6 is accepted)"})
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
@@ -33,6 +34,7 @@ class ProfileConfig:
     rows: int = field(default=15, metadata={"help": "operators listed"})
 
     def validate(self) -> None:
+        self.method = parse_methods([self.method], "--method")[0]
         for name in ("N", "P", "steps", "rows"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
@@ -41,18 +43,21 @@ class ProfileConfig:
 def main(argv=None) -> int:
     try:
         args = parse_config(ProfileConfig, argv, prog="profile_step.py", description=__doc__.split("\n")[0])
-        device = resolve_device(args.device)
-        grid = Grid(args.N, 3, 1.0, device, torch.float32)
+        setup = prepare("two_blobs", args.method, N=args.N, dim=3, P=args.P, T=args.steps * 1e-3, dt=1e-3,
+                        device=args.device, snapshots=1, diag_every=MAX_STEPS)
     except ValueError as err:
         return usage_error("profile_step.py", err)
-    runner = make_runner(args.method, grid, int(args.P))
-    if args.compile:
-        runner.step_fn = compiled_advance(**({} if args.compile == "default" else {"mode": args.compile}))
-    run_steps(runner, 5, 1e-3, device)
-    wall, _ = run_steps(runner, args.steps, 1e-3, device)
+    device = setup.grid.device
+    options = {"compile": args.compile} if args.compile else {}
+    first = make_runner(setup, **options)
+    if METHODS[args.method].particles:  # one interpolator for every run: compiled code is reused, not redone
+        options["shared_interp"] = first.interp
+    run_timed(setup, first, device, stop=min(5, setup.n_steps))  # warm-up (and compilation)
+    wall, _ = run_timed(setup, make_runner(setup, **options), device)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    runner = make_runner(setup, **options)
     with profile(activities=activities) as prof:
-        run_steps(runner, args.steps, 1e-3, device)
+        run(setup, runner)
     key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
     print(f"{args.method} N={args.N} P={int(args.P):,} on {device}: {1e3 * wall / args.steps:.3f} ms/step "
           f"(unprofiled), {args.steps} steps profiled")

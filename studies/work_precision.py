@@ -14,24 +14,34 @@ deposit, exact c-update, eager), float32, dt = 1e-3, one seed. Error: ``metrics.
 
 Wall time: from the runner's construction (initial sampling included) to rho at T on the host, after one
 warm-up run of the same method and grid (first calls, allocator, CNN loading, compilation) that is not
-counted. Sizes in :data:`SIZES`: ``benchmark.py --suite work-precision`` runs the CPU sizes on a CPU and
-the GPU sizes on a GPU (``--wp-sizes`` chooses).
+counted. Every run is simulate()'s loop (:func:`nsipf_torch.api.run`), one snapshot at T. Sizes in
+:data:`SIZES`:
+
+    python -m studies.work_precision                    # the CPU sizes on a CPU, the GPU sizes on a GPU
+    python -m studies.work_precision --sizes tiny --T 0.01 --out bench/wp_tiny
+
+writes OUT/work_precision.png, OUT/results.md (every point, the cheapest run per accuracy) and
+OUT/results.json.
 """
 from __future__ import annotations
 
 import math
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 
-from nsipf_torch.problems.grid import Grid
+from nsipf_torch.api import MAX_STEPS, make_runner, prepare, run
+from nsipf_torch.benchmarks.timing import provenance
+from nsipf_torch.commands.cli import option, parse_config, usage_error
+from nsipf_torch.io.files import ensure_writable_dir, save_json
+from nsipf_torch.methods import METHODS, parse_methods
+from nsipf_torch.metrics import block_average, rel_l2
+from nsipf_torch.problems.grid import Grid, resolve_device
 from nsipf_torch.problems.grid import synchronize as sync
 from nsipf_torch.problems.initial import get_ic
-from nsipf_torch.metrics import block_average, rel_l2
-from nsipf_torch.problems.params import Params
 from studies.references import fd_reference, planar_reference
-from nsipf_torch.run.runners import METHODS, runner_for
 
 PROBLEMS = ("two_blobs", "planar")
 SIZES = {  # FD grids; particle grids and counts; the two_blobs reference grid (two levels: ref_N / 2, ref_N);
@@ -48,7 +58,7 @@ ACCURACY_LEVELS = (0.3, 0.2, 0.1, 0.05, 0.03, 0.02, 0.01)
 @dataclass
 class Point:
     problem: str
-    method: str
+    method: str  # the table label (FDM, SIPF-spline, ...)
     N: int
     P: int  # 0 for FDM
     error: float
@@ -62,14 +72,15 @@ class Point:
 
 def run_to(method: str, problem: str, N: int, P: int, dim: int, T: float, dt: float, device,
            compile: bool = True) -> tuple[torch.Tensor, float]:
-    """rho at T (float64, host) and the wall seconds of the whole run (``compile``: FD's fused sub-step)."""
+    """rho at T (float64, host) and the wall seconds of the whole run, from the runner's construction
+    (``compile``: FD's fused sub-step)."""
+    options = {"compile": compile} if not METHODS[method].particles else {}
+    setup = prepare(problem, method, N=N, dim=dim, P=max(P, 1), T=T, dt=dt, device=str(device), dtype="float32",
+                    snapshots=1, diag_every=MAX_STEPS, **options)
     sync(device)
     start = time.perf_counter()
-    grid = Grid(N, dim, device=device, dtype=torch.float32)
-    runner = runner_for(method, grid, get_ic(problem), Params(dim=dim), P, compile=compile)
-    for _ in range(round(T / dt)):
-        runner.advance(dt)
-    rho = runner.fields()[0][:1].double().cpu()
+    result = run(setup, make_runner(setup))
+    rho = result.rho[:1, -1].double()
     sync(device)
     return rho, time.perf_counter() - start
 
@@ -89,7 +100,8 @@ def reference(problem: str, dim: int, ref_N: int, T: float, dt: float, device,
 
 def study(sizes: dict, problems=PROBLEMS, methods=METHODS, dim: int = 3, T: float = 0.2, dt: float = 1e-3,
           device: torch.device | str = "cpu", log=print) -> tuple[list[Point], dict]:
-    """Every point of the study and {problem: (reference error, description, seconds)}."""
+    """Every point of the study and {problem: (reference error, description, seconds)}; ``methods`` are
+    :mod:`nsipf_torch.methods` names."""
     device = torch.device(device)
     points, references = [], {}
     for problem in problems:
@@ -98,15 +110,15 @@ def study(sizes: dict, problems=PROBLEMS, methods=METHODS, dim: int = 3, T: floa
         references[problem] = {"error": ref_error, "how": how, "seconds": time.perf_counter() - start}
         log(f"{problem}: reference {how}, own error {ref_error:.2e} ({references[problem]['seconds']:.0f} s)")
         for method in methods:
-            grid_sizes = sizes["fd_Ns"] if method == "FDM" else sizes["particle_Ns"]
-            for N in grid_sizes:
-                counts = (0,) if method == "FDM" else sizes["Ps"]
+            label, particles = METHODS[method].label, METHODS[method].particles
+            for N in (sizes["particle_Ns"] if particles else sizes["fd_Ns"]):
+                counts = sizes["Ps"] if particles else (0,)
                 _, warmup = run_to(method, problem, N, min(counts), dim, 5 * dt, dt, device, sizes["compile"])
                 for P in counts:
                     rho, wall = run_to(method, problem, N, P, dim, T, dt, device, sizes["compile"])
                     error = float(rel_l2(rho, ref, 16, dim)[0])
-                    points.append(Point(problem, method, N, P, error, wall, warmup))
-                    log(f"  {method:15s} N={N:4d} P={P:>9,d}: error {error:.4f}, {wall:8.3g} s (warm-up {warmup:.3g} s)")
+                    points.append(Point(problem, label, N, P, error, wall, warmup))
+                    log(f"  {label:15s} N={N:4d} P={P:>9,d}: error {error:.4f}, {wall:8.3g} s (warm-up {warmup:.3g} s)")
     return points, references
 
 
@@ -155,7 +167,7 @@ def figure(points: list[Point], references: dict, path) -> None:
     problems = list(references)
     fig, axes = plt.subplots(1, len(problems), figsize=(6 * len(problems), 4.8), squeeze=False)
     for ax, problem in zip(axes[0], problems):
-        for method, marker in zip(METHODS, "osD^"):
+        for method, marker in zip((m.label for m in METHODS.values()), "osD^"):
             mine = [p for p in points if p.problem == problem and p.method == method]
             if not mine:
                 continue
@@ -174,3 +186,47 @@ def figure(points: list[Point], references: dict, path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+@dataclass
+class WorkPrecisionConfig:
+    sizes: str = option("auto", "auto (gpu on a GPU, else cpu), cpu, gpu or tiny (the tests')",
+                        choices=("auto", "cpu", "gpu", "tiny"))
+    methods: list[str] = option(list(METHODS), f"methods, comma separated ({', '.join(METHODS)})")
+    T: float = option(0.2, "final time")
+    dt: float = option(1e-3, "time step")
+    device: str = option("auto", "auto, cpu or cuda")
+    out: str = option("bench/work_precision", "output directory")
+
+    def validate(self) -> None:
+        self.methods = parse_methods(self.methods)
+        if not (0 < self.dt <= self.T < math.inf):
+            raise ValueError(f"--dt and --T must be finite with 0 < dt <= T, got {self.dt} and {self.T}")
+
+
+def main(argv=None) -> int:
+    try:
+        cfg = parse_config(WorkPrecisionConfig, argv, prog="work_precision.py", description=__doc__.split("\n\n")[0])
+        device = resolve_device(cfg.device)
+        out = ensure_writable_dir(cfg.out)
+    except ValueError as err:
+        return usage_error("work_precision.py", err)
+    meta = provenance(cfg, device)
+    size = cfg.sizes if cfg.sizes != "auto" else ("gpu" if device.type == "cuda" else "cpu")
+    print(f"# work-precision ({size} sizes) on {meta['device']}, torch {meta['torch']}, commit {meta['commit']}")
+    start = time.perf_counter()
+    points, references = study(SIZES[size], methods=cfg.methods, T=cfg.T, dt=cfg.dt, device=device)
+    wall = time.perf_counter() - start
+    figure(points, references, out / "work_precision.png")
+    save_json(out / "results.json", {**meta, "sizes": size, "references": references, "wall_s": wall,
+                                     "points": [asdict(p) for p in points]})
+    header = (f"# nsipf_torch work-precision ({size} sizes)\n\nDevice: {meta['device']}; torch {meta['torch']}; "
+              f"commit {meta['commit']}; T = {cfg.T}, dt = {cfg.dt}, float32 runs, one seed; {wall:.0f} s in all.")
+    md = markdown(points, references, header) + "\n![work-precision](work_precision.png)\n"
+    (out / "results.md").write_text(md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -127,3 +127,27 @@ def test_train_bad_input(tmp_path, capsys, argv, needle):
     code, lines, err, out = run(train.main, argv, tmp_path, capsys)
     assert code == 2 and len(lines) == 1 and needle in lines[0] and "Traceback" not in err
     assert not out.exists()
+
+
+# --- benchmark sizes (helper "loop"): each refused before anything runs or is written -------------------
+# Every row's run is checked as simulate() checks one (grid size, step count, memory on the device) before
+# the output folder exists; a size the memory estimate (nsipf_torch/run/memory.py) puts beyond any machine's
+# memory is refused in well under a second, not after the allocation fails.
+BENCH_SIZES = [
+    (["--dt", "1", "--T", "0.004"], "--dt 1 is longer than the whole run"),  # zero steps: nothing to time
+    (["--Ns", "3"], "--Ns 3"),
+    (["--tables", "table2", "--N2", "3"], "--N2 3"),
+    (["--tables", "table2", "--Ps", "1e99"], "--Ps"),
+    (["--tables", "histogram", "--Ps", "1e99"], "--Ps"),
+    (["--Ns", "100000"], "--Ns 100000"),
+    (["--Ns", "1e9"], "--Ns 1000000000"),
+    (["--P", "1e99", "--tables", "table1"], "--P"),
+    (["--dt", "1e-12"], "--dt"),  # 2e11 steps: beyond the API's step limit
+]
+
+
+@pytest.mark.parametrize("argv,needle", BENCH_SIZES, ids=[" ".join(a) for a, _ in BENCH_SIZES])
+def test_benchmark_sizes_refused_up_front(tmp_path, capsys, argv, needle):
+    code, lines, err, out = run(benchmark.main, argv, tmp_path, capsys)
+    assert code == 2 and len(lines) == 1 and needle in lines[0] and "Traceback" not in err, err
+    assert not out.exists()

@@ -194,14 +194,16 @@ def test_particle_step_on_cuda(monkeypatch, method):
 
 
 def test_benchmark_row_on_cuda(monkeypatch):
-    # A particle row of the benchmark: the runner made as benchmark.py makes it, stepped and re-planned.
-    from nsipf_torch.commands import benchmark
-    monkeypatch.setattr(benchmark, "sync", lambda device: None)
+    # A particle row of the benchmark: the runner made by the method registry, driven two steps by the one
+    # time loop (api.run_loop; the benchmark adds only host-side callbacks), re-planned on the way.
+    from nsipf_torch.api import Setup, SimConfig, run_loop
+    from nsipf_torch.methods import METHODS
+    from nsipf_torch.run.callbacks import LoopState
     with fake_cuda(monkeypatch):
         grid = _grid()
-        for method in ("SIPF-trilinear", "NSIPF"):
-            with unset_fake_temporarily():  # the checkpoint is read on the host
-                runner_args = (method, grid, 400)
-            runner = benchmark.make_runner(*runner_args)
-            seconds, substeps = benchmark.run_steps(runner, 2, 1e-3, CUDA)
-            assert substeps == 2 and _on_cuda(runner.X, runner.c)
+        for name in ("sipf-trilinear", "nsipf"):
+            runner = METHODS[name].runner(grid, get_ic("two_blobs"), Params(T=0.002), P=400)
+            setup = Setup(SimConfig(T=0.002, dt=1e-3, diag_every=10**6), Params(T=0.002), grid, get_ic("two_blobs"),
+                          [{"gamma": 0.01, "chi": 1.0, "seed": 0}], n_steps=2)
+            state = run_loop(runner, setup, [], LoopState(runner, 0, 0.0, 2))
+            assert state.step == 2 and state.substeps == 2 and _on_cuda(runner.X, runner.c)

@@ -19,15 +19,14 @@ def test_help_keeps_the_case_syntax(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     text = capsys.readouterr().out
-    assert "PROBLEM[@chi=X][@gamma=Y]" in text and "--scatter-from A.json,B.json" in text
+    assert "PROBLEM[@chi=X][@gamma=Y]" in text
 
 
 @pytest.mark.parametrize("argv, flag", [(["--cases", "rings"], "--cases"), (["--dim", "4"], "--dim"),
                                         (["--N", "40"], "--N"), (["--methods", "FEM"], "--methods"),
                                         (["--ref-factors", "2"], "--ref-factors"),
                                         (["--cases", "planar@chi=nan"], "--cases"), (["--seeds", "0,x"], "--seeds"),
-                                        (["--ref-max", "1024"], "--ref-max"),
-                                        (["--scatter-from", "nowhere.json"], "--scatter-from")])
+                                        (["--ref-max", "1024"], "--ref-max")])
 def test_bad_input_exits_2_and_writes_nothing(argv, flag, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(argv + ["--out", str(out)]) == 2

@@ -9,14 +9,17 @@ import torch
 
 from nsipf_torch.commands.cli import flag_name
 from nsipf_torch.problems.grid import Grid
-from studies import (accuracy_table, gap_calibration, heldout_table, interp_exactness, make_reference_data,
-                     paper_figures, time_fd, time_radial, time_sipf, time_tangent)
+from studies import (accuracy_table, convergence, heldout_table, interp_exactness, make_reference_data,
+                     paper_figures, profile_step, scipy_baseline, time_fd, time_radial, time_sipf, time_tangent,
+                     work_precision)
 
 CONFIGS = {accuracy_table: accuracy_table.AccuracyConfig, paper_figures: paper_figures.FiguresConfig,
            make_reference_data: make_reference_data.ReferenceConfig, time_fd: time_fd.TimeFDConfig,
            time_radial: time_radial.TimeRadialConfig, time_sipf: time_sipf.TimeSIPFConfig,
            heldout_table: heldout_table.HeldoutConfig, interp_exactness: interp_exactness.ExactnessConfig,
-           gap_calibration: gap_calibration.CalibrationConfig, time_tangent: time_tangent.TangentConfig}
+           time_tangent: time_tangent.TangentConfig, scipy_baseline: scipy_baseline.BaselineConfig,
+           convergence: convergence.ConvergenceConfig, work_precision: work_precision.WorkPrecisionConfig,
+           profile_step: profile_step.ProfileConfig}
 
 
 def _name(module):
@@ -56,9 +59,14 @@ BAD = [
     (interp_exactness, ["--what", "planar", "--problem", "blob"], "--problem"),
     (interp_exactness, ["--problem", "rings"], "--problem"),
     (interp_exactness, ["polynomials"], "polynomials"),  # the measurement is a flag now, not a positional
-    (gap_calibration, ["--cases", "annuli:3:32", "--out", "{tmp}/gap"], "--cases"),  # P missing
-    (gap_calibration, ["--cases", "rings:3:32:1000", "--out", "{tmp}/gap"], "--cases"),
-    (gap_calibration, ["--diag-every", "0", "--out", "{tmp}/gap"], "--diag-every"),
+    (accuracy_table, ["--methods", "FDM,magic", "--out", "{tmp}/t.md"], "--methods"),
+    (scipy_baseline, ["--N", "3", "--out", "{tmp}/b"], "--N"),
+    (scipy_baseline, ["--P", "1e99", "--out", "{tmp}/b"], "GiB"),  # refused by the memory estimate
+    (work_precision, ["--methods", "fdm,magic", "--out", "{tmp}/wp"], "--methods"),
+    (work_precision, ["--dt", "1", "--T", "0.1", "--out", "{tmp}/wp"], "--dt"),
+    (convergence, ["--device", "tpu", "--out", "{tmp}/c"], "tpu"),
+    (profile_step, ["--method", "magic"], "--method"),
+    (profile_step, ["--N", "0"], "--N"),
     (time_tangent, ["--N", "2"], "--N"),
 ]
 

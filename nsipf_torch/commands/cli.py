@@ -214,6 +214,14 @@ def one_line_warnings(prog: str):
         logger.setLevel(level)
 
 
+def option(default, help: str, **extra) -> dataclasses.Field:
+    """A config dataclass field with its --help text (and argparse extras such as ``choices``); a list
+    default is copied for every instance."""
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default), metadata={"help": help, **extra})
+    return dataclasses.field(default=default, metadata={"help": help, **extra})
+
+
 def usage_error(prog: str, err: BaseException) -> int:
     """Report a usage error the way argparse does (one line on stderr) and give the exit status 2."""
     print(f"{prog}: error: {err}", file=sys.stderr)

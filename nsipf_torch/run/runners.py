@@ -86,8 +86,7 @@ class ParticleRunner:
         self.generators = noise_generators(seeds, rank=world.rank, device=grid.device)
         self.deposit_fn = None if world.size == 1 else sharded_deposit(world, grid, params.M0, P, deposit_method)
         # compile: True (torch.compile's default mode) or a mode name, e.g. "reduce-overhead" (CUDA graphs)
-        mode = {"mode": compile} if isinstance(compile, str) and compile != "default" else {}
-        self.step_fn = compiled_advance(**mode) if compile else None
+        self.step_fn = compiled_step(compile if isinstance(compile, str) else "default") if compile else None
 
     def replan(self) -> None:
         """Size the neural interpolator's tile list from the particles now (a host sync: outside the step).
@@ -151,6 +150,17 @@ class ParticleRunner:
         self.replan()
         for g, s in zip(self.generators, sd["generators"]):
             g.set_state(s)
+
+
+_COMPILED: dict = {}
+
+
+def compiled_step(mode: str = "default"):
+    """The particle step compiled in ``mode``, one per process: every runner that compiles shares it, so
+    its code is compiled once (a fresh ``torch.compile`` wrapper per runner would compile again)."""
+    if mode not in _COMPILED:
+        _COMPILED[mode] = compiled_advance(**({} if mode == "default" else {"mode": mode}))
+    return _COMPILED[mode]
 
 
 def _member_tensor(params: Params, name: str, B: int, grid: Grid) -> torch.Tensor:
