@@ -34,64 +34,61 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 
 from nsipf_torch.commands.cli import (add_dataclass_arguments, check_output_file, config_from_args, make_parser,
-                             one_line_warnings, usage_error)
+                                      one_line_warnings, option, usage_error)
 from nsipf_torch.solvers.c_equation import C_UPDATES
 from nsipf_torch.io.files import ensure_writable_dir, save_json, save_npz
+from nsipf_torch.methods import METHODS as REGISTRY
 from nsipf_torch.solvers.stencils import LIMITERS
 
-METHODS = ("fdm",)
+# the forward models a fit can differentiate through: the deterministic (FD) methods of the one table
+METHODS = tuple(name for name, m in REGISTRY.items() if not m.particles)
 PROG = "infer.py"  # also installed as nsipf-infer
 
 
 SOURCE = "data (one of --data, --from-run, --synthetic)"
 
 
-def _opt(default, help, **extra):
-    return field(default=default, metadata={"help": help, **extra})
-
-
 @dataclass
 class InferConfig:
-    data: str | None = _opt(None, "obs.npz to fit (keys t, rho, rho0, c0; optional L, M0)")
-    from_run: str | None = _opt(None, "a simulate.py run directory: its snapshots become the data")
-    member: int = _opt(0, "batch member of --from-run")
-    synthetic: str | None = _opt(None, "make data from a problem (e.g. two_blobs) with --chi/--gamma as the truth: FD at "
+    data: str | None = option(None, "obs.npz to fit (keys t, rho, rho0, c0; optional L, M0)")
+    from_run: str | None = option(None, "a simulate.py run directory: its snapshots become the data")
+    member: int = option(0, "batch member of --from-run")
+    synthetic: str | None = option(None, "make data from a problem (e.g. two_blobs) with --chi/--gamma as the truth: FD at "
                                  "--data-factor * N, block-averaged to N, times (1 + noise * e), e ~ N(0, 1) seeded")
-    dim: int = _opt(2, "--synthetic: space dimension", choices=(2, 3))
-    N: int = _opt(64, "--synthetic: data grid cells per axis")
-    times: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.15, 0.2],
-                               metadata={"help": "--synthetic: observation times, comma separated"})
-    noise: float = _opt(0.05, "--synthetic: multiplicative noise level")
-    seed: int = _opt(0, "--synthetic: noise seed")
-    data_factor: int = _opt(2, "--synthetic: the data are simulated at this multiple of N")
-    write_data: str | None = _opt(None, "write the data as obs.npz here and stop (no fit)")
-    fit: str = _opt("chi,gamma", "parameters to fit: chi,gamma, chi or gamma")
-    chi: float | None = _opt(None, "initial guess of chi, or its fixed value when not fitted; the truth with "
+    dim: int = option(2, "--synthetic: space dimension", choices=(2, 3))
+    N: int = option(64, "--synthetic: data grid cells per axis")
+    times: list[float] = option([0.05, 0.1, 0.15, 0.2], "--synthetic: observation times, comma separated")
+    noise: float = option(0.05, "--synthetic: multiplicative noise level")
+    seed: int = option(0, "--synthetic: noise seed")
+    data_factor: int = option(2, "--synthetic: the data are simulated at this multiple of N")
+    write_data: str | None = option(None, "write the data as obs.npz here and stop (no fit)")
+    fit: str = option("chi,gamma", "parameters to fit: chi,gamma, chi or gamma")
+    chi: float | None = option(None, "initial guess of chi, or its fixed value when not fitted; the truth with "
                              "--synthetic (default when not given: 1)")
-    gamma: float | None = _opt(None, "initial guess of gamma, or its fixed value when not fitted; the truth with "
+    gamma: float | None = option(None, "initial guess of gamma, or its fixed value when not fitted; the truth with "
                                "--synthetic (default when not given: 0.01)")
-    model_N: int | None = _opt(None, "model grid cells per axis, a multiple of N (default when not given: 2N)")
-    check: bool = _opt(True, "the discretisation check: the fits at model N and 2N side by side")
-    method: str = _opt("fdm", "forward model", choices=METHODS)
-    dt: float = _opt(0.01, "largest outer step; each is sub-stepped within the positivity bound")
-    weights: str = _opt("relative", "least-squares weights: relative (1/max(m, floor * max m), m the mean of a cell's "
+    model_N: int | None = option(None, "model grid cells per axis, a multiple of N (default when not given: 2N)")
+    check: bool = option(True, "the discretisation check: the fits at model N and 2N side by side")
+    method: str = option("fdm", "forward model", choices=METHODS)
+    dt: float = option(0.01, "largest outer step; each is sub-stepped within the positivity bound")
+    weights: str = option("relative", "least-squares weights: relative (1/max(m, floor * max m), m the mean of a cell's "
                         "observed neighbours: for multiplicative noise) or none")
-    weight_floor: float = _opt(1e-3, "floor of the relative weights")
-    limiter: str = _opt("minmod", "FD drift reconstruction", choices=LIMITERS)
-    c_update: str = _opt("exp", "FD c step", choices=C_UPDATES)
-    max_iter: int = _opt(40, "Levenberg-Marquardt iterations per fit")
-    step_tol: float = _opt(0.5, "converged when the Gauss-Newton step is below this many standard errors")
-    compile: bool = _opt(True, "torch.compile the FD sub-step and its tangents (10-25 s per model grid on a CPU, "
+    weight_floor: float = option(1e-3, "floor of the relative weights")
+    limiter: str = option("minmod", "FD drift reconstruction", choices=LIMITERS)
+    c_update: str = option("exp", "FD c step", choices=C_UPDATES)
+    max_iter: int = option(40, "Levenberg-Marquardt iterations per fit")
+    step_tol: float = option(0.5, "converged when the Gauss-Newton step is below this many standard errors")
+    compile: bool = option(True, "torch.compile the FD sub-step and its tangents (10-25 s per model grid on a CPU, "
                          "repaid many times over by a fit; --no-compile runs eagerly)")
-    device: str = _opt("cpu", "cpu, cuda or auto")
-    dtype: str = _opt("float64", "float64 or float32")
-    out: str = _opt("runs/infer", "output directory, created")
-    progress: bool = _opt(True, "show progress bars")
+    device: str = option("cpu", "cpu, cuda or auto")
+    dtype: str = option("float64", "float64 or float32")
+    out: str = option("runs/infer", "output directory, created")
+    progress: bool = option(True, "show progress bars")
 
 
 def parse_args(argv: list[str]) -> InferConfig:

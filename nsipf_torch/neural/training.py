@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,16 +23,12 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from nsipf_torch.commands.cli import check_output_dir, check_output_file
+from nsipf_torch.commands.cli import check_output_dir, check_output_file, option
 from nsipf_torch.neural.data import DataConfig, cache_folder, make_dataset
 from nsipf_torch.neural.model import UpsampleCNN, read_checkpoint, save_checkpoint, upsample_linear
 from nsipf_torch.neural.validity import training_domain
 
 ROUGHNESS = ("off", "on", "mix", "keep")
-
-
-def _opt(default, help, **extra):
-    return field(default=default, metadata={"help": help, **extra})
 
 
 # The roughness range the training covers is P / N^d for P in [10^4, P_max] and N in 32-128 (validity.py).
@@ -41,40 +37,40 @@ DEFAULT_P_MAX = {2: 30_000, 3: 131_072}
 
 @dataclass
 class TrainConfig:
-    dim: int = _opt(3, "space dimension of the model", choices=(2, 3))
-    epochs: int = _opt(15, "passes over the training patches")
-    batch_size: int = _opt(4, "patches per optimiser step and process (the paper's 4)")
-    lr: float = _opt(1e-3, "Adam learning rate")
-    width: int = _opt(8, "CNN channels per hidden layer")
-    depth: int = _opt(3, "3^d convolutions in the residual branch (also the receptive radius in coarse cells)")
-    scale: int = _opt(2, "upsampling factor s: the CNN maps N^d cells to (sN)^d")
-    roughness: str = _opt("keep", "input/target of the training patches: keep = the SIPF field of persistent "
+    dim: int = option(3, "space dimension of the model", choices=(2, 3))
+    epochs: int = option(15, "passes over the training patches")
+    batch_size: int = option(4, "patches per optimiser step and process (the paper's 4)")
+    lr: float = option(1e-3, "Adam learning rate")
+    width: int = option(8, "CNN channels per hidden layer")
+    depth: int = option(3, "3^d convolutions in the residual branch (also the receptive radius in coarse cells)")
+    scale: int = option(2, "upsampling factor s: the CNN maps N^d cells to (sN)^d")
+    roughness: str = option("keep", "input/target of the training patches: keep = the SIPF field of persistent "
                           "particles, target the exact field plus the linear upsampling of its roughness (the CNN "
                           "neither fills nor amplifies the holes); off = blurred and downsampled input (the "
                           "paper's); on = SIPF input, exact target; mix = half on, half off (on/mix lose end to "
                           "end: docs/VALIDATION.md)", choices=ROUGHNESS)
-    n_traj: int = _opt(64, "radial training trajectories (seeded problems solved by the radial FD solver)")
-    n_val_traj: int = _opt(8, "held-out radial trajectories for validation (whole trajectories, never snapshots)")
-    snapshots: int = _opt(6, "times per trajectory at which patches are cut")
-    grids_per_traj: int = _opt(3, "random SIPF grids (N in 32-128, sub-cell shift) per trajectory")
-    patches_per_grid: int = _opt(3, "patches cut per grid and snapshot")
-    P_max: int = _opt(0, "most particles per problem for the roughness of the SIPF field (0: the dimension's "
+    n_traj: int = option(64, "radial training trajectories (seeded problems solved by the radial FD solver)")
+    n_val_traj: int = option(8, "held-out radial trajectories for validation (whole trajectories, never snapshots)")
+    snapshots: int = option(6, "times per trajectory at which patches are cut")
+    grids_per_traj: int = option(3, "random SIPF grids (N in 32-128, sub-cell shift) per trajectory")
+    patches_per_grid: int = option(3, "patches cut per grid and snapshot")
+    P_max: int = option(0, "most particles per problem for the roughness of the SIPF field (0: the dimension's "
                       "default, 131072 in 3D = 4 particles per cell at N = 32, so that P = 10^6 at 64^3 (3.8) "
                       "is inside the validity domain; 30000 in 2D = 29 per cell at N = 32)")
-    data_seed: int = _opt(0, "seed of the training-data generator")
-    data_T: float = _opt(0.2, "final time of the radial trajectories (the canonical T)")
-    data_Nr: int = _opt(256, "radial cells of the radial solver on [0, 1.5]")
-    seed: int = _opt(0, "seed of the weights and of the batch order")
-    out: str = _opt("", "checkpoint path (default: checkpoints/nsipf_{dim}d.pt)")
-    resume: bool = _opt(False, "continue the run saved in --out for more --epochs")
-    logdir: str = _opt("runs/train", "TensorBoard directory (losses, validation errors and image slices)")
-    cache_dir: str = _opt("", "where the generated training data is cached (default: $NSIPF_CACHE, else "
+    data_seed: int = option(0, "seed of the training-data generator")
+    data_T: float = option(0.2, "final time of the radial trajectories (the canonical T)")
+    data_Nr: int = option(256, "radial cells of the radial solver on [0, 1.5]")
+    seed: int = option(0, "seed of the weights and of the batch order")
+    out: str = option("", "checkpoint path (default: checkpoints/nsipf_{dim}d.pt)")
+    resume: bool = option(False, "continue the run saved in --out for more --epochs")
+    logdir: str = option("runs/train", "TensorBoard directory (losses, validation errors and image slices)")
+    cache_dir: str = option("", "where the generated training data is cached (default: $NSIPF_CACHE, else "
                           "$XDG_CACHE_HOME/nsipf_torch, else ~/.cache/nsipf_torch)")
     # One thread by default: on a shared CPU OpenMP threads spin-wait, and 2 threads ran far slower.
-    threads: int = _opt(1, "torch threads per process (0: torch's default; 1 avoids OpenMP spin-waits on a "
+    threads: int = option(1, "torch threads per process (0: torch's default; 1 avoids OpenMP spin-waits on a "
                         "shared CPU)")
-    device: str = _opt("cpu", "cpu, cuda or cuda:K")
-    evaluate: str = _opt("", "a checkpoint: print its validation table on this config's data, train nothing")
+    device: str = option("cpu", "cpu, cuda or cuda:K")
+    evaluate: str = option("", "a checkpoint: print its validation table on this config's data, train nothing")
 
     def validate(self):
         if self.dim not in (2, 3):
