@@ -1,4 +1,5 @@
-"""The Python API: ``simulate(problem, method, ...) -> Result``, the one time loop, and the run's config.
+"""The Python API: ``simulate(problem, method, ...) -> Result``, the run's config and its checks; the one
+time loop itself is :mod:`nsipf_torch.run.loop` (``run_loop``, ``run``, ``Result``, re-exported here).
 
     import nsipf_torch as nt
     r = nt.simulate("two_blobs", method="nsipf", N=32, P=20_000, T=0.2)     # prints and writes nothing
@@ -7,7 +8,7 @@
 
 Methods: ``fdm`` (the finite-volume reference, docs/MODEL.md §1), ``sipf`` (paper eqs. 32-34 with a classical
 interpolator, ``interp="spline"`` or ``"trilinear"``), ``nsipf`` (SIPF with the CNN interpolator, the
-paper's NSIPF). A problem is a registered name (:func:`nsipf_torch.problems.initial.known_ics`), an
+paper's NSIPF), or a name of the one method table :mod:`nsipf_torch.methods` (``"sipf-spline"``). A problem is a registered name (:func:`nsipf_torch.problems.initial.known_ics`), an
 :class:`~nsipf_torch.problems.initial.InitialCondition` (e.g. a ``GriddedIC``), or a pair of callables
 ``(rho0, c0)`` evaluated at the cell centres (``x`` of shape (*cells, d)).
 
@@ -20,17 +21,15 @@ fit in memory or would take more than ``MAX_STEPS`` steps.
 from __future__ import annotations
 
 import math
-import time
 import warnings
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Sequence
 
 import torch
 
-from nsipf_torch.run.callbacks import Callback, Diagnostics, LoopState, Snapshots, StopOnNonFinite, StopRun
+from nsipf_torch.run.callbacks import Callback
+from nsipf_torch.run.loop import Result, run, run_loop  # noqa: F401 - the API's names
 from nsipf_torch.particles.deposit import DEPOSITS
-from nsipf_torch.run.diagnostics import NonFiniteError
 from nsipf_torch.particles.distributed import World
 from nsipf_torch.solvers.c_equation import C_UPDATES
 from nsipf_torch.problems.grid import Grid, resolve_device, resolve_dtype
@@ -236,74 +235,6 @@ def make_runner(setup: Setup, world: World = World(), **options):
     return runner
 
 
-def run_loop(runner, setup: Setup, callbacks: Sequence[Callback], state: LoopState) -> LoopState:
-    """The one time loop of every method: advance, then let each callback look (in order); ``state`` is
-    updated in place (step, time, sub-steps, diagnostics rows). There are ``setup.n_steps`` steps of dt,
-    the last shortened to land on T (:meth:`Setup.time_at`), unless a callback raises ``StopRun``.
-
-    Raises :class:`~nsipf_torch.run.diagnostics.NonFiniteError` from a ``StopOnNonFinite`` callback; the
-    callbacks' ``on_end`` runs either way.
-    """
-    cfg, snaps = setup.cfg, state.snapshots
-    state.diag_due = True
-    try:
-        for cb in callbacks:
-            cb.on_start(state)
-        while state.step < setup.n_steps:
-            try:
-                state.substeps += runner.advance(setup.time_at(state.step + 1) - setup.time_at(state.step))
-            except FloatingPointError:  # the FD sub-step count met a NaN/Inf before a diagnostics step did
-                raise NonFiniteError(state.step + 1, setup.time_at(state.step + 1), "rho or c") from None
-            state.step += 1
-            state.t = setup.time_at(state.step)
-            state.diag_due = (state.step % cfg.diag_every == 0 or state.step == setup.n_steps
-                              or (snaps is not None and snaps.wants(state.step)))
-            for cb in callbacks:
-                cb.on_step(state)
-    except StopRun:  # a callback ended the run after this step (e.g. StopAt): the steps so far stand
-        pass
-    finally:
-        for cb in callbacks:
-            cb.on_end(state)
-    return state
-
-
-@dataclass
-class Result:
-    """A finished (or stopped) run. ``rho``, ``c``: (B, K, *cells) on the CPU, members first, snapshot
-    times ``times`` (K,); ``X`` (B, K, M, d) particle positions when asked for; ``diagnostics``: one row
-    per member and diagnostics step; ``config``: the run's configuration, members, device and torch
-    version; ``complete`` is False when a NaN/Inf stopped the run (``error`` says where)."""
-
-    times: list[float]
-    steps: list[int]
-    rho: torch.Tensor
-    c: torch.Tensor
-    X: torch.Tensor | None
-    diagnostics: list[dict]
-    config: dict
-    members: list[dict]
-    grid: Grid
-    n_steps: int
-    substeps: int
-    wall_time: float
-    complete: bool = True
-    error: str | None = None
-
-    def save(self, out: str | Path, figures: bool = True, vtk: bool = False, tensorboard: bool = True) -> Path:
-        """Write the run into ``out`` (created): config.json, snap_KKKK.npz, final.npz (complete runs),
-        diagnostics.csv, TensorBoard scalars, and with ``figures`` snap_KKKK.png and diagnostics.png;
-        ``vtk`` adds ParaView files. Returns the directory."""
-        from nsipf_torch.io.output import save_result
-        return save_result(self, Path(out), figures=figures, vtk=vtk, tensorboard=tensorboard)
-
-    def series(self, key: str) -> tuple[list[float], torch.Tensor]:
-        """(times, values (T, B)) of one diagnostic, for plots."""
-        B = len(self.members)
-        rows = self.diagnostics
-        return [r["t"] for r in rows[::B]], torch.tensor([r[key] for r in rows], dtype=torch.float64).reshape(-1, B)
-
-
 def simulate(problem: str | InitialCondition | tuple[Callable, Callable] = "annuli", method: str = "nsipf", *,
              callbacks: Sequence[Callback] = (), seeds: int | Sequence[int] | None = None,
              resume: dict | None = None, world: World | None = None, **options: Any) -> Result:
@@ -338,32 +269,6 @@ def prepare(problem: str | InitialCondition | tuple[Callable, Callable] = "annul
         method = chosen.family
     cfg, ic = _config(problem, method, seeds, options)
     return check_config(cfg, ic)
-
-
-def run(setup: Setup, runner, callbacks: Sequence[Callback] = (), resume: dict | None = None) -> Result:
-    """Drive a runner through the checked run ``setup`` with the default trackers (NaN/Inf stop,
-    diagnostics, snapshots) before the given ``callbacks``; continue from ``resume`` (a state.pt)."""
-    cfg = setup.cfg
-    user = list(callbacks)
-    snaps = next((cb for cb in user if isinstance(cb, Snapshots)), None)
-    if snaps is None:
-        snaps = Snapshots.evenly(setup.n_steps, cfg.snapshots, particles=cfg.save_particles)
-    else:
-        user.remove(snaps)
-    state = LoopState(runner, 0, 0.0, setup.n_steps, members=setup.members, snapshots=snaps)
-    if resume is not None:
-        runner.load_state_dict(resume["runner"])
-        snaps.load_state_dict(resume["snapshots"])
-        state.step, state.substeps, state.log = resume["step"], resume["substeps"], list(resume["log"])
-        state.t = setup.time_at(state.step)
-    start, error = time.perf_counter(), None
-    try:
-        run_loop(runner, setup, [StopOnNonFinite(), Diagnostics(), snaps, *user], state)
-    except NonFiniteError as err:
-        error = str(err)
-    result = _result(setup, snaps, state, time.perf_counter() - start, error)
-    _warn(result)
-    return result
 
 
 def _config(problem, method, seeds, options) -> tuple[SimConfig, InitialCondition]:
@@ -409,23 +314,3 @@ def _sweep_option(options: dict) -> str | None:
     return f"{name}={','.join(repr(v) for v in values)}"
 
 
-def _result(setup: Setup, snaps: Snapshots, state: LoopState, wall: float, error: str | None) -> Result:
-    def stack(frames):
-        return torch.stack(frames, dim=1) if frames else torch.empty(0)
-    config = {"config": asdict(setup.cfg), "params": setup.params.to_dict(), "members": setup.members,
-              "device": str(setup.grid.device), "torch": torch.__version__, "validity_warnings": setup.validity}
-    return Result(times=list(snaps.times), steps=list(snaps.steps), rho=stack(snaps.rho), c=stack(snaps.c),
-                  X=stack(snaps.X) if snaps.X else None, diagnostics=state.log, config=config,
-                  members=setup.members, grid=setup.grid, n_steps=setup.n_steps, substeps=state.substeps,
-                  wall_time=wall, complete=error is None, error=error)
-
-
-def _warn(result: Result) -> None:
-    negative = max((r.get("n_negative_c", 0) for r in result.diagnostics), default=0)
-    if negative > 0:
-        warnings.warn(f"the euler c-update drove c negative in up to {int(negative)} cells; "
-                      "c_update='exp' keeps c >= 0", stacklevel=3)
-    overflow = max((r.get("tile_overflow", 0) for r in result.diagnostics), default=0)
-    if overflow > 0:
-        warnings.warn(f"the CNN skipped up to {int(overflow)} occupied tiles in a step (they kept linear "
-                      "upsampling); a smaller diag_every re-plans the tile list more often", stacklevel=3)

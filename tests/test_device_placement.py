@@ -195,8 +195,9 @@ def test_particle_step_on_cuda(monkeypatch, method):
 
 def test_benchmark_row_on_cuda(monkeypatch):
     # A particle row of the benchmark: the runner made by the method registry, driven two steps by the one
-    # time loop (api.run_loop; the benchmark adds only host-side callbacks), re-planned on the way.
-    from nsipf_torch.api import Setup, SimConfig, run_loop
+    # time loop (run_loop; the benchmark adds only host-side callbacks), re-planned on the way.
+    from nsipf_torch.api import Setup, SimConfig
+    from nsipf_torch.run.loop import run_loop
     from nsipf_torch.methods import METHODS
     from nsipf_torch.run.callbacks import LoopState
     with fake_cuda(monkeypatch):

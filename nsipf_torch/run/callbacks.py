@@ -1,4 +1,4 @@
-"""Trackers in py-pde's sense: objects that the one time loop (:func:`nsipf_torch.api.run_loop`) calls.
+"""Trackers in py-pde's sense: objects that the one time loop (:func:`nsipf_torch.run.loop.run_loop`) calls.
 
 A callback sees a :class:`LoopState` after every step and decides for itself whether to act (every k
 steps, at snapshot steps, at the end). The loop, not the callbacks, advances the solver, so every method

@@ -1,5 +1,5 @@
 """Method runners: one object per solver with the same small interface, so that the API
-(:func:`nsipf_torch.api.run_loop`) has one time loop for every method.
+(:func:`nsipf_torch.run.loop.run_loop`) has one time loop for every method.
 
     runner.advance(dt) -> int        one step of size dt (returns the FD sub-step count, 1 for particles)
     runner.fields()    -> (rho, c)   grid fields (B, N, ..., N) for output
