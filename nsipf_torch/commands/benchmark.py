@@ -142,7 +142,7 @@ def check_sizes(cfg: BenchConfig, suite: dict) -> None:
         try:
             bench_setup(method, N, P, T, cfg)
         except ValueError as err:
-            raise ValueError(f"{flag} {value}: {err}") from None
+            raise ValueError(f"{flag} {value if value < 1e12 else format(float(value), '.3g')}: {err}") from None
 
     particle = [m for m in cfg.methods if METHODS[m].particles]
     if tables & {"table1", "fd_compile"}:

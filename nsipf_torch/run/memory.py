@@ -49,6 +49,11 @@ def available_bytes(device: torch.device) -> int:
         return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
 
 
+def _count(n) -> str:
+    """A count as a reader takes it in: 20,000, or 1e+99 beyond a trillion."""
+    return f"{n:,}" if n < 1e12 else f"{float(n):.3g}"
+
+
 def check_memory(method: str, *, N: int, dim: int, P: int, B: int, dtype: torch.dtype,
                  device: torch.device) -> int:
     """Refuse a run whose estimated memory exceeds what the device has free (``ValueError`` naming both);
@@ -56,8 +61,8 @@ def check_memory(method: str, *, N: int, dim: int, P: int, B: int, dtype: torch.
     need = estimate_bytes(method, N=N, dim=dim, P=P, B=B, dtype=dtype)
     have = available_bytes(device)
     if need > have:
-        raise ValueError(f"the run needs about {need / 2**30:.3g} GiB ({method}, N = {N}, d = {dim}, "
-                         f"P = {P:,}, {B} member(s)) but {device} has {have / 2**30:.3g} GiB available; "
+        raise ValueError(f"the run needs about {need / 2**30:.3g} GiB ({method}, N = {_count(N)}, d = {dim}, "
+                         f"P = {_count(P)}, {B} member(s)) but {device} has {have / 2**30:.3g} GiB available; "
                          "lower --N, --P or the batch")
     return need
 
