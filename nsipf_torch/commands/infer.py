@@ -59,7 +59,7 @@ class InferConfig:
     from_run: str | None = option(None, "a simulate.py run directory: its snapshots become the data")
     member: int = option(0, "batch member of --from-run")
     synthetic: str | None = option(None, "make data from a problem (e.g. two_blobs) with --chi/--gamma as the truth: FD at "
-                                 "--data-factor * N, block-averaged to N, times (1 + noise * e), e ~ N(0, 1) seeded")
+                                   "--data-factor * N, block-averaged to N, times (1 + noise * e), e ~ N(0, 1) seeded")
     dim: int = option(2, "--synthetic: space dimension", choices=(2, 3))
     N: int = option(64, "--synthetic: data grid cells per axis")
     times: list[float] = option([0.05, 0.1, 0.15, 0.2], "--synthetic: observation times, comma separated")
@@ -69,22 +69,22 @@ class InferConfig:
     write_data: str | None = option(None, "write the data as obs.npz here and stop (no fit)")
     fit: str = option("chi,gamma", "parameters to fit: chi,gamma, chi or gamma")
     chi: float | None = option(None, "initial guess of chi, or its fixed value when not fitted; the truth with "
-                             "--synthetic (default when not given: 1)")
+                               "--synthetic (default when not given: 1)")
     gamma: float | None = option(None, "initial guess of gamma, or its fixed value when not fitted; the truth with "
-                               "--synthetic (default when not given: 0.01)")
+                                 "--synthetic (default when not given: 0.01)")
     model_N: int | None = option(None, "model grid cells per axis, a multiple of N (default when not given: 2N)")
     check: bool = option(True, "the discretisation check: the fits at model N and 2N side by side")
     method: str = option("fdm", "forward model", choices=METHODS)
     dt: float = option(0.01, "largest outer step; each is sub-stepped within the positivity bound")
     weights: str = option("relative", "least-squares weights: relative (1/max(m, floor * max m), m the mean of a cell's "
-                        "observed neighbours: for multiplicative noise) or none")
+                          "observed neighbours: for multiplicative noise) or none")
     weight_floor: float = option(1e-3, "floor of the relative weights")
     limiter: str = option("minmod", "FD drift reconstruction", choices=LIMITERS)
     c_update: str = option("exp", "FD c step", choices=C_UPDATES)
     max_iter: int = option(40, "Levenberg-Marquardt iterations per fit")
     step_tol: float = option(0.5, "converged when the Gauss-Newton step is below this many standard errors")
     compile: bool = option(True, "torch.compile the FD sub-step and its tangents (10-25 s per model grid on a CPU, "
-                         "repaid many times over by a fit; --no-compile runs eagerly)")
+                           "repaid many times over by a fit; --no-compile runs eagerly)")
     device: str = option("cpu", "cpu, cuda or auto")
     dtype: str = option("float64", "float64 or float32")
     out: str = option("runs/infer", "output directory, created")

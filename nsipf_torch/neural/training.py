@@ -45,18 +45,18 @@ class TrainConfig:
     depth: int = option(3, "3^d convolutions in the residual branch (also the receptive radius in coarse cells)")
     scale: int = option(2, "upsampling factor s: the CNN maps N^d cells to (sN)^d")
     roughness: str = option("keep", "input/target of the training patches: keep = the SIPF field of persistent "
-                          "particles, target the exact field plus the linear upsampling of its roughness (the CNN "
-                          "neither fills nor amplifies the holes); off = blurred and downsampled input (the "
-                          "paper's); on = SIPF input, exact target; mix = half on, half off (on/mix lose end to "
-                          "end: docs/VALIDATION.md)", choices=ROUGHNESS)
+                            "particles, target the exact field plus the linear upsampling of its roughness (the CNN "
+                            "neither fills nor amplifies the holes); off = blurred and downsampled input (the "
+                            "paper's); on = SIPF input, exact target; mix = half on, half off (on/mix lose end to "
+                            "end: docs/VALIDATION.md)", choices=ROUGHNESS)
     n_traj: int = option(64, "radial training trajectories (seeded problems solved by the radial FD solver)")
     n_val_traj: int = option(8, "held-out radial trajectories for validation (whole trajectories, never snapshots)")
     snapshots: int = option(6, "times per trajectory at which patches are cut")
     grids_per_traj: int = option(3, "random SIPF grids (N in 32-128, sub-cell shift) per trajectory")
     patches_per_grid: int = option(3, "patches cut per grid and snapshot")
     P_max: int = option(0, "most particles per problem for the roughness of the SIPF field (0: the dimension's "
-                      "default, 131072 in 3D = 4 particles per cell at N = 32, so that P = 10^6 at 64^3 (3.8) "
-                      "is inside the validity domain; 30000 in 2D = 29 per cell at N = 32)")
+                        "default, 131072 in 3D = 4 particles per cell at N = 32, so that P = 10^6 at 64^3 (3.8) "
+                        "is inside the validity domain; 30000 in 2D = 29 per cell at N = 32)")
     data_seed: int = option(0, "seed of the training-data generator")
     data_T: float = option(0.2, "final time of the radial trajectories (the canonical T)")
     data_Nr: int = option(256, "radial cells of the radial solver on [0, 1.5]")
@@ -65,10 +65,10 @@ class TrainConfig:
     resume: bool = option(False, "continue the run saved in --out for more --epochs")
     logdir: str = option("runs/train", "TensorBoard directory (losses, validation errors and image slices)")
     cache_dir: str = option("", "where the generated training data is cached (default: $NSIPF_CACHE, else "
-                          "$XDG_CACHE_HOME/nsipf_torch, else ~/.cache/nsipf_torch)")
+                            "$XDG_CACHE_HOME/nsipf_torch, else ~/.cache/nsipf_torch)")
     # One thread by default: on a shared CPU OpenMP threads spin-wait, and 2 threads ran far slower.
     threads: int = option(1, "torch threads per process (0: torch's default; 1 avoids OpenMP spin-waits on a "
-                        "shared CPU)")
+                          "shared CPU)")
     device: str = option("cpu", "cpu, cuda or cuda:K")
     evaluate: str = option("", "a checkpoint: print its validation table on this config's data, train nothing")
 
