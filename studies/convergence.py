@@ -21,6 +21,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from nsipf_torch.api import step_count
 from nsipf_torch.benchmarks.timing import provenance
 from nsipf_torch.commands.cli import option, parse_config, usage_error
 from nsipf_torch.io.files import ensure_writable_dir, save_json
@@ -40,8 +41,11 @@ def run_coupled(grid: Grid, P: int, T: float, dt: float, seeds: Sequence[int], i
     gens = noise_generators(seeds)
     interp = make_interp(interp_name, grid)
     B = len(seeds)
+    n_steps = step_count(T, dt)  # simulate()'s count; coupled increments need equal steps, so T = n dt here
+    if abs(n_steps * dt - T) > 1e-9 * max(T, 1.0):
+        raise ValueError(f"T = {T:g} is not a whole number of steps dt = {dt:g}: coupled increments need equal steps")
     with torch.no_grad():
-        for _ in range(round(T / dt)):
+        for _ in range(n_steps):
             noise = sum(draw_noise(gens, B, P, grid.dim, grid.dtype, grid.device)
                         for _ in range(fine_per_step)) / math.sqrt(fine_per_step)
             state = sipf_step(state, noise, grid=grid, dt=dt, gamma=0.01, chi=1.0, M0=1.0, interp=interp)
