@@ -1,7 +1,7 @@
 """The one table of methods: each method's name, its table label, its runner factory and the options it takes.
 
     name            label            runner
-    fdm             FDM              finite volumes (MODEL.md §1): FDRunner
+    fdm             FDM              finite volumes (docs/MODEL.md §1): FDRunner
     sipf-trilinear  SIPF-trilinear   SIPF (paper eqs. 32-34), trilinear grad c~: ParticleRunner
     sipf-spline     SIPF-spline      SIPF, cubic B-spline grad c~ (the paper's classical SIPF)
     nsipf           NSIPF            SIPF with the CNN interpolator (the paper's NSIPF)

@@ -1,4 +1,4 @@
-"""The runtime tables of ``nsipf-benchmark`` (MODEL.md §4), each row a timed run of the one loop
+"""The runtime tables of ``nsipf-benchmark`` (docs/MODEL.md §4), each row a timed run of the one loop
 (:mod:`nsipf_torch.benchmarks.timing`) on two_blobs in 3D.
 
     table1_rows      every method's whole run to T at each N (the paper's Table 1)
@@ -23,7 +23,7 @@ from nsipf_torch.problems.initial import InitialCondition, get_ic
 
 PAPER_TABLE1 = {"FDM": (7.31, 56.89, 742.24), "SIPF-spline": (2955.73, 3919.37, 7599.54),
                 "NSIPF": (8.69, 33.12, 243.86)}
-PAPER_RESOLUTIONS = {32: 0, 64: 1, 128: 2}  # assumed: the paper's res 1, 2, 3 (MODEL.md §4)
+PAPER_RESOLUTIONS = {32: 0, 64: 1, 128: 2}  # assumed: the paper's res 1, 2, 3 (docs/MODEL.md §4)
 PAPER_TABLE2 = {"SIPF-spline": {1000: 211.27, 5000: 998.38, 10000: 1959.34},
                 "NSIPF": {1000: 31.97, 5000: 32.21, 10000: 32.42}}
 MEMORY_LIMIT_GB = 80  # "fits" in the GPU targets
