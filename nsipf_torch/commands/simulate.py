@@ -34,6 +34,7 @@ from nsipf_torch.api import Result, SimConfig, Setup, check_config, make_runner,
 from nsipf_torch.run.callbacks import Checkpoint, ProgressBar, TensorBoard
 from nsipf_torch.commands.cli import add_dataclass_arguments, config_from_args, make_parser, one_line_warnings, usage_error
 from nsipf_torch.particles.distributed import World, close_world, init_world
+from nsipf_torch.problems.grid import resolve_device
 from nsipf_torch.problems.initial import load_ic_file
 from nsipf_torch.io.files import ensure_writable_dir, load_torch
 from nsipf_torch.metrics import rel_l2
@@ -96,12 +97,20 @@ def prepare(argv: list[str]) -> tuple[Setup, OutputOptions, dict | None, World, 
         cfg.dim, cfg.N = ic.dim, ic.N
     if cfg.method == "fdm" and opts.compare:
         raise ValueError("--compare fdm compares a particle method with fdm; use --method sipf or nsipf")
-    setup = check_config(cfg, ic)
-    world = init_world(setup.grid.device)
-    if world.size > 1 and (opts.checkpoint_every or opts.resume):
-        raise ValueError("--checkpoint-every/--resume need a single process (the state is not gathered from ranks)")
-    runner = make_runner(setup, world)
-    out = ensure_writable_dir(opts.out) if world.is_main else Path(opts.out)
+    device = resolve_device(cfg.device)  # opens no CUDA context
+    world = init_world(device)  # the process group first, then this rank's device, then the checks there
+    try:
+        if world.size > 1:
+            cfg.device = str(world.place(device))
+            if opts.checkpoint_every or opts.resume:
+                raise ValueError("--checkpoint-every/--resume need a single process (the state is not gathered "
+                                 "from ranks)")
+        setup = check_config(cfg, ic)
+        runner = make_runner(setup, world)
+        out = ensure_writable_dir(opts.out) if world.is_main else Path(opts.out)
+    except ValueError:
+        close_world(world)
+        raise
     return setup, opts, state, world, runner, out
 
 

@@ -103,6 +103,9 @@ class NeuralInterp:
         self.scale = model.scale
         self.fine_grid = Grid(self.scale * grid.N, grid.dim, grid.L, grid.device, grid.dtype)
         self.fine_interp = TrilinearInterp(self.fine_grid)
+        # a compiled step specialises on the capacity: planned as a power of two, it recompiles once per
+        # doubling of the occupied tiles rather than at every re-plan (the particle runner sets it under compile)
+        self.pow2_capacity = False
         self.tile = tile
         self.n_tiles = (grid.N // tile) ** grid.dim if tile else 1
         if capacity is not None and (isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1):
@@ -124,8 +127,22 @@ class NeuralInterp:
             return 1
         occupied = int((self._tile_load(X) > 0).sum())
         total = X.shape[0] * self.n_tiles
-        self.capacity = max(1, min(total, math.ceil(margin * occupied)))
+        wanted = max(1, math.ceil(margin * occupied))
+        if self.pow2_capacity:
+            wanted = 1 << (wanted - 1).bit_length()
+        self.capacity = min(total, wanted)
         return self.capacity
+
+    def state_dict(self) -> dict:
+        """The tile plan (plain values): part of a run's state, since a resumed run must keep the plan the
+        uninterrupted run made at its last re-plan step (the tiles beyond it take the linear fallback)."""
+        return {"capacity": self.capacity}
+
+    def load_state_dict(self, sd: dict) -> None:
+        capacity = sd["capacity"]
+        if capacity is not None and (isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1):
+            raise ValueError(f"the saved tile capacity must be a positive integer or None, got {capacity!r}")
+        self.capacity = capacity
 
     # -- the fine field ---------------------------------------------------------------------------------
     def _check(self, c: torch.Tensor, X: torch.Tensor | None):

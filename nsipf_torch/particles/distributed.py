@@ -1,12 +1,15 @@
 """Particle sharding across processes with torch.distributed: no engine of our own.
 
 ``torchrun --nproc_per_node=K simulate.py ...`` starts K processes; each owns a contiguous slice of every
-member's particles. The initial sample is the one global stream of each member, sliced, so the initial
-state does not depend on the world size; each rank's Brownian noise comes from its own (seed, rank) stream.
-Each step every rank histograms its particles and an all-reduce sums the integer counts: nearest-grid-point
-deposits are therefore exact and identical on every rank, and c, updated from them, stays identical too.
-Cloud-in-cell deposits are float sums whose all-reduce order may differ in the last bit between world
-sizes (mass is still conserved to round-off). NCCL is used on CUDA, gloo on the CPU.
+member's particles. A run joins the process group first (:func:`init_world`), then binds to its rank's
+device (GPU LOCAL_RANK), then checks its configuration there (free memory), so no rank opens a context on
+another's GPU. Each rank draws only its slice of a member's global initial sample, which is made of
+fixed-size chunks, each from its own (seed, chunk) stream (:func:`nsipf_torch.particles.move.initial_particles`):
+the initial state does not depend on the world size. Each rank's Brownian noise comes from its own
+(seed, rank) stream. Each step every rank histograms its particles and an all-reduce sums the integer
+counts: nearest-grid-point deposits are therefore exact and identical on every rank, and c, updated from
+them, stays identical too. Cloud-in-cell deposits are float sums whose all-reduce order may differ in the
+last bit between world sizes (mass is still conserved to round-off). NCCL is used on CUDA, gloo on the CPU.
 """
 from __future__ import annotations
 
@@ -24,10 +27,17 @@ from nsipf_torch.problems.grid import Grid
 class World:
     rank: int = 0
     size: int = 1
+    local_rank: int = 0  # the rank among this node's processes: its GPU
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+    def place(self, device: torch.device) -> torch.device:
+        """This rank's device for a run asked on ``device``: its own GPU under torchrun, ``device`` otherwise."""
+        if self.size > 1 and device.type == "cuda":
+            return torch.device("cuda", self.local_rank)
+        return device
 
     def shard(self, P: int) -> slice:
         """This rank's particles of a member: P must divide evenly (a documented rule, checked up front)."""
@@ -45,15 +55,19 @@ class World:
 
 
 def init_world(device: torch.device) -> World:
-    """Join the process group that torchrun describes in the environment; a single process otherwise."""
+    """Join the process group that torchrun describes in the environment; a single process otherwise.
+
+    The first thing a run does, before anything asks CUDA for memory: with CUDA the process binds to GPU
+    LOCAL_RANK here, and the run's tensors go to :meth:`World.place` of its device.
+    """
     if "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) == 1:
         return World()
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
     if not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-        dist.init_process_group(backend=backend)
-    return World(dist.get_rank(), dist.get_world_size())
+            torch.cuda.set_device(local_rank)
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return World(dist.get_rank(), dist.get_world_size(), local_rank)
 
 
 def close_world(world: World) -> None:

@@ -13,7 +13,7 @@ from typing import Sequence
 import torch
 
 from nsipf_torch.problems.grid import Grid
-from nsipf_torch.problems.initial import InitialCondition, member_generator
+from nsipf_torch.problems.initial import SAMPLE_CHUNK, InitialCondition, chunk_seed, member_generator
 from nsipf_torch.problems.params import per_member
 
 
@@ -41,17 +41,31 @@ def em_move(X: torch.Tensor, grad_c: torch.Tensor, noise: torch.Tensor, dt: floa
     return reflect(X + (chi * dt) * grad_c + sigma * noise, L)
 
 
-def initial_particles(ic: InitialCondition, grid: Grid, P: int, seeds: Sequence[int]) -> torch.Tensor:
-    """Initial positions (B, P, d) in grid.dtype on grid.device, member b drawn with member_generator(seeds[b]).
+def initial_particles(ic: InitialCondition, grid: Grid, P: int, seeds: Sequence[int], share: slice | None = None,
+                      chunk: int = SAMPLE_CHUNK) -> torch.Tensor:
+    """Initial positions (B, hi - lo, d) in grid.dtype on grid.device: particles ``share`` = [lo, hi) (default:
+    all P) of each member's global sample.
 
-    Each member's whole sample comes from its one global stream, so a process that owns particles
-    [lo, hi) of a member can draw the same sample and slice it: the initial state does not depend on how
-    the particles are later split. The sample is drawn where the grid lives: on the CPU as always, on a
-    GPU from a CUDA generator with the same seed (another, equally valid sample, drawn without copying
-    10^8 positions from the host; as the Brownian increments of :func:`nsipf_torch.particles.sipf.draw_noise`).
+    Member b's global sample is the concatenation of chunks of ``chunk`` particles, chunk j drawn with
+    ``member_generator(chunk_seed(seeds[b], j))`` (:func:`~nsipf_torch.problems.initial.chunk_seed`). A process
+    that owns [lo, hi) draws only the chunks it overlaps and keeps its part, so the initial state does not
+    depend on how the particles are split, and no process draws more than its share plus two chunks. The
+    sample is drawn where the grid lives: on the CPU as always, on a GPU from CUDA generators with the same
+    seeds (another, equally valid sample, drawn without copying 10^8 positions from the host; as the
+    Brownian increments of :func:`nsipf_torch.particles.sipf.draw_noise`).
     """
     if len(seeds) == 0:
         raise ValueError("seeds must name at least one member, got an empty list")
+    lo, hi = (0, P) if share is None else (share.start, share.stop)
+    if not 0 <= lo < hi <= P:
+        raise ValueError(f"the share [{lo}, {hi}) is not a non-empty part of the P={P} particles")
     where = grid.to(dtype=torch.float64)
-    X = torch.stack([ic.sample(P, member_generator(seed, grid.device), where) for seed in seeds])
-    return X.to(device=grid.device, dtype=grid.dtype)
+    X = torch.empty(len(seeds), hi - lo, grid.dim, dtype=grid.dtype, device=grid.device)
+    for j in range(lo // chunk, -(-hi // chunk)):
+        first, size = j * chunk, min(chunk, P - j * chunk)
+        keep = slice(max(lo, first) - first, min(hi, first + size) - first)
+        into = slice(max(lo, first) - lo, min(hi, first + size) - lo)
+        for b, seed in enumerate(seeds):
+            part = ic.sample(size, member_generator(chunk_seed(seed, j), grid.device), where)
+            X[b, into] = part[keep].to(device=grid.device, dtype=grid.dtype)
+    return X

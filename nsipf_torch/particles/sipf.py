@@ -43,9 +43,11 @@ class SIPFState(NamedTuple):
     step: int = 0
 
 
-def initial_state(ic: InitialCondition, grid: Grid, P: int, seeds: Sequence[int]) -> SIPFState:
-    """Step-0 state of B = len(seeds) members: exact particle samples and c0 at the cell centres."""
-    X = initial_particles(ic, grid, P, seeds)
+def initial_state(ic: InitialCondition, grid: Grid, P: int, seeds: Sequence[int],
+                  share: slice | None = None) -> SIPFState:
+    """Step-0 state of B = len(seeds) members: exact particle samples (particles ``share`` of each member's
+    P, default all: :func:`~nsipf_torch.particles.move.initial_particles`) and c0 at the cell centres."""
+    X = initial_particles(ic, grid, P, seeds, share)
     c = ic.c0(grid).to(device=grid.device, dtype=grid.dtype).expand(len(seeds), *grid.shape).clone()
     return SIPFState(X, c, 0)
 

@@ -408,8 +408,24 @@ register_ic("two_blobs_c30", lambda: GaussianMixtureIC(
 HELD_OUT = ("planar", "planar:SEED", "planar_c30", "mixture:SEED", "two_blobs_c30")
 
 
+SAMPLE_CHUNK = 2**20
+"""Particles per chunk of a member's initial sample (:func:`chunk_seed`): a sample of at most this many
+particles (the main job's 20,000, the 10^6 of the 2-D validation runs) is one draw of the member's own stream."""
+
+
+def chunk_seed(seed: int, chunk: int) -> int:
+    """The seed of chunk ``chunk`` of member ``seed``'s initial sample: particles [chunk * C, (chunk + 1) * C)
+    of the global sample (C = :data:`SAMPLE_CHUNK`) are drawn from a stream of their own, so a process that
+    owns some of them draws only the chunks it overlaps, and the global sample is the same for every split.
+    Chunk 0 is the member's own seed; the others come from a SeedSequence of (seed, chunk), distinct from
+    the Brownian streams' (:func:`nsipf_torch.particles.sipf.noise_seed`)."""
+    if chunk == 0:
+        return int(seed)
+    return int(np.random.SeedSequence([int(seed), int(chunk), 0xC4C4]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
 def member_generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
-    """The one global stream of a member: its initial sample is drawn from it, so ranks can slice it.
+    """A generator seeded with ``seed`` (a member's, or one of its chunks' :func:`chunk_seed`).
 
     A CUDA generator with the same seed draws another, equally valid sample (a different stream)."""
     return torch.Generator(device=device).manual_seed(int(seed))

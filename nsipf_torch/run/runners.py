@@ -79,14 +79,15 @@ class ParticleRunner:
         self.c_update, self.deposit_method, self.replan_every, self.steps = c_update, deposit_method, replan_every, 0
         self.gamma = _member_tensor(params, "gamma", B, grid)
         self.chi = _member_tensor(params, "chi", B, grid)
-        state = initial_state(ic, grid, P, seeds)
-        # each rank keeps its slice of the one global sample per member: the start is world-size independent
-        self.state = state._replace(X=state.X[:, world.shard(P)].contiguous())
+        # each rank draws only its particles of every member's global sample: the start is world-size independent
+        self.state = initial_state(ic, grid, P, seeds, share=world.shard(P))
         # drawn where the particles live: a CPU stream copied to the GPU would cost more than the step
         self.generators = noise_generators(seeds, rank=world.rank, device=grid.device)
         self.deposit_fn = None if world.size == 1 else sharded_deposit(world, grid, params.M0, P, deposit_method)
         # compile: True (torch.compile's default mode) or a mode name, e.g. "reduce-overhead" (CUDA graphs)
         self.step_fn = compiled_step(compile if isinstance(compile, str) else "default") if compile else None
+        if compile and hasattr(interp, "pow2_capacity"):
+            interp.pow2_capacity = True
 
     def replan(self) -> None:
         """Size the neural interpolator's tile list from the particles now (a host sync: outside the step).
@@ -141,13 +142,19 @@ class ParticleRunner:
         return self.X[:, :M]
 
     def state_dict(self) -> dict:
-        return {"X": self.X, "c": self.c, "steps": self.steps, "generators": [g.get_state() for g in self.generators]}
+        """Everything the next step reads: particles, c, the step count (it times the re-plans), the Brownian
+        streams and the interpolator's own state (NSIPF's tile plan, made at the last re-plan step)."""
+        return {"X": self.X, "c": self.c, "steps": self.steps, "generators": [g.get_state() for g in self.generators],
+                "interp": self.interp.state_dict() if hasattr(self.interp, "state_dict") else {}}
 
     def load_state_dict(self, sd: dict) -> None:
         self.state = self.state._replace(X=sd["X"].to(self.grid.device, self.grid.dtype),
                                          c=sd["c"].to(self.grid.device, self.grid.dtype))
         self.steps = int(sd["steps"])
-        self.replan()
+        if "interp" in sd and hasattr(self.interp, "load_state_dict"):
+            self.interp.load_state_dict(sd["interp"])
+        else:  # a state without the interpolator's: plan from its particles (a resume, not bitwise for NSIPF)
+            self.replan()
         for g, s in zip(self.generators, sd["generators"]):
             g.set_state(s)
 
