@@ -20,7 +20,10 @@ outside the step): the K tiles holding most particle stencils are chosen with ``
 fixed-size histogram (:func:`nsipf_torch.particles.deposit.histogram`), so everything stays on the device with
 static shapes: no ``nonzero()``, no ``bincount``, no host synchronisation in ``grad_c``. Occupied tiles
 beyond the capacity keep the linear upsampling of c (a finite, consistent fallback); ``last_overflow`` (a
-tensor, read it outside the step) counts them.
+tensor, read it outside the step) counts them. The plan is part of a run's state (:meth:`state_dict`): a
+resumed run keeps the one made at the last re-plan. A compiled step specialises on K, so under
+``torch.compile`` (``pow2_capacity``) K is planned as a power of two: one recompilation per doubling of the
+occupied tiles, not one per re-plan.
 
 Precision (``precision``): the CNN's convolutions run in ``"fp32"`` (IEEE float32 on a GPU too: cuDNN's
 TF32 default is switched off around them), ``"tf32"`` (TensorFloat-32 convolutions, CUDA only) or ``"bf16"``
