@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from nsipf_torch.problems.grid import Grid
-from nsipf_torch.problems.initial import SAMPLE_CHUNK, InitialCondition, chunk_seed, member_generator
+from nsipf_torch.problems.initial import InitialCondition, check_particle_count, member_generator
 from nsipf_torch.problems.params import per_member
 
 
@@ -41,21 +42,38 @@ def em_move(X: torch.Tensor, grad_c: torch.Tensor, noise: torch.Tensor, dt: floa
     return reflect(X + (chi * dt) * grad_c + sigma * noise, L)
 
 
+SAMPLE_CHUNK = 2**20
+"""Particles per chunk of a member's initial sample (:func:`chunk_seed`): a sample of at most this many
+particles (the main job's 20,000, the 10^6 of the 2-D validation runs) is one draw of the member's own stream."""
+
+
+def chunk_seed(seed: int, chunk: int) -> int:
+    """The seed of chunk ``chunk`` of member ``seed``'s initial sample: particles [chunk * C, (chunk + 1) * C)
+    of the global sample (C = :data:`SAMPLE_CHUNK`) are drawn from a stream of their own, so a process that
+    owns some of them draws only the chunks it overlaps, and the global sample is the same for every split.
+    Chunk 0 is the member's own seed; the others come from a SeedSequence of (seed, chunk), distinct from
+    the Brownian streams' (:func:`nsipf_torch.particles.sipf.noise_seed`)."""
+    if chunk == 0:
+        return int(seed)
+    return int(np.random.SeedSequence([int(seed), int(chunk), 0xC4C4]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
 def initial_particles(ic: InitialCondition, grid: Grid, P: int, seeds: Sequence[int], share: slice | None = None,
                       chunk: int = SAMPLE_CHUNK) -> torch.Tensor:
     """Initial positions (B, hi - lo, d) in grid.dtype on grid.device: particles ``share`` = [lo, hi) (default:
     all P) of each member's global sample.
 
     Member b's global sample is the concatenation of chunks of ``chunk`` particles, chunk j drawn with
-    ``member_generator(chunk_seed(seeds[b], j))`` (:func:`~nsipf_torch.problems.initial.chunk_seed`). A process
-    that owns [lo, hi) draws only the chunks it overlaps and keeps its part, so the initial state does not
-    depend on how the particles are split, and no process draws more than its share plus two chunks. The
+    ``member_generator(chunk_seed(seeds[b], j))``. A process that owns [lo, hi) draws only the chunks it
+    overlaps and keeps its part, so the initial state does not depend on how the particles are split, and no
+    process draws more than its share plus two chunks. The
     sample is drawn where the grid lives: on the CPU as always, on a GPU from CUDA generators with the same
     seeds (another, equally valid sample, drawn without copying 10^8 positions from the host; as the
     Brownian increments of :func:`nsipf_torch.particles.sipf.draw_noise`).
     """
     if len(seeds) == 0:
         raise ValueError("seeds must name at least one member, got an empty list")
+    check_particle_count(P)
     lo, hi = (0, P) if share is None else (share.start, share.stop)
     if not 0 <= lo < hi <= P:
         raise ValueError(f"the share [{lo}, {hi}) is not a non-empty part of the P={P} particles")

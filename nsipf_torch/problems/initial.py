@@ -83,7 +83,7 @@ class InitialCondition:
 
 def sample_from_cells(rho_cells: torch.Tensor, P: int, generator: torch.Generator, grid: Grid) -> torch.Tensor:
     """P positions (P, d), float64 on the generator's device, with cells drawn in proportion to ``rho_cells``."""
-    _check_P(P)
+    check_particle_count(P)
     weights = rho_cells.detach().to(generator.device, torch.float64).reshape(-1)
     if torch.any(weights < 0) or not torch.isfinite(weights).all() or weights.sum() <= 0:
         raise ValueError("rho0 must be finite, non-negative and of positive mass to be sampled")
@@ -93,7 +93,7 @@ def sample_from_cells(rho_cells: torch.Tensor, P: int, generator: torch.Generato
     return -grid.L + (idx + u) * grid.h
 
 
-def _check_P(P: int) -> None:
+def check_particle_count(P: int) -> None:
     if isinstance(P, bool) or not isinstance(P, int) or P < 1:
         raise ValueError(f"P (the particle count) must be a positive integer, got {P!r}")
 
@@ -149,7 +149,7 @@ class GaussianMixtureIC(InitialCondition):
         (``torch.where``): no boolean indexing, so no data-dependent shape and no host sync on a GPU;
         each value is the same elementwise arithmetic as a per-component evaluation.
         """
-        _check_P(P)
+        check_particle_count(P)
         device = generator.device
         w = torch.tensor([c.weight for c in self.components], dtype=torch.float64, device=device)
         which = torch.multinomial(w, P, replacement=True, generator=generator)
@@ -408,24 +408,9 @@ register_ic("two_blobs_c30", lambda: GaussianMixtureIC(
 HELD_OUT = ("planar", "planar:SEED", "planar_c30", "mixture:SEED", "two_blobs_c30")
 
 
-SAMPLE_CHUNK = 2**20
-"""Particles per chunk of a member's initial sample (:func:`chunk_seed`): a sample of at most this many
-particles (the main job's 20,000, the 10^6 of the 2-D validation runs) is one draw of the member's own stream."""
-
-
-def chunk_seed(seed: int, chunk: int) -> int:
-    """The seed of chunk ``chunk`` of member ``seed``'s initial sample: particles [chunk * C, (chunk + 1) * C)
-    of the global sample (C = :data:`SAMPLE_CHUNK`) are drawn from a stream of their own, so a process that
-    owns some of them draws only the chunks it overlaps, and the global sample is the same for every split.
-    Chunk 0 is the member's own seed; the others come from a SeedSequence of (seed, chunk), distinct from
-    the Brownian streams' (:func:`nsipf_torch.particles.sipf.noise_seed`)."""
-    if chunk == 0:
-        return int(seed)
-    return int(np.random.SeedSequence([int(seed), int(chunk), 0xC4C4]).generate_state(1, dtype=np.uint64)[0] >> 1)
-
-
 def member_generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
-    """A generator seeded with ``seed`` (a member's, or one of its chunks' :func:`chunk_seed`).
+    """A generator seeded with ``seed``: a member's, or one of its initial sample's chunks'
+    (:func:`nsipf_torch.particles.move.chunk_seed`).
 
     A CUDA generator with the same seed draws another, equally valid sample (a different stream)."""
     return torch.Generator(device=device).manual_seed(int(seed))
