@@ -1,9 +1,9 @@
 """Resume is bitwise for every method: a run killed by SIGKILL between two checkpoints and resumed with
 --resume writes the same snapshots, final state and diagnostics as an uninterrupted run (CPU).
 
-The killed process sends itself SIGKILL in the middle of a chosen step (after a checkpoint and, for
-NSIPF, a re-plan of its tiles), so the kill lands between checkpoints on every
-machine, however fast. tests/test_simulate.py kills a run from outside at an unplanned instant (the atomic writes).
+The killed process sends itself SIGKILL in the middle of a chosen step (after a checkpoint and, for NSIPF,
+a re-plan of its tiles), so the kill lands between checkpoints on every machine, however fast.
+tests/test_simulate.py kills a run from outside at an unplanned instant (the atomic writes).
 """
 import os
 import shutil

@@ -2,7 +2,6 @@
 import math
 
 import pytest
-import torch
 from torch._dynamo.utils import counters
 
 from nsipf_torch.api import SimConfig, check_config, make_runner
