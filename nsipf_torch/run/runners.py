@@ -81,13 +81,13 @@ class ParticleRunner:
         self.chi = _member_tensor(params, "chi", B, grid)
         # each rank draws only its particles of every member's global sample: the start is world-size independent
         self.state = initial_state(ic, grid, P, seeds, share=world.shard(P))
+        if compile and hasattr(interp, "pow2_capacity"):  # a compiled step specialises on NSIPF's tile capacity
+            interp.pow2_capacity = True
         # drawn where the particles live: a CPU stream copied to the GPU would cost more than the step
         self.generators = noise_generators(seeds, rank=world.rank, device=grid.device)
         self.deposit_fn = None if world.size == 1 else sharded_deposit(world, grid, params.M0, P, deposit_method)
         # compile: True (torch.compile's default mode) or a mode name, e.g. "reduce-overhead" (CUDA graphs)
         self.step_fn = compiled_step(compile if isinstance(compile, str) else "default") if compile else None
-        if compile and hasattr(interp, "pow2_capacity"):
-            interp.pow2_capacity = True
 
     def replan(self) -> None:
         """Size the neural interpolator's tile list from the particles now (a host sync: outside the step).
