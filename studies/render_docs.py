@@ -26,11 +26,23 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
+from nsipf_torch.methods import METHODS as REGISTRY, get_method
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ("README.md", "BENCHMARKS.md", "docs/VALIDATION.md", "docs/INFERENCE.md")
 RESULTS = ROOT / "docs" / "results"
 MARKER = re.compile(r"^(?P<indent>[ \t]*)<!-- table:(?P<name>[\w.-]+) -->$")
-METHODS = ("FD", "SIPF-trilinear", "SIPF-spline", "NSIPF")
+METHODS = tuple(m.label for m in REGISTRY.values())  # the tables' method labels: FDM, SIPF-trilinear, ...
+LEGACY = {"FD": "FDM"}  # labels of results files written before the method table (nsipf_torch/methods.py)
+
+
+def label(name: str) -> str:
+    """The method table's label of a method name or label, an older results file's label included."""
+    return get_method(LEGACY.get(name, name)).label
+
+
+def on_particles(name: str) -> bool:
+    return get_method(LEGACY.get(name, name)).particles
 
 
 @lru_cache(maxsize=None)
@@ -52,7 +64,8 @@ def transcribed(family: str, key: str, hide: tuple[str, ...] = (), first: int | 
         table = load(f"docs/results/{family}.json")["tables"][key]
         keep = [i for i, c in enumerate(table["columns"]) if c not in hide]
         rows = table["rows"][:first]
-        return markdown([table["columns"][i] for i in keep], [[row[i] for i in keep] for row in rows])
+        columns = [LEGACY.get(table["columns"][i], table["columns"][i]) for i in keep]
+        return markdown(columns, [[row[i] for i in keep] for row in rows])
     render.source, render.key = f"docs/results/{family}.json", key
     return render
 
@@ -80,7 +93,7 @@ def _table1(res: dict) -> list[str]:
     for r in res["table1"]:
         ps = _g(r["particle_steps_per_s"]) if r["particle_steps_per_s"] else "–"
         rows.append([r["method"], f"{r['N']}³", _span(r), _g(r["steps_per_s"]), ps,
-                     str(r["substeps"]) if r["method"] == "FDM" else "–", f"{_g(r['warmup_s'])} s",
+                     "–" if on_particles(r["method"]) else str(r["substeps"]), f"{_g(r['warmup_s'])} s",
                      f"{r['paper_s']} s" if r["paper_s"] else "–"])
     return markdown(["method", "N", "wall time", "steps/s", "particle-steps/s", "FD sub-steps", "warm-up",
                      "paper (res = 32/64/128 assumed)"], rows)
@@ -152,15 +165,20 @@ def accuracy_lines(rows: list[dict], methods=METHODS) -> list[str]:
     return markdown(["problem", "N", "P", *methods], cells)
 
 
+def accuracy_json() -> list[dict]:
+    """The rows of docs/accuracy_table.json, each method's entry under its label (older files: FD)."""
+    return [{k if k in ("problem", "N", "P") else label(k): v for k, v in row.items()} for row in load(ACCURACY)]
+
+
 def accuracy_rows() -> list[str]:
-    return accuracy_lines(load(ACCURACY))
+    return accuracy_lines(accuracy_json())
 
 
 def ring_rows() -> list[str]:
     rows = [[f"{row['N']}, {_power(row['P'])}",
              *(f"{row[m]['inner_ring_t0.05']:.3f} / {row[m]['outer_ring_T']:.3f}" for m in METHODS)]
-            for row in load(ACCURACY) if row["problem"] == "annuli"]
-    return markdown(["N, P", "FD (same N)", *METHODS[1:]], rows)
+            for row in accuracy_json() if row["problem"] == "annuli"]
+    return markdown(["N, P", f"{METHODS[0]} (same N)", *METHODS[1:]], rows)
 
 
 accuracy_rows.source = ring_rows.source = ACCURACY
@@ -175,11 +193,10 @@ def _power(P: int) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------
-# benchmark.py --suite work-precision: docs/benchmarks/work_precision_cpu.json.
+# studies.work_precision (then benchmark.py --suite work-precision): docs/benchmarks/work_precision_cpu.json.
 
 WORK_PRECISION = "docs/benchmarks/work_precision_cpu.json"
 WP_LEVELS = (0.3, 0.2, 0.1, 0.05, 0.04, 0.03)
-WP_NAMES = {"FDM": "FD"}
 
 
 def _wall(w: float) -> str:
@@ -197,18 +214,17 @@ def work_precision_rows() -> list[str]:
             keyed.setdefault((p["method"], p["N"], p["P"]), {})[problem] = p
     rows = []
     for (method, N, P), by in keyed.items():
-        if method != "FDM" and P == 20_000:
+        if on_particles(method) and P == 20_000:
             continue  # the 2·10⁴ runs are in the JSON and the figure; the table keeps P >= 2·10⁵
-        if method != "FDM" and N != 64:
+        if on_particles(method) and N != 64:
             continue
-        rows.append([WP_NAMES.get(method, method), str(N), "–" if method == "FDM" else _power(P),
+        rows.append([label(method), str(N), _power(P) if on_particles(method) else "–",
                      *(f"{by[q]['error']:.3f} / {_wall(by[q]['wall_s'])} s" for q in ("two_blobs", "planar"))])
     return markdown(["method", "N", "P", "`two_blobs` error / wall", "`planar` error / wall"], rows)
 
 
 def _wp_run(p: dict) -> str:
-    name = WP_NAMES.get(p["method"], p["method"])
-    return f"{name} {p['N']}³" + ("" if p["method"] == "FDM" else f", P = {_power(p['P'])}")
+    return f"{label(p['method'])} {p['N']}³" + (f", P = {_power(p['P'])}" if on_particles(p["method"]) else "")
 
 
 def cheapest_rows() -> list[str]:
@@ -224,7 +240,7 @@ def cheapest_rows() -> list[str]:
                 continue
             best = min(round(p["error"], 3) for p in points)
             tied = [p for p in points if round(p["error"], 3) == best]
-            names = " and ".join(dict.fromkeys(WP_NAMES.get(p["method"], p["method"]) for p in tied))
+            names = " and ".join(dict.fromkeys(label(p["method"]) for p in tied))
             where = _wp_run(tied[0]).split(" ", 1)[1]
             cells.append(f"none of the runs (best: {names} {where}, {best:.3f})")
         rows.append([f"≤ {level}", *cells])
@@ -284,7 +300,8 @@ TABLES: dict[str, Callable[[], list[str]]] = {
 # The command of results files written by the run itself, which record the commit but not the command line.
 COMMANDS = {
     ACCURACY: ("python -m studies.accuracy_table", "4b36b47"),
-    WORK_PRECISION: ("python benchmark.py --suite work-precision --out runs/wp_cpu", None),
+    WORK_PRECISION: ("python benchmark.py --suite work-precision --out runs/wp_cpu "
+                     "(now python -m studies.work_precision --out runs/wp_cpu)", None),
     PAPER: ("python benchmark.py --suite paper --out bench/paper", None),
     GPU: ("bash studies/gpu_check.sh OUT (python benchmark.py --suite gpu --device cuda --out OUT)", None),
 }
