@@ -17,10 +17,10 @@ import torch
 
 # (bytes per particle, bytes per grid cell) per member, float32; measured by studies.run_memory.
 COEFFICIENTS = {
-    "fdm": (0.0, 125.8),
-    "sipf-trilinear": (91.6, 66.6),
-    "sipf-spline": (249.1, 68.4),
-    "nsipf": (256.8, 117.8),
+    "fdm": (0.0, 138.5),
+    "sipf-trilinear": (153.2, 66.5),
+    "sipf-spline": (236.6, 76.4),
+    "nsipf": (257.4, 141.3),
 }
 FIXED_BYTES = 8 * 2**20  # allocator slack and small buffers
 
