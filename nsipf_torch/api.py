@@ -12,6 +12,12 @@ paper's NSIPF), or a name of the one method table :mod:`nsipf_torch.methods` (``
 :class:`~nsipf_torch.problems.initial.InitialCondition` (e.g. a ``GriddedIC``), or a pair of callables
 ``(rho0, c0)`` evaluated at the cell centres (``x`` of shape (*cells, d)).
 
+The c-equation is a choice (issue 20): ``c_equation="consumption"`` (the paper's c_t = -c rho, the
+default; ``Dc`` > 0 lets the nutrient diffuse), ``"parabolic"`` (eps c_t = D Delta c - alpha c + beta rho) or
+``"elliptic"`` (eps = 0), with the drift chi grad Phi(c) of ``sensitivity`` linear, log or receptor
+(:class:`~nsipf_torch.solvers.c_equation.CEquation`); a collapse ends such a run early as a result
+(``Result.collapse``).
+
 ``gamma`` and ``chi`` given as sequences make one member per value (a sweep); ``seeds`` makes replicas:
 an int is the base seed (member k gets seed + k, ``batch`` replicas per value), a sequence gives each
 value's replicas their seeds (common random numbers across the sweep). Every bad value is a
@@ -31,7 +37,7 @@ from nsipf_torch.run.callbacks import Callback
 from nsipf_torch.run.loop import Result, run, run_loop  # noqa: F401 - the API's names
 from nsipf_torch.particles.deposit import DEPOSITS
 from nsipf_torch.particles.distributed import World
-from nsipf_torch.solvers.c_equation import C_UPDATES
+from nsipf_torch.solvers.c_equation import C_EQUATIONS, C_UPDATES, SENSITIVITIES, CEquation
 from nsipf_torch.problems.grid import Grid, resolve_device, resolve_dtype
 from nsipf_torch.problems.initial import FunctionIC, InitialCondition, get_ic, known_ics
 from nsipf_torch.particles.interp import INTERPS
@@ -95,6 +101,24 @@ class SimConfig:
                                                    "gather in separate regions; the FD sub-step fused); compile time is extra"})
     strict: bool = field(default=False, metadata={"help": "refuse an nsipf run outside the CNN's declared validity "
                                                   "domain (nsipf_torch/neural/validity.py) instead of warning"})
+    # The Keller-Segel family (issue 20): eps c_t = D Delta c - alpha c + beta rho, drift chi grad Phi(c).
+    c_equation: str = field(default="consumption", metadata={
+        "help": "c-equation: consumption (c_t = D Δc - cρ, the paper's at D = 0), parabolic (ε c_t = D Δc - αc + βρ) "
+                "or elliptic (ε = 0, Patlak-Keller-Segel; mean-free c when α = 0)", "choices": C_EQUATIONS})
+    eps: float = field(default=1.0, metadata={"help": "ε > 0 of the parabolic c-equation"})
+    Dc: float | None = field(default=None, metadata={"help": "diffusion D of c (default: 0 for consumption, 1 for "
+                                                     "parabolic and elliptic, which need D > 0)"})
+    alpha: float = field(default=0.0, metadata={"help": "decay α >= 0 of c (parabolic, elliptic)"})
+    beta: float = field(default=1.0, metadata={"help": "production β > 0 of c by ρ (parabolic, elliptic)"})
+    sensitivity: str = field(default="linear", metadata={
+        "help": "Φ in the drift χ∇Φ(c): linear Φ = c, log Φ = log(c + κ), receptor Φ = c/(1 + c/κ)",
+        "choices": SENSITIVITIES})
+    kappa: float = field(default=1.0, metadata={"help": "κ > 0 of the log and receptor sensitivities"})
+
+    def c_equation_spec(self) -> CEquation:
+        """The run's :class:`~nsipf_torch.solvers.c_equation.CEquation` (a ``ValueError`` names a bad value)."""
+        D = self.Dc if self.Dc is not None else (0.0 if self.c_equation == "consumption" else 1.0)
+        return CEquation(self.c_equation, self.eps, D, self.alpha, self.beta, self.sensitivity, self.kappa)
 
     @property
     def interpolator(self) -> str | None:
@@ -142,6 +166,7 @@ class Setup:
     members: list[dict]
     n_steps: int
     validity: list[str] = field(default_factory=list)
+    ceq: CEquation = field(default_factory=CEquation)
 
     def time_at(self, k: int) -> float:
         """The time after k steps; the last step is shortened to land on T exactly."""
@@ -184,6 +209,10 @@ def check_config(cfg: SimConfig, ic: InitialCondition | None = None) -> Setup:
         raise ValueError("--batch > 1 needs a particle method: fdm is deterministic, its seeds would be copies")
     if cfg.method != "fdm" and cfg.dim not in (2, 3):
         raise ValueError(f"--dim {cfg.dim}: the particle methods run in 2 or 3 dimensions")
+    ceq = cfg.c_equation_spec()
+    if cfg.interpolator == "neural" and not (ceq.equation == "consumption" and ceq.sensitivity == "linear"):
+        raise ValueError(f"nsipf's CNNs were trained on consumption fields with Φ = c, not --c-equation "
+                         f"{ceq.equation} --sensitivity {ceq.sensitivity}; use --method sipf")
     if ic is None:
         ic = get_ic(cfg.ic)
     members = cfg.members()
@@ -197,11 +226,13 @@ def check_config(cfg: SimConfig, ic: InitialCondition | None = None) -> Setup:
         ic.check_grid(grid)
     n_steps = step_count(params.T, cfg.dt)
     validity = validity_messages(cfg, ic)
+    if cfg.interpolator == "neural" and ceq.D > 0:
+        validity.append(f"--Dc {ceq.D:g}: the CNN's training fields are those of the consumption equation with D = 0")
     if validity and cfg.strict:
         raise ValueError(f"outside the CNN's validity domain: {validity[0]} (--strict refuses the run)")
     check_memory(from_config(cfg.method, cfg.interp).name, N=cfg.N, dim=cfg.dim, P=cfg.P, B=len(members), dtype=grid.dtype,
                  device=grid.device)
-    return Setup(cfg, params, grid, ic, members, n_steps, validity)
+    return Setup(cfg, params, grid, ic, members, n_steps, validity, ceq)
 
 
 def validity_messages(cfg: SimConfig, ic: InitialCondition) -> list[str]:
@@ -226,7 +257,7 @@ def make_runner(setup: Setup, world: World = World(), **options):
         world.shard(cfg.P)  # P must split evenly: refuse up front, on every rank
     taken = {name: getattr(cfg, name) for name in method.options if hasattr(cfg, name)}
     runner = method.runner(grid, setup.ic, setup.params, seeds=[m["seed"] for m in setup.members], P=cfg.P,
-                           world=world, **{**taken, **options})
+                           world=world, **{**taken, "ceq": setup.ceq, **options})
     if not method.particles:
         n_sub = runner.substep_count(cfg.dt)
         if n_sub > MAX_FD_SUBSTEPS:
@@ -244,12 +275,12 @@ def simulate(problem: str | InitialCondition | tuple[Callable, Callable] = "annu
     ``method`` is fdm, sipf or nsipf, or a name of :mod:`nsipf_torch.methods` (``"sipf-spline"`` is
     ``method="sipf", interp="spline"``). ``options`` are the fields of :class:`SimConfig` (N, P, T, dt,
     gamma, chi, M0, L, dim, device, dtype, snapshots, diag_every, interp, deposit, c_update, limiter, model,
-    cnn_precision, compile, save_particles, batch, seed); ``gamma``/``chi`` may be sequences (one member per
-    value). ``callbacks`` run after every step (:mod:`nsipf_torch.run.callbacks`); a ``Snapshots`` among
+    cnn_precision, compile, save_particles, batch, seed; the c-equation: c_equation, eps, Dc, alpha, beta,
+    sensitivity, kappa); ``gamma``/``chi`` may be sequences (one member per value). ``callbacks`` run after every step (:mod:`nsipf_torch.run.callbacks`); a ``Snapshots`` among
     them replaces the default schedule (``snapshots`` equal intervals). ``resume`` is the content of a
     state.pt written by the ``Checkpoint`` callback. Warnings (e.g. c driven negative by
     ``c_update="euler"``) go through ``warnings.warn``. A NaN/Inf mid-run returns the result so far with
-    ``complete=False``.
+    ``complete=False``; so does a collapse of a Keller-Segel run, with ``collapse`` saying when and where.
     """
     setup = prepare(problem, method, seeds=seeds, **options)
     for message in setup.validity:

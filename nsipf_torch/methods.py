@@ -23,8 +23,8 @@ from nsipf_torch.problems.grid import Grid
 from nsipf_torch.problems.params import Params
 from nsipf_torch.run.runners import FDRunner, ParticleRunner
 
-FD_OPTIONS = ("limiter", "c_update", "compile")
-PARTICLE_OPTIONS = ("c_update", "deposit", "compile", "shared_interp")
+FD_OPTIONS = ("limiter", "c_update", "compile", "ceq")
+PARTICLE_OPTIONS = ("c_update", "deposit", "compile", "shared_interp", "ceq")
 NEURAL_OPTIONS = (*PARTICLE_OPTIONS, "model", "cnn_precision")
 
 
@@ -34,7 +34,8 @@ class Method:
     particle interpolator (None for fdm), ``options`` the keywords :meth:`runner` takes beyond the run's
     grid, problem, parameters, seeds and particle count (the :class:`~nsipf_torch.api.SimConfig` fields
     of those names; ``shared_interp`` reuses an interpolator already built, e.g. so that compiled code
-    is not compiled again for every timed run)."""
+    is not compiled again for every timed run; ``ceq`` the c-equation, a
+    :class:`~nsipf_torch.solvers.c_equation.CEquation`, default the paper's consumption)."""
 
     name: str
     label: str
@@ -57,7 +58,8 @@ class Method:
                              f"it takes {', '.join(self.options)}")
         if not self.particles:
             return FDRunner(grid, ic, params, B=len(seeds), limiter=options.get("limiter", "minmod"),
-                            c_update=options.get("c_update", "exp"), compile=bool(options.get("compile", False)))
+                            c_update=options.get("c_update", "exp"), compile=bool(options.get("compile", False)),
+                            ceq=options.get("ceq"))
         interp = options.get("shared_interp")
         if interp is None:
             extra = {}
@@ -68,7 +70,7 @@ class Method:
             interp = make_interp(self.interp, grid, **extra)
         return ParticleRunner(grid, ic, params, list(seeds), P, interp, c_update=options.get("c_update", "exp"),
                               deposit_method=options.get("deposit", "ngp"), world=world,
-                              compile=options.get("compile", False))
+                              compile=options.get("compile", False), ceq=options.get("ceq"))
 
 
 METHODS = {m.name: m for m in (

@@ -14,11 +14,15 @@ Examples (CUDA is used when present; --device cpu forces the CPU):
   python simulate.py --method sipf --sweep chi=0.5,1,2 --batch 4 --ic blob
   python simulate.py --method fdm --ic-file my_ic.npz              # keys rho0, c0 on an N^d grid
   python simulate.py --ic blob --checkpoint-every 50 --out runs/b; python simulate.py --resume runs/b
+  python simulate.py --method fdm --c-equation elliptic --ic pks_blob --dim 2 --N 128 --M0 0.5 --T 0.6
+        # the Keller-Segel family (--c-equation, --eps, --Dc, --alpha, --beta, --sensitivity, --kappa):
+        # a collapse stops the run cleanly (exit 0) and summary.json says when and where
   torchrun --nproc_per_node=4 simulate.py --method sipf --P 4000000 --N 128     # particles sharded over 4 GPUs
   torchrun --nnodes=2 --nproc_per_node=8 --rdzv-backend=c10d --rdzv-endpoint=HOST:29500 simulate.py ...
 
-Outputs in --out DIR: config.json; snap_KKKK.npz and final.npz (keys t, x, rho, c with a leading batch
-axis, and gamma, chi, seed per member; particles with --save-particles); diagnostics.csv; PNG
+Outputs in --out DIR: config.json; summary.json (complete, t_end, collapse); snap_KKKK.npz and final.npz
+(keys t, x, rho, c with a leading batch axis, and gamma, chi, seed per member; particles with
+--save-particles); diagnostics.csv; PNG
 cross-sections (snap_KKKK.png) and diagnostics.png; TensorBoard scalars; ParaView files with --vtk.
 """
 from __future__ import annotations
@@ -38,6 +42,7 @@ from nsipf_torch.problems.grid import resolve_device
 from nsipf_torch.problems.initial import load_ic_file
 from nsipf_torch.io.files import ensure_writable_dir, load_torch
 from nsipf_torch.metrics import rel_l2
+from nsipf_torch.run.collapse import PECLET_LIMIT
 from nsipf_torch.io.output import run_title
 from nsipf_torch.io.plotting import centre_line, plot_line_profiles
 from nsipf_torch.problems.exact import ring_fraction
@@ -149,7 +154,7 @@ def report(result: Result, setup: Setup, opts: OutputOptions, out: Path) -> int:
     """Write the outputs, print the summary (and the FD comparison); the exit status."""
     result.config["output"] = asdict(opts)
     result.save(out, vtk=opts.vtk, tensorboard=False)
-    if not result.complete:
+    if not result.complete and result.collapse is None:
         print(f"{PROG}: error: {result.error}; run stopped, last good snapshot snap_{len(result.times) - 1:04d}.npz kept",
               file=sys.stderr)
         return 1
@@ -180,6 +185,14 @@ def summary(result: Result, setup: Setup, out: Path) -> None:
         inner, outer = (float(ring_fraction(rho, cpu, R).mean()) for R in (0.35, 0.7))
         print(f"  where the mass went at t = {result.times[-1]:.4g}: {inner:.1%} within 0.12 of the inner ring "
               f"(R = 0.35), {outer:.1%} within 0.12 of the outer ring (R = 0.7)")
+    if result.collapse is not None:
+        hit = result.collapse
+        print(f"  COLLAPSE at t = {hit['t']:.4g}: member {hit['member']} concentrated at x = {hit['x']} beyond the "
+              f"grid (cell Peclet number {hit['peclet']:.2f}; mass {hit['peak_mass']:.3g} of {cfg.M0:g} in "
+              f"the peak cell); run stopped there, snapshots kept")
+        if (hit.get("peclet_start") or 0.0) > PECLET_LIMIT:
+            print(f"  note: the initial data were already beyond the grid (cell Peclet number {hit['peclet_start']:.2f} "
+                  f"at t = 0, above {PECLET_LIMIT:g}): a larger --N resolves the concentration")
     print(f"  outputs in {out}/")
 
 

@@ -25,6 +25,8 @@ from nsipf_torch.io.files import atomic_write, ensure_writable_dir, save_json, s
 def save_result(result, out: Path, figures: bool = True, vtk: bool = False, tensorboard: bool = True) -> Path:
     out = ensure_writable_dir(out)
     save_json(out / "config.json", result.config)
+    save_json(out / "summary.json", {"complete": result.complete, "t_end": result.t_end,
+                                     "collapse": result.collapse, "error": result.error})
     snaps = write_snapshots(result, out)
     if result.complete and snaps:
         save_npz(out / "final.npz", **dict(np.load(snaps[-1])))

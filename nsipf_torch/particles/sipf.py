@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from nsipf_torch.particles.deposit import deposit
-from nsipf_torch.solvers.c_equation import update_c
+from nsipf_torch.solvers.c_equation import CEquation, update_c
 from nsipf_torch.problems.grid import Grid
 from nsipf_torch.problems.initial import InitialCondition
 from nsipf_torch.problems.params import check_positive, check_schemes
@@ -53,20 +53,25 @@ def initial_state(ic: InitialCondition, grid: Grid, P: int, seeds: Sequence[int]
 
 
 def field_update(X: torch.Tensor, c: torch.Tensor, *, grid: Grid, dt: float, M0: float, c_update: str = "exp",
-                 deposit_method: str = "ngp", deposit_fn=None) -> torch.Tensor:
+                 deposit_method: str = "ngp", deposit_fn=None, ceq: CEquation | None = None) -> torch.Tensor:
     """Deposit (paper eq. 32) and the c-update (paper eq. 33): (X^n, c^n) -> c^{n+1}.
 
     ``deposit_fn(X) -> rho`` replaces the local deposit, e.g. by the sharded one of
-    :func:`nsipf_torch.particles.distributed.sharded_deposit` (local counts, then an all-reduce).
+    :func:`nsipf_torch.particles.distributed.sharded_deposit` (local counts, then an all-reduce). ``ceq``
+    another c-equation of the Keller-Segel family: its step with rho^n frozen (the spectral field solve).
     """
     rho = deposit(X, grid, M0, deposit_method) if deposit_fn is None else deposit_fn(X)
+    if ceq is not None and not ceq.is_paper:
+        return ceq.step(c, rho, dt, grid.h, grid.dim, c_update)
     return update_c(c, rho, dt, c_update)
 
 
 def particle_move(X: torch.Tensor, c: torch.Tensor, noise: torch.Tensor, *, grid: Grid, dt: float, gamma, chi,
-                  interp) -> torch.Tensor:
-    """The gradient of the interpolated c at the particles and the reflected Euler-Maruyama move (eq. 34)."""
-    return em_move(X, interp.grad_c(c, X), noise, dt, gamma, chi, L=grid.L)
+                  interp, ceq: CEquation | None = None) -> torch.Tensor:
+    """The gradient of the interpolated c at the particles and the reflected Euler-Maruyama move (eq. 34);
+    with ``ceq``, of its Phi(c) (the interpolators see the field on the grid and nothing else)."""
+    field = c if ceq is None else ceq.phi(c)
+    return em_move(X, interp.grad_c(field, X), noise, dt, gamma, chi, L=grid.L)
 
 
 def make_advance(field_fn=field_update, move_fn=particle_move):
@@ -76,17 +81,18 @@ def make_advance(field_fn=field_update, move_fn=particle_move):
     silently returning stale values when it fuses a ``scatter_add_`` with a gather (CUDA, B = 1).
     """
     def advance(X, c, noise, *, grid, dt, gamma, chi, M0, interp, c_update="exp", deposit_method="ngp",
-                deposit_fn=None):
+                deposit_fn=None, ceq=None):
+        ks = {} if ceq is None or ceq.is_paper else {"ceq": ceq}  # the paper's system: the original calls
         c = field_fn(X, c, grid=grid, dt=dt, M0=M0, c_update=c_update, deposit_method=deposit_method,
-                     deposit_fn=deposit_fn)
-        return move_fn(X, c, noise, grid=grid, dt=dt, gamma=gamma, chi=chi, interp=interp), c
+                     deposit_fn=deposit_fn, **ks)
+        return move_fn(X, c, noise, grid=grid, dt=dt, gamma=gamma, chi=chi, interp=interp, **ks), c
     return advance
 
 
 sipf_advance = make_advance()
 sipf_advance.__doc__ = """The tensor kernel of one step: (X^n, c^n, xi^n) -> (X^{n+1}, c^{n+1}). Pure, no host syncs.
 
-Keywords: grid, dt, gamma, chi, M0, interp, c_update="exp", deposit_method="ngp", deposit_fn=None.
+Keywords: grid, dt, gamma, chi, M0, interp, c_update="exp", deposit_method="ngp", deposit_fn=None, ceq=None.
 """
 
 
@@ -120,13 +126,14 @@ def sipf_step(state: SIPFState, noise: torch.Tensor, *, grid: Grid, dt: float, g
 
 def sipf_run(state: SIPFState, generators: Sequence[torch.Generator], nsteps: int, *, grid: Grid, dt: float, gamma,
              chi, M0: float, interp, c_update: str = "exp", deposit_method: str = "ngp", callback=None,
-             step_fn=None, deposit_fn=None, check: bool = True) -> SIPFState:
+             step_fn=None, deposit_fn=None, check: bool = True, ceq: CEquation | None = None) -> SIPFState:
     """Take ``nsteps`` steps: draw the noise on the host side, then the pure step; the one SIPF loop.
 
     ``callback(state)`` runs after every step (diagnostics every k steps, snapshots, checkpoints);
     ``step_fn`` replaces :func:`sipf_advance` (e.g. its ``torch.compile``d version). The values are checked
     once here (a ``ValueError`` names a bad one); ``check=False`` skips that for callers that checked them
-    at their own entry and call this every step (the particle runner).
+    at their own entry and call this every step (the particle runner). ``ceq``: another c-equation of the
+    Keller-Segel family (issue 20).
     """
     if check:
         B = state.X.shape[0]
@@ -142,7 +149,8 @@ def sipf_run(state: SIPFState, generators: Sequence[torch.Generator], nsteps: in
     for _ in range(int(nsteps)):
         noise = draw_noise(generators, B, P, d, state.X.dtype, state.X.device)
         X, c = advance(state.X, state.c, noise, grid=grid, dt=dt, gamma=gamma, chi=chi, M0=M0, interp=interp,
-                       c_update=c_update, deposit_method=deposit_method, deposit_fn=deposit_fn)
+                       c_update=c_update, deposit_method=deposit_method, deposit_fn=deposit_fn,
+                       **({} if ceq is None else {"ceq": ceq}))
         state = SIPFState(X, c, state.step + 1)
         if callback is not None:
             callback(state)

@@ -18,6 +18,7 @@ import torch
 
 from nsipf_torch.problems.grid import Grid
 from nsipf_torch.run.callbacks import Callback, Diagnostics, LoopState, Snapshots, StopOnNonFinite, StopRun
+from nsipf_torch.run.collapse import CollapseStop, StopOnCollapse
 from nsipf_torch.run.diagnostics import NonFiniteError
 
 
@@ -58,8 +59,10 @@ class Result:
     """A finished (or stopped) run. ``rho``, ``c``: (B, K, *cells) on the CPU, members first, snapshot
     times ``times`` (K,); ``X`` (B, K, M, d) particle positions when asked for; ``diagnostics``: one row
     per member and diagnostics step; ``config``: the run's configuration, members, device and torch
-    version; ``complete`` is False when a NaN/Inf stopped the run (``error`` says where); a run a callback
-    ended early (``StopAt``) is complete up to its last snapshot step, ``n_steps`` being the planned count."""
+    version; ``complete`` is False when a NaN/Inf stopped the run (``error`` says where) or a collapse did
+    (``collapse``: {step, t, member, x, peclet, peak_mass, peclet_start}, :mod:`nsipf_torch.run.collapse`);
+    a run a callback ended early (``StopAt``) is complete up to its last snapshot step, ``n_steps`` being the
+    planned count; ``t_end``: the time reached."""
 
     times: list[float]
     steps: list[int]
@@ -75,6 +78,8 @@ class Result:
     wall_time: float
     complete: bool = True
     error: str | None = None
+    collapse: dict | None = None
+    t_end: float | None = None
 
     def save(self, out: str | Path, figures: bool = True, vtk: bool = False, tensorboard: bool = True) -> Path:
         """Write the run into ``out`` (created): config.json, snap_KKKK.npz, final.npz (complete runs),
@@ -106,25 +111,36 @@ def run(setup, runner, callbacks: Sequence[Callback] = (), resume: dict | None =
         snaps.load_state_dict(resume["snapshots"])
         state.step, state.substeps, state.log = resume["step"], resume["substeps"], list(resume["log"])
         state.t = setup.time_at(state.step)
-    start, error = time.perf_counter(), None
+    start, error, collapse = time.perf_counter(), None, None
+    ceq = getattr(setup, "ceq", None)
+    trackers = [StopOnNonFinite(), Diagnostics(), snaps] + ([StopOnCollapse()] if ceq and ceq.can_collapse else [])
     try:
-        run_loop(runner, setup, [StopOnNonFinite(), Diagnostics(), snaps, *user], state)
+        run_loop(runner, setup, [*trackers, *user], state)
     except NonFiniteError as err:
         error = str(err)
-    result = _result(setup, snaps, state, time.perf_counter() - start, error)
+    except CollapseStop as stop:  # a result, not a failure: the concentration's last state is recorded
+        collapse, state.diag_due = stop.info, True
+        if not state.log or state.log[-1]["step"] != state.step:
+            Diagnostics().on_step(state)
+        if not snaps.steps or snaps.steps[-1] != state.step:
+            snaps.take(state)
+    result = _result(setup, snaps, state, time.perf_counter() - start, error, collapse)
     _warn(result)
     return result
 
 
-def _result(setup, snaps: Snapshots, state: LoopState, wall: float, error: str | None) -> Result:
+def _result(setup, snaps: Snapshots, state: LoopState, wall: float, error: str | None,
+            collapse: dict | None = None) -> Result:
     def stack(frames):
         return torch.stack(frames, dim=1) if frames else torch.empty(0)
     config = {"config": asdict(setup.cfg), "params": setup.params.to_dict(), "members": setup.members,
-              "device": str(setup.grid.device), "torch": torch.__version__, "validity_warnings": setup.validity}
+              "device": str(setup.grid.device), "torch": torch.__version__, "validity_warnings": setup.validity,
+              **({"c_equation": setup.ceq.to_dict()} if hasattr(setup, "ceq") else {})}
     return Result(times=list(snaps.times), steps=list(snaps.steps), rho=stack(snaps.rho), c=stack(snaps.c),
                   X=stack(snaps.X) if snaps.X else None, diagnostics=state.log, config=config,
                   members=setup.members, grid=setup.grid, n_steps=setup.n_steps, substeps=state.substeps,
-                  wall_time=wall, complete=error is None, error=error)
+                  wall_time=wall, complete=error is None and collapse is None, error=error, collapse=collapse,
+                  t_end=state.t)
 
 
 def _warn(result: Result) -> None:

@@ -24,6 +24,7 @@ from nsipf_torch.particles.deposit import deposit
 from nsipf_torch.run.diagnostics import field_diagnostics
 from nsipf_torch.problems.grid import Grid
 from nsipf_torch.problems.params import Params
+from nsipf_torch.solvers.c_equation import CEquation, free_energy
 from nsipf_torch.particles.distributed import World, sharded_deposit
 from nsipf_torch.particles.sipf import compiled_advance, initial_state, noise_generators, sipf_run
 
@@ -31,30 +32,36 @@ from nsipf_torch.particles.sipf import compiled_advance, initial_state, noise_ge
 class FDRunner:
     """The finite-volume reference solver (:mod:`nsipf_torch.solvers.fd`)."""
 
+    #: the collapse check (:class:`~nsipf_torch.run.collapse.StopOnCollapse`) after every outer step: the
+    #: next step's sub-step count grows with the drift it watches
+    check_every_step = True
+
     def __init__(self, grid: Grid, ic, params: Params, B: int = 1, limiter: str = "minmod",
-                 c_update: str = "exp", compile: bool = False):
+                 c_update: str = "exp", compile: bool = False, ceq: CEquation | None = None):
         self.grid, self.limiter, self.c_update, self.compile = grid, limiter, c_update, compile
+        self.ceq = CEquation() if ceq is None else ceq
         self.gamma = _member_tensor(params, "gamma", B, grid)
         self.chi = _member_tensor(params, "chi", B, grid)
         self.rho = ic.rho0(grid, params.M0).expand(B, *grid.shape).clone()
-        self.c = ic.c0(grid).expand(B, *grid.shape).clone()
+        self.c = self.ceq.initial(ic.c0(grid).expand(B, *grid.shape).clone(), self.rho, grid.h, grid.dim)
 
     def substep_count(self, dt: float) -> int:
         """Sub-steps the next outer step of size dt takes (one host sync)."""
         return fd.fd_substep_count(self.c, dt, self.gamma, self.chi, self.grid.h, self.grid.dim, rho=self.rho,
-                                   c_update=self.c_update)
+                                   c_update=self.c_update, ceq=self.ceq)
 
     @torch.inference_mode()
     def advance(self, dt: float) -> int:
         self.rho, self.c, n_sub = fd.fd_advance(self.rho, self.c, dt, self.gamma, self.chi, self.grid,
-                                                limiter=self.limiter, c_update=self.c_update, compile=self.compile)
+                                                limiter=self.limiter, c_update=self.c_update, compile=self.compile,
+                                                ceq=self.ceq)
         return n_sub
 
     def fields(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.rho, self.c
 
     def diagnostics(self) -> dict[str, torch.Tensor]:
-        return field_diagnostics(self.rho, self.c, self.grid)
+        return _keller_segel_diagnostics(field_diagnostics(self.rho, self.c, self.grid), self.rho, self)
 
     def checked(self) -> dict[str, torch.Tensor]:
         """The tensors that must stay finite."""
@@ -71,10 +78,13 @@ class FDRunner:
 class ParticleRunner:
     """SIPF / NSIPF: P particles per member carry rho, c lives on the grid (paper eqs. 32-34)."""
 
+    check_every_step = False  # the collapse check at diagnostics steps: the step itself stays free of syncs
+
     def __init__(self, grid: Grid, ic, params: Params, seeds: Sequence[int], P: int, interp,
                  c_update: str = "exp", deposit_method: str = "ngp", world: World = World(),
-                 compile: bool | str = False, replan_every: int = 10):
+                 compile: bool | str = False, replan_every: int = 10, ceq: CEquation | None = None):
         B = len(seeds)
+        self.ceq = CEquation() if ceq is None else ceq
         self.grid, self.M0, self.P, self.interp, self.world = grid, params.M0, P, interp, world
         self.c_update, self.deposit_method, self.replan_every, self.steps = c_update, deposit_method, replan_every, 0
         self.gamma = _member_tensor(params, "gamma", B, grid)
@@ -86,6 +96,8 @@ class ParticleRunner:
         # drawn where the particles live: a CPU stream copied to the GPU would cost more than the step
         self.generators = noise_generators(seeds, rank=world.rank, device=grid.device)
         self.deposit_fn = None if world.size == 1 else sharded_deposit(world, grid, params.M0, P, deposit_method)
+        if self.ceq.elliptic:  # c is the solve for the deposited rho0, not the problem's c0
+            self.state = self.state._replace(c=self.ceq.initial(self.c, self.fields()[0], grid.h, grid.dim))
         # compile: True (torch.compile's default mode) or a mode name, e.g. "reduce-overhead" (CUDA graphs)
         self.step_fn = compiled_step(compile if isinstance(compile, str) else "default") if compile else None
 
@@ -114,7 +126,7 @@ class ParticleRunner:
         self.state = sipf_run(self.state, self.generators, 1, grid=self.grid, dt=dt, gamma=self.gamma, chi=self.chi,
                               M0=self.M0, interp=self.interp, c_update=self.c_update,
                               deposit_method=self.deposit_method, step_fn=self.step_fn, deposit_fn=self.deposit_fn,
-                              check=False)  # checked once at the API's entry
+                              check=False, **({} if self.ceq.is_paper else {"ceq": self.ceq}))  # checked at entry
         return 1
 
     def fields(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -130,7 +142,7 @@ class ParticleRunner:
         if hasattr(self.interp, "last_overflow"):  # occupied tiles the CNN skipped last step (linear upsampling)
             overflow = self.interp.last_overflow
             diag["tile_overflow"] = torch.zeros(rho.shape[0], dtype=torch.long) + (0 if overflow is None else overflow.cpu())
-        return diag
+        return _keller_segel_diagnostics(diag, rho, self)
 
     def checked(self) -> dict[str, torch.Tensor]:
         """The tensors that must stay finite; with several ranks, a bad particle anywhere shows on every rank."""
@@ -168,6 +180,19 @@ def compiled_step(mode: str = "default"):
     if mode not in _COMPILED:
         _COMPILED[mode] = compiled_advance(**({} if mode == "default" else {"mode": mode}))
     return _COMPILED[mode]
+
+
+def _keller_segel_diagnostics(diag: dict, rho: torch.Tensor, runner) -> dict:
+    """Add the Keller-Segel free energy (:func:`~nsipf_torch.solvers.c_equation.free_energy`) where it is a
+    Lyapunov functional: the parabolic and elliptic c-equations with the linear sensitivity. A mean-free c
+    is negative somewhere by construction: its cells do not count as the euler update's negative c."""
+    ceq = runner.ceq
+    if ceq.mean_free:
+        diag["n_negative_c"] = torch.zeros_like(diag["n_negative_c"])
+    if ceq.can_collapse and ceq.sensitivity == "linear":
+        diag["free_energy"] = free_energy(rho, runner.c, ceq, runner.gamma, runner.chi, runner.grid.h,
+                                          runner.grid.dim)
+    return diag
 
 
 def _member_tensor(params: Params, name: str, B: int, grid: Grid) -> torch.Tensor:

@@ -31,7 +31,7 @@ import math
 import torch
 
 import nsipf_torch.solvers.finite_volume as fv
-from nsipf_torch.solvers.c_equation import C_UPDATES
+from nsipf_torch.solvers.c_equation import C_UPDATES, CEquation
 from nsipf_torch.problems.grid import Grid
 from nsipf_torch.problems.params import check_fields, check_positive, check_schemes
 from nsipf_torch.solvers.stencils import LIMITERS
@@ -71,35 +71,36 @@ def stability_rate(c: torch.Tensor, gamma, chi, h: float, dim: int) -> torch.Ten
 
 
 def fd_substep_count(c: torch.Tensor, dt: float, gamma, chi, h: float, dim: int,
-                     rho: torch.Tensor | None = None, c_update: str = "exp") -> int:
+                     rho: torch.Tensor | None = None, c_update: str = "exp", ceq: CEquation | None = None) -> int:
     """Sub-steps n so that dt / n * rate <= CFL for every member (the max over the batch). One host sync.
 
     With ``rho`` given, the rate is also evaluated on c advanced by the whole dt with rho frozen, since the
     c half-steps inside the outer step sharpen grad c where the cells eat.
     """
-    return fv.substep_count(c, dt, gamma, chi, _geometry(h, dim), rho=rho, c_update=c_update)
+    return fv.substep_count(c, dt, gamma, chi, _geometry(h, dim), rho=rho, c_update=c_update, ceq=ceq)
 
 
 def fd_advance(rho: torch.Tensor, c: torch.Tensor, dt: float, gamma, chi, grid: Grid, limiter: str = "minmod",
-               c_update: str = "exp", n_sub: int | None = None, compile: bool = False
+               c_update: str = "exp", n_sub: int | None = None, compile: bool = False, ceq: CEquation | None = None
                ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """One outer step of size dt as ``n_sub`` equal Strang sub-steps; returns (rho, c, n_sub).
 
     ``n_sub=None`` picks the count from the combined bound (:func:`fd_substep_count`, one host sync); an
     explicit count is used as given (e.g. to compare batched with single runs bitwise). ``compile`` fuses
     the sub-step with ``torch.compile``. No input checks here (see :func:`fd_solve`); gradients flow
-    unless the caller turns them off.
+    unless the caller turns them off. ``ceq``: another c-equation of the Keller-Segel family (issue 20).
     """
-    return fv.advance(rho, c, dt, gamma, chi, _geometry(grid.h, grid.dim), limiter, c_update, n_sub, compile)
+    return fv.advance(rho, c, dt, gamma, chi, _geometry(grid.h, grid.dim), limiter, c_update, n_sub, compile, ceq)
 
 
 def fd_solve(rho: torch.Tensor, c: torch.Tensor, T: float, dt: float, gamma, chi, grid: Grid,
              limiter: str = "minmod", c_update: str = "exp", n_sub: int | None = None, callback=None,
-             compile: bool = False):
+             compile: bool = False, ceq: CEquation | None = None):
     """Advance to time T by ceil(T / dt) equal outer steps of size <= dt; returns (rho, c, total_substeps).
 
     Every input is checked once here (a ``ValueError`` names a bad one). ``callback(k, t, rho, c, n_sub)``
-    runs after every outer step k = 1, 2, ... (diagnostics, snapshots).
+    runs after every outer step k = 1, 2, ... (diagnostics, snapshots). ``ceq``: another c-equation of the
+    Keller-Segel family; an elliptic one replaces the given c by the solve for rho.
     """
     T = check_positive("T", T, allow_zero=True)
     dt = check_positive("dt", dt)
@@ -111,8 +112,10 @@ def fd_solve(rho: torch.Tensor, c: torch.Tensor, T: float, dt: float, gamma, chi
     step = T / n_steps if n_steps else dt
     total = 0
     with torch.no_grad():
+        if ceq is not None:
+            c = ceq.initial(c, rho, grid.h, grid.dim)
         for k in range(1, n_steps + 1):
-            rho, c, used = fd_advance(rho, c, step, gamma, chi, grid, limiter, c_update, n_sub, compile)
+            rho, c, used = fd_advance(rho, c, step, gamma, chi, grid, limiter, c_update, n_sub, compile, ceq)
             total += used
             if callback is not None:
                 callback(k, k * step, rho, c, used)

@@ -34,12 +34,12 @@ from dataclasses import dataclass
 
 import torch
 
-from nsipf_torch.solvers.c_equation import update_c
+from nsipf_torch.solvers.c_equation import CEquation, update_c
 from nsipf_torch.problems.params import per_member
 from nsipf_torch.solvers.stencils import divergence, face_differences, upwind_flux
 
 __all__ = ["POSITIVITY_BOUND", "Geometry", "CartesianGeometry", "RadialGeometry", "rho_rate", "substep",
-           "stability_rate", "substep_count", "advance", "load_forward_mode", "tangent_substep", "tangent_advance",
+           "keller_segel_substep", "stability_rate", "substep_count", "advance", "load_forward_mode", "tangent_substep", "tangent_advance",
            "compiled_substep", "compiled_tangent_substep"]
 
 POSITIVITY_BOUND = 0.4  # the combined bound above (MUSCL's own bound is about 1/2)
@@ -113,19 +113,39 @@ def rho_rate(rho: torch.Tensor, v: list[torch.Tensor], gamma, geom: Geometry,
 
 
 def substep(rho: torch.Tensor, c: torch.Tensor, dt, gamma, chi, geom: Geometry, limiter: str = "minmod",
-            c_update: str = "exp") -> tuple[torch.Tensor, torch.Tensor]:
+            c_update: str = "exp", ceq: CEquation | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One Strang sub-step of size dt: c half-step, rho by SSP-RK2 with c frozen, c half-step.
 
     Pure and free of host syncs. rho, c: (B, *cells); gamma, chi: floats or (B,) tensors (which may require
     grad); dt a float or a 0-d tensor (a tensor keeps a compiled sub-step from recompiling when dt moves).
-    The caller is responsible for dt satisfying the bound of :func:`substep_count`.
+    The caller is responsible for dt satisfying the bound of :func:`substep_count`. ``ceq`` another
+    c-equation of the Keller-Segel family (Cartesian axes only): see :func:`keller_segel_substep`.
     """
+    if ceq is not None and not ceq.is_paper:
+        return keller_segel_substep(rho, c, dt, gamma, chi, geom, limiter, c_update, ceq)
     c = update_c(c, rho, 0.5 * dt, c_update)
     v = _drift_velocities(c, chi, geom)
     rho1 = rho + dt * rho_rate(rho, v, gamma, geom, limiter)
     rho = 0.5 * rho + 0.5 * (rho1 + dt * rho_rate(rho1, v, gamma, geom, limiter))
     c = update_c(c, rho, 0.5 * dt, c_update)
     return rho, c
+
+
+def keller_segel_substep(rho: torch.Tensor, c: torch.Tensor, dt, gamma, chi, geom: Geometry, limiter: str,
+                         c_update: str, ceq: CEquation) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`substep` for the Keller-Segel family (issue 20): the same Strang split, with the c half-steps
+    of ``ceq`` (:meth:`CEquation.step`: exact for frozen rho) and rho transported by grad Phi(c) frozen.
+
+    The elliptic c is a function of rho, held consistent with it between sub-steps (the runner starts from
+    the solve for rho0), so only the closing solve is taken.
+    """
+    h, dim = geom.h, len(geom.axes)
+    if not ceq.elliptic:
+        c = ceq.step(c, rho, 0.5 * dt, h, dim, c_update)
+    v = _drift_velocities(ceq.phi(c), chi, geom)
+    rho1 = rho + dt * rho_rate(rho, v, gamma, geom, limiter)
+    rho = 0.5 * rho + 0.5 * (rho1 + dt * rho_rate(rho1, v, gamma, geom, limiter))
+    return rho, ceq.step(c, rho, 0.5 * dt, h, dim, c_update)
 
 
 def stability_rate(c: torch.Tensor, gamma, chi, geom: Geometry) -> torch.Tensor:
@@ -141,16 +161,23 @@ def stability_rate(c: torch.Tensor, gamma, chi, geom: Geometry) -> torch.Tensor:
 
 
 def substep_count(c: torch.Tensor, dt: float, gamma, chi, geom: Geometry, rho: torch.Tensor | None = None,
-                  c_update: str = "exp") -> int:
+                  c_update: str = "exp", ceq: CEquation | None = None) -> int:
     """Sub-steps n so that dt / n * rate <= POSITIVITY_BOUND for every member. One host sync.
 
     With ``rho`` given, the rate is also evaluated on c advanced by the whole dt with rho frozen, since the
-    c half-steps inside the outer step sharpen grad c where the cells eat.
+    c half-steps inside the outer step sharpen grad c where the cells eat. With a Keller-Segel ``ceq`` the
+    rate is that of grad Phi(c), and the outer step's c (advanced with rho frozen) enters likewise.
     """
     with torch.no_grad():
-        rate = stability_rate(c, gamma, chi, geom)
-        if rho is not None:
-            rate = torch.maximum(rate, stability_rate(update_c(c, rho, dt, c_update), gamma, chi, geom))
+        if ceq is not None and not ceq.is_paper:
+            rate = stability_rate(ceq.phi(c), gamma, chi, geom)
+            if rho is not None and not ceq.elliptic:
+                ahead = ceq.step(c, rho, dt, geom.h, len(geom.axes), c_update)
+                rate = torch.maximum(rate, stability_rate(ceq.phi(ahead), gamma, chi, geom))
+        else:
+            rate = stability_rate(c, gamma, chi, geom)
+            if rho is not None:
+                rate = torch.maximum(rate, stability_rate(update_c(c, rho, dt, c_update), gamma, chi, geom))
         worst = float(rate.max())
     if not math.isfinite(worst):  # NaN/Inf in c or rho: the time loop reports it as a NonFiniteError
         raise FloatingPointError(f"c (or rho) holds NaN/Inf values: the stability rate is {worst}")
@@ -224,7 +251,7 @@ def _repeat(step, state: tuple, dt: float, n_sub: int, rest: tuple, compile: boo
 
 
 def advance(rho: torch.Tensor, c: torch.Tensor, dt: float, gamma, chi, geom: Geometry, limiter: str = "minmod",
-            c_update: str = "exp", n_sub: int | None = None, compile: bool = False):
+            c_update: str = "exp", n_sub: int | None = None, compile: bool = False, ceq: CEquation | None = None):
     """One outer step of size dt as ``n_sub`` equal Strang sub-steps; returns (rho, c, n_sub).
 
     ``n_sub=None`` picks the count from the positivity bound (:func:`substep_count`, one host sync: the
@@ -233,11 +260,12 @@ def advance(rho: torch.Tensor, c: torch.Tensor, dt: float, gamma, chi, geom: Geo
     once by the callers' entry points, not here, so the loop stays free of per-step checks.
     """
     if n_sub is None:
-        n_sub = substep_count(c, dt, gamma, chi, geom, rho=rho, c_update=c_update)
+        n_sub = substep_count(c, dt, gamma, chi, geom, rho=rho, c_update=c_update, ceq=ceq)
     elif isinstance(n_sub, bool) or not isinstance(n_sub, int) or n_sub < 1:
         raise ValueError(f"n_sub must be a positive integer, got {n_sub!r}")
     step = compiled_substep() if compile else substep
-    rho, c = _repeat(step, (rho, c), dt, n_sub, (gamma, chi, geom, limiter, c_update), compile)
+    rest = (gamma, chi, geom, limiter, c_update) + ((ceq,) if ceq is not None and not ceq.is_paper else ())
+    rho, c = _repeat(step, (rho, c), dt, n_sub, rest, compile)
     return rho, c, n_sub
 
 

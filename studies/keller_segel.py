@@ -1,0 +1,159 @@
+"""Validation of the Keller-Segel family (issue 20): linear instability rates and the 2D critical mass.
+
+    python -m studies.keller_segel                          # both tables, printed and written as JSON
+    python -m studies.keller_segel --part instability --out docs/results/ks_instability.json
+
+Linear instability. Around the uniform state rho_bar = M0 / |Omega|, c_bar = beta rho_bar / alpha, a
+cosine perturbation of mode m grows at the larger root sigma of
+(sigma + gamma k^2)(eps sigma + D k^2 + alpha) = chi Phi'(c_bar) beta rho_bar k^2 (eps = 0: elliptic), with
+k^2 the grid's symbol (4 / h^2) sin^2(k h / 2), k = m pi / (2L). The FD solver starts on the eigenvector
+(:class:`~nsipf_torch.problems.keller_segel.InstabilityIC`) and the measured rate is
+ln(a(T) / a(0)) / T of the mode's amplitude a. Criterion: within 1 % where |sigma| >= 0.05, else 5e-4.
+
+Critical mass. pks_blob in 2D, elliptic with alpha = 0, gamma = 0.01, chi = D = beta = 1
+(M_c = 8 pi gamma D / (chi beta) ~ 0.251): M0 = 0.12 spreads to T = 0.5, M0 = 0.5 collapses before
+T*_box = -ln(1 - B M2(0) / A) / B (:func:`~nsipf_torch.problems.keller_segel.blowup_time_box`); the FD
+collapse time at 64^2, 128^2, 256^2 shows the stop approaching the continuum collapse from below.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+import nsipf_torch as nt
+from nsipf_torch.benchmarks.timing import commit_hash
+from nsipf_torch.commands.cli import parse_config, usage_error
+from nsipf_torch.problems.grid import Grid
+from nsipf_torch.problems.keller_segel import (InstabilityIC, blowup_time_box, critical_mass, discrete_k2,
+                                               growth_rate)
+from nsipf_torch.problems.params import Params
+from nsipf_torch.run.runners import FDRunner
+from nsipf_torch.solvers.c_equation import CEquation
+
+#: (label, CEquation keywords, gamma, chi, mode m): both sides of the threshold, every c-equation/sensitivity
+INSTABILITY_CASES = (
+    ("elliptic a=0 unstable", dict(equation="elliptic", D=1.0), 0.05, 1.0, 1),
+    ("elliptic a=0 stable", dict(equation="elliptic", D=1.0), 0.2, 1.0, 1),
+    ("elliptic a=0 m=3 stable", dict(equation="elliptic", D=1.0), 0.05, 1.0, 3),
+    ("elliptic a=1 near threshold", dict(equation="elliptic", D=1.0, alpha=1.0), 0.02, 1.0, 2),
+    ("parabolic eps=1 a=1 unstable", dict(equation="parabolic", D=1.0, alpha=1.0), 0.01, 2.0, 2),
+    ("parabolic eps=1 a=1 stable", dict(equation="parabolic", D=1.0, alpha=1.0), 0.1, 1.0, 2),
+    ("parabolic eps=0.1 a=0 unstable", dict(equation="parabolic", eps=0.1, D=1.0), 0.05, 1.0, 1),
+    ("parabolic log kappa=1 unstable", dict(equation="parabolic", D=1.0, alpha=1.0, sensitivity="log"), 0.01, 4.0, 1),
+    ("elliptic receptor kappa=0.5 unstable", dict(equation="elliptic", D=1.0, alpha=1.0, sensitivity="receptor",
+                                                  kappa=0.5), 0.02, 3.0, 1),
+    ("elliptic receptor kappa=0.5 stable", dict(equation="elliptic", D=1.0, alpha=1.0, sensitivity="receptor",
+                                                kappa=0.5), 0.1, 3.0, 1),
+)
+
+
+def fd_growth_rate(ceq: CEquation, gamma: float, chi: float, m: int, N: int = 32, dim: int = 2, M0: float = 1.0,
+                   amp: float = 1e-4, dt: float = 0.01, efolds: float = 1.5) -> tuple[float, float]:
+    """(measured FD rate, theory's sigma) of mode m started on the linearised system's eigenvector; the run
+    lasts ``efolds`` / |sigma| (at most 20). float64 on the CPU, L = 1."""
+    grid = Grid(N, dim, 1.0, "cpu", torch.float64)
+    rho_bar = M0 / 2.0**dim
+    k2 = discrete_k2(m, N, 1.0)
+    c_bar = ceq.beta * rho_bar / ceq.alpha if ceq.alpha > 0 else 0.0
+    sigma = growth_rate(k2, gamma, chi, rho_bar, ceq, c_bar)
+    lam = ceq.D * k2 + ceq.alpha
+    c_amp = 0.0 if ceq.elliptic else ceq.beta * amp * rho_bar / (ceq.eps * sigma + lam)
+    ic = InstabilityIC("instability", m, amp, c_bar, c_amp)
+    runner = FDRunner(grid, ic, Params(gamma=gamma, chi=chi, M0=M0), ceq=ceq)
+    mode = ic._mode(grid)
+
+    def amplitude() -> float:
+        return float(((runner.rho[0].double() - rho_bar) * mode).sum() / (mode * mode).sum())
+
+    T = min(efolds / max(abs(sigma), 1e-9), 20.0)
+    steps = max(1, round(T / dt))
+    a0 = amplitude()
+    for _ in range(steps):
+        runner.advance(T / steps)
+    return math.log(amplitude() / a0) / T, sigma
+
+
+def instability_table(N: int = 32) -> list[dict]:
+    rows = []
+    for label, kw, gamma, chi, m in INSTABILITY_CASES:
+        ceq = CEquation(**kw)
+        measured, sigma = fd_growth_rate(ceq, gamma, chi, m, N=N)
+        tol = 0.01 * abs(sigma) if abs(sigma) >= 0.05 else 5e-4
+        rows.append({"case": label, **ceq.to_dict(), "gamma": gamma, "chi": chi, "m": m, "N": N,
+                     "sigma_theory": sigma, "sigma_fd": measured, "error": measured - sigma, "tolerance": tol,
+                     "ok": abs(measured - sigma) <= tol})
+    return rows
+
+
+def critical_mass_table(N: int = 128, P: int = 100_000) -> list[dict]:
+    rows = []
+    gamma, L = 0.01, 1.0
+    for method, interp in (("fdm", "spline"), ("sipf", "trilinear"), ("sipf", "spline")):
+        for M0, T in ((0.12, 0.5), (0.5, 0.6)):
+            r = nt.simulate("pks_blob", method, dim=2, N=N, P=P, T=T, gamma=gamma, M0=M0, c_equation="elliptic",
+                            interp=interp, dtype="float64", device="cpu")
+            t0, m2 = r.series("mean_r2")
+            rows.append({"method": method if method == "fdm" else f"sipf-{interp}", "N": N, "P": P if method != "fdm" else None,
+                         "M0": M0, "M_c": critical_mass(gamma, 1.0), "T": T,
+                         "T_star_box": blowup_time_box(M0, M0 * float(m2[0, 0]), gamma, 1.0, L),
+                         "complete": r.complete, "t_end": r.t_end, "collapse": r.collapse,
+                         "mean_r2_start": float(m2[0, 0]), "mean_r2_end": float(m2[-1, 0]), "wall_s": r.wall_time})
+    return rows
+
+
+def collapse_time_vs_grid(Ns=(64, 128, 256)) -> list[dict]:
+    """The FD collapse time of pks_blob at M0 = 0.5 per grid: the time the grid stops resolving the
+    concentration, which approaches the continuum collapse from below as h shrinks."""
+    rows = []
+    for N in Ns:
+        r = nt.simulate("pks_blob", "fdm", dim=2, N=N, T=0.6, gamma=0.01, M0=0.5, c_equation="elliptic",
+                        dtype="float64", device="cpu")
+        rows.append({"N": N, "collapse_t": r.collapse["t"] if r.collapse else None,
+                     "peak_mass": r.collapse["peak_mass"] if r.collapse else None, "substeps": r.substeps})
+    return rows
+
+
+@dataclass
+class KSConfig:
+    part: str = field(default="all", metadata={"help": "which table", "choices": ("all", "instability", "critical")})
+    N: int = field(default=32, metadata={"help": "grid of the instability runs"})
+    N_critical: int = field(default=128, metadata={"help": "grid of the critical-mass runs"})
+    P: int = field(default=100_000, metadata={"help": "particles of the sipf critical-mass runs"})
+    out: str | None = field(default=None, metadata={"help": "write the rows as JSON here"})
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cfg = parse_config(KSConfig, argv, prog="python -m studies.keller_segel", description=__doc__.split("\n\n")[0])
+    except ValueError as err:
+        return usage_error("python -m studies.keller_segel", err)
+    out = {"command": "python -m studies.keller_segel " + " ".join(sys.argv[1:] if argv is None else argv),
+           "commit": commit_hash()}
+    if cfg.part in ("all", "instability"):
+        out["instability"] = instability_table(cfg.N)
+        for r in out["instability"]:
+            print(f"{r['case']:40s} sigma {r['sigma_theory']:+.5f}  fd {r['sigma_fd']:+.5f}  "
+                  f"err {r['error']:+.1e} (tol {r['tolerance']:.1e}) {'ok' if r['ok'] else 'FAIL'}")
+    if cfg.part in ("all", "critical"):
+        out["critical_mass"] = critical_mass_table(cfg.N_critical, cfg.P)
+        out["collapse_time_vs_grid"] = collapse_time_vs_grid()
+        print("fdm collapse time of M0 = 0.5 by grid: " + ", ".join(
+            f"N = {r['N']}: {r['collapse_t']}" for r in out["collapse_time_vs_grid"]))
+        for r in out["critical_mass"]:
+            hit = r["collapse"]
+            print(f"{r['method']:15s} M0 {r['M0']:.2f} (M_c {r['M_c']:.3f}): T*_box {r['T_star_box']:.3f}, "
+                  f"{'collapse at t = %.3f, x = %s' % (hit['t'], hit['x']) if hit else 'no collapse'}, "
+                  f"t_end {r['t_end']:.3f}, mean|x|^2 {r['mean_r2_start']:.4f} -> {r['mean_r2_end']:.4f}")
+    if cfg.out:
+        Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(cfg.out).write_text(json.dumps(out, indent=1, default=float) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""Wall time of the elliptic field solve (nsipf_torch.solvers.spectral, torch.fft) against the same solve
+with scipy.fft.dctn / idctn, side by side, one thread each.
+
+    python -m studies.time_spectral                     # N = 64, 128 in 3D, float64, best of --repeat
+    python -m studies.time_spectral --N 32,64 --dim 2 --dtype float32
+
+Both solve -D Delta_h c = beta (rho - mean rho) (alpha = 0) on the same random rho and must agree to
+round-off (checked, printed). Timings are reported, not asserted (speed only in benchmarks).
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import scipy.fft
+import torch
+
+from nsipf_torch.benchmarks.timing import commit_hash
+from nsipf_torch.commands.cli import parse_config, usage_error
+from nsipf_torch.problems.grid import DTYPES
+from nsipf_torch.solvers.spectral import elliptic_solve, symbol
+
+
+@dataclass
+class TimeSpectralConfig:
+    N: list[int] = field(default_factory=lambda: [64, 128], metadata={"help": "grid sizes, comma separated"})
+    dim: int = field(default=3, metadata={"help": "space dimension", "choices": (1, 2, 3)})
+    dtype: str = field(default="float64", metadata={"help": "floating-point type", "choices": tuple(DTYPES)})
+    repeat: int = field(default=5, metadata={"help": "timed solves per method (the best is reported)"})
+    out: str | None = field(default=None, metadata={"help": "also write the rows as JSON here"})
+
+
+def scipy_solve(rho: np.ndarray, k2: np.ndarray, D: float = 1.0, beta: float = 1.0) -> np.ndarray:
+    """The reference: scipy's DCT-II over every axis, the division by D k_h^2 (mean mode dropped), the inverse."""
+    rhat = scipy.fft.dctn(rho, type=2, workers=1)
+    lam = D * k2
+    chat = np.where(lam > 0, beta * rhat / np.where(lam > 0, lam, 1.0), 0.0)
+    return scipy.fft.idctn(chat, type=2, workers=1)
+
+
+def best_of(fn, repeat: int) -> float:
+    fn()  # warm-up (plans, caches)
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cfg = parse_config(TimeSpectralConfig, argv, prog="python -m studies.time_spectral",
+                           description=__doc__.split("\n\n")[0])
+    except ValueError as err:
+        return usage_error("python -m studies.time_spectral", err)
+    torch.set_num_threads(1)
+    dtype = DTYPES[cfg.dtype]
+    gen = torch.Generator().manual_seed(0)
+    print(f"elliptic solve, {cfg.dim}D, {cfg.dtype}, one thread (torch {torch.__version__}, scipy {scipy.__version__})")
+    rows = []
+    for N in cfg.N:
+        h = 2.0 / N
+        rho = torch.rand((1,) + (N,) * cfg.dim, generator=gen, dtype=torch.float64).to(dtype)
+        k2 = symbol(N, cfg.dim, h, torch.device("cpu"), torch.float64).numpy()
+        rho_np = rho[0].numpy()
+        ours = best_of(lambda: elliptic_solve(rho, cfg.dim, h, 1.0, 0.0, 1.0), cfg.repeat)
+        ref = best_of(lambda: scipy_solve(rho_np, k2), cfg.repeat)
+        diff = np.abs(elliptic_solve(rho, cfg.dim, h, 1.0, 0.0, 1.0)[0].numpy() - scipy_solve(rho_np, k2)).max()
+        print(f"  N = {N:4d}: torch.fft {ours * 1e3:9.2f} ms   scipy.fft {ref * 1e3:9.2f} ms   "
+              f"ratio torch/scipy {ours / ref:5.2f}   max |difference| {diff:.1e}")
+        rows.append({"N": N, "dim": cfg.dim, "dtype": cfg.dtype, "torch_ms": ours * 1e3, "scipy_ms": ref * 1e3,
+                     "ratio_torch_over_scipy": ours / ref, "max_abs_difference": float(diff)})
+    if cfg.out:
+        command = "python -m studies.time_spectral " + " ".join(sys.argv[1:] if argv is None else argv)
+        Path(cfg.out).write_text(json.dumps({"command": command, "commit": commit_hash(), "threads": 1,
+                                             "torch": torch.__version__,
+                                             "scipy": scipy.__version__, "rows": rows}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""The Keller-Segel family (issue 20): the c-equation as a choice, linear instability rates, the 2D
+critical mass, collapse as a result, and bad input."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import nsipf_torch as nt
+import simulate
+from nsipf_torch.problems.grid import Grid
+from nsipf_torch.problems.keller_segel import InstabilityIC, blowup_time_box, critical_mass, discrete_k2
+from nsipf_torch.problems.params import Params
+from nsipf_torch.run.runners import FDRunner
+from nsipf_torch.solvers.c_equation import CEquation
+from studies.keller_segel import INSTABILITY_CASES, fd_growth_rate
+
+PKS = dict(dim=2, gamma=0.01, c_equation="elliptic", dtype="float64", device="cpu")
+
+
+@pytest.mark.parametrize("kwargs,flag", [
+    (dict(equation="parabolic", eps=0.0, D=1.0), "--eps"),
+    (dict(equation="parabolic", eps=-1.0, D=1.0), "--eps"),
+    (dict(equation="parabolic", D=0.0), "--Dc"),
+    (dict(equation="elliptic", D=-1.0), "--Dc"),
+    (dict(equation="consumption", D=-0.1), "--Dc"),
+    (dict(equation="elliptic", D=1.0, alpha=-1.0), "--alpha"),
+    (dict(equation="elliptic", D=1.0, beta=0.0), "--beta"),
+    (dict(equation="elliptic", D=1.0, alpha=1.0, sensitivity="log", kappa=0.0), "--kappa"),
+    (dict(equation="parabolic", D=1.0, sensitivity="receptor", kappa=-2.0), "--kappa"),
+    (dict(equation="elliptic", D=1.0, sensitivity="log"), "mean-free"),
+    (dict(equation="elliptic", D=1.0, sensitivity="receptor"), "mean-free"),
+    (dict(equation="elliptic", D=math.nan), "--Dc"),
+    (dict(equation="diffusion"), "--c-equation"),
+])
+def test_bad_c_equation_is_refused_naming_the_value(kwargs, flag):
+    with pytest.raises(ValueError, match=flag):
+        CEquation(**kwargs)
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--c-equation", "elliptic", "--method", "nsipf"], "--method sipf"),
+    (["--c-equation", "parabolic", "--eps", "0", "--method", "fdm"], "--eps"),
+    (["--c-equation", "elliptic", "--sensitivity", "log", "--method", "fdm"], "mean-free"),
+])
+def test_cli_refuses_bad_c_equation_with_one_line(argv, needle, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = simulate.main([*argv, "--dim", "2", "--N", "8", "--no-progress", "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and needle in err[0] and not out.exists()
+
+
+@pytest.mark.parametrize("index", [0, 5, 7, 9])
+def test_fd_growth_rate_matches_the_discrete_dispersion_relation(index):
+    """Started on the eigenvector, the FD mode grows at the larger root of
+    (sigma + gamma k^2)(eps sigma + D k^2 + alpha) = chi Phi'(c_bar) beta rho_bar k^2 with the grid's k^2:
+    the issue's tolerance, 1 % where |sigma| >= 0.05, else 5e-4 (measured errors are 10-100x smaller; the
+    full table is studies/keller_segel.py)."""
+    label, kw, gamma, chi, m = INSTABILITY_CASES[index]
+    measured, sigma = fd_growth_rate(CEquation(**kw), gamma, chi, m, N=16)
+    tol = 0.01 * abs(sigma) if abs(sigma) >= 0.05 else 5e-4
+    assert abs(measured - sigma) <= tol, (label, measured, sigma)
+
+
+def test_diffusing_nutrient_decays_a_mode_at_the_exact_rate():
+    """Consumption with D > 0 and a uniform, motionless rho (gamma = chi = 0): c_t = D Delta_h c - rho_bar c
+    is linear and its split steps commute, so the mean of c decays as exp(-rho_bar t) and a cosine mode as
+    exp(-(D k_h^2 + rho_bar) t), to round-off."""
+    grid = Grid(16, 2, 1.0, "cpu", torch.float64)
+    D, T = 0.2, 0.5
+    ic = InstabilityIC("flat", 1, amp=0.0, c_mean=1.0, c_amp=0.5)
+    runner = FDRunner(grid, ic, Params(gamma=0.0, chi=0.0, M0=1.0), ceq=CEquation(D=D))
+    for _ in range(10):
+        runner.advance(T / 10)
+    rho_bar = 0.25
+    mode = (ic.c0(grid) - 1.0) / 0.5
+    expected = math.exp(-rho_bar * T) + 0.5 * math.exp(-(D * discrete_k2(1, 16, 1.0) + rho_bar) * T) * mode
+    assert float((runner.c[0] - expected).abs().max()) < 1e-13
+
+
+def test_critical_mass_spreads_below_and_collapses_above_fd():
+    """pks_blob, M_c = 8 pi gamma D / (chi beta) ~ 0.251: M0 = 0.12 spreads to T = 0.5 (no collapse, the
+    second moment grows, the free energy does not increase), M0 = 0.5 reports a collapse near the centre
+    before T*_box; mass conserved to round-off and rho >= 0 in both."""
+    assert critical_mass(0.01, 1.0) == pytest.approx(0.2513, abs=1e-4)
+    below = nt.simulate("pks_blob", "fdm", N=64, M0=0.12, T=0.5, diag_every=25, **PKS)
+    assert below.complete and below.collapse is None and below.t_end == pytest.approx(0.5)
+    _, r2 = below.series("mean_r2")
+    assert float(r2[-1, 0]) > 1.3 * float(r2[0, 0])
+    _, F = below.series("free_energy")
+    assert float(torch.diff(F[:, 0]).max()) <= 1e-12
+    above = nt.simulate("pks_blob", "fdm", N=64, M0=0.5, T=0.6, diag_every=25, **PKS)
+    _, r2 = above.series("mean_r2")
+    t_star = blowup_time_box(0.5, 0.5 * float(r2[0, 0]), 0.01, 1.0, 1.0)
+    assert 0.5 < t_star < 0.53
+    assert not above.complete and above.error is None and above.collapse["t"] < t_star
+    assert max(abs(x) for x in above.collapse["x"]) < 0.05
+    for result in (below, above):
+        _, mass = result.series("mass")
+        assert float((mass - mass[0]).abs().max()) < 1e-12
+        assert float(result.rho.min()) >= 0.0
+
+
+def test_sipf_collapse_is_a_result_on_the_command_line(tmp_path, capsys):
+    """SIPF on the elliptic system: exit 0 with snapshots and summary.json naming the collapse."""
+    out = tmp_path / "run"
+    code = simulate.main(["--method", "sipf", "--interp", "trilinear", "--ic", "pks_blob", "--dim", "2", "--N", "64",
+                          "--P", "20000", "--M0", "0.5", "--T", "0.6", "--c-equation", "elliptic", "--no-progress",
+                          "--out", str(out)])
+    assert code == 0 and "COLLAPSE" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] is False and summary["collapse"]["t"] < 0.523
+    assert summary["t_end"] == pytest.approx(summary["collapse"]["t"])
+    last = np.load(sorted(out.glob("snap_*.npz"))[-1])
+    assert float(last["t"]) == pytest.approx(summary["t_end"]) and np.isfinite(last["rho"]).all()
+
+
+@pytest.mark.parametrize("sensitivity,ceq", [("linear", "parabolic"), ("log", "parabolic"), ("receptor", "elliptic")])
+def test_every_method_runs_every_c_equation(sensitivity, ceq):
+    """FD and both SIPF interpolators on a c-equation: mass kept, rho and c >= 0, c fed by the cells."""
+    for method, interp in (("fdm", "spline"), ("sipf", "trilinear"), ("sipf", "spline")):
+        r = nt.simulate("pks_ring", method, interp=interp, N=16, P=2000, T=0.02, dim=2, c_equation=ceq, alpha=1.0,
+                        gamma=0.05,
+                        sensitivity=sensitivity, kappa=0.5, dtype="float64", device="cpu")
+        _, mass = r.series("mass")
+        assert r.complete and float((mass - 1.0).abs().max()) < 1e-12
+        assert float(r.rho.min()) >= 0.0 and float(r.c.min()) >= 0.0 and float(r.c[:, -1].max()) > 0.0
