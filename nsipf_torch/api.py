@@ -27,12 +27,15 @@ fit in memory or would take more than ``MAX_STEPS`` steps.
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 
+from nsipf_torch.commands.cli import check_field_types
 from nsipf_torch.run.callbacks import Callback
 from nsipf_torch.run.loop import Result, run, run_loop  # noqa: F401 - the API's names
 from nsipf_torch.particles.deposit import DEPOSITS
@@ -45,7 +48,7 @@ from nsipf_torch.methods import FAMILIES, from_config, get_method
 from nsipf_torch.run.memory import check_memory
 from nsipf_torch.neural.model import load_model
 from nsipf_torch.neural.interp import PRECISIONS
-from nsipf_torch.problems.params import Params
+from nsipf_torch.problems.params import Params, check_magnitude, check_sequence
 from nsipf_torch.io.resources import default_checkpoint
 from nsipf_torch.solvers.stencils import LIMITERS
 from nsipf_torch.neural.validity import check_run
@@ -53,6 +56,7 @@ from nsipf_torch.neural.validity import check_run
 METHODS = FAMILIES  # fdm, sipf, nsipf: with --interp, a method of nsipf_torch.methods
 MAX_STEPS = 10_000_000        # outer steps: beyond this a dt is a mistake, not a request to wait for years
 MAX_FD_SUBSTEPS = 10_000      # FD sub-steps per outer step, likewise
+STATE_KEYS = {"runner", "snapshots", "step", "substeps", "log"}  # what run() reads from a state.pt
 
 
 @dataclass
@@ -225,6 +229,7 @@ def check_config(cfg: SimConfig, ic: InitialCondition | None = None) -> Setup:
     if hasattr(ic, "check_grid"):
         ic.check_grid(grid)
     n_steps = step_count(params.T, cfg.dt)
+    check_run_request(cfg, members, grid, n_steps)
     validity = validity_messages(cfg, ic)
     if cfg.interpolator == "neural" and ceq.D > 0:
         validity.append(f"--Dc {ceq.D:g}: the CNN's training fields are those of the consumption equation with D = 0")
@@ -233,6 +238,27 @@ def check_config(cfg: SimConfig, ic: InitialCondition | None = None) -> Setup:
     check_memory(from_config(cfg.method, cfg.interp).name, N=cfg.N, dim=cfg.dim, P=cfg.P, B=len(members), dtype=grid.dtype,
                  device=grid.device)
     return Setup(cfg, params, grid, ic, members, n_steps, validity, ceq)
+
+
+def check_run_request(cfg: SimConfig, members: list[dict], grid: Grid, n_steps: int) -> None:
+    """The values that are fine alone but not together, or not in the run's precision."""
+    most = max(n_steps, SimConfig.snapshots)  # the default stays valid for runs of a few steps (frames repeat)
+    if cfg.snapshots > most:
+        raise ValueError(f"--snapshots {cfg.snapshots} asks for more snapshot intervals than the run has steps "
+                         f"({n_steps}); use at most {most}")
+    if cfg.save_particles and (cfg.method == "fdm" or cfg.save_particles > cfg.P):
+        raise ValueError(f"--save-particles {cfg.save_particles} needs a particle method with at least as many "
+                         f"particles (--method {cfg.method}, --P {cfg.P})")
+    if cfg.model is not None and cfg.interpolator != "neural":
+        uses = "no interpolator" if cfg.method == "fdm" else f"the {cfg.interp} interpolator"
+        raise ValueError(f"--model {cfg.model!r} is an nsipf checkpoint; --method {cfg.method} ({uses}) would not use it")
+    for seed in (cfg.seed, *(cfg.seeds or ())):
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+            raise ValueError(f"--seed must be an integer >= 0, got {seed!r}")
+    for m in members:
+        check_magnitude("--chi", m["chi"], grid.dtype)
+        check_magnitude("--gamma", m["gamma"], grid.dtype, scale=1 / grid.h**2)
+    check_magnitude("--M0", cfg.M0, grid.dtype, scale=1 / grid.cell_volume)
 
 
 def validity_messages(cfg: SimConfig, ic: InitialCondition) -> list[str]:
@@ -282,6 +308,12 @@ def simulate(problem: str | InitialCondition | tuple[Callable, Callable] = "annu
     ``c_update="euler"``) go through ``warnings.warn``. A NaN/Inf mid-run returns the result so far with
     ``complete=False``; so does a collapse of a Keller-Segel run, with ``collapse`` saying when and where.
     """
+    bad = [cb for cb in callbacks if not isinstance(cb, Callback)]
+    if bad:
+        raise ValueError(f"callbacks must be Callback instances (nsipf_torch.run.callbacks), got {bad[0]!r}")
+    if resume is not None and not (isinstance(resume, dict) and STATE_KEYS <= resume.keys()):
+        raise ValueError(f"resume must be the content of a state.pt (keys {', '.join(sorted(STATE_KEYS))}), "
+                         f"got {type(resume).__name__} {sorted(resume) if isinstance(resume, dict) else ''}")
     setup = prepare(problem, method, seeds=seeds, **options)
     for message in setup.validity:
         warnings.warn(f"outside the CNN's validity domain: {message}", stacklevel=2)
@@ -316,6 +348,7 @@ def _config(problem, method, seeds, options) -> tuple[SimConfig, InitialConditio
         if not seeds or len(set(seeds)) != len(seeds):
             raise ValueError(f"seeds must be distinct integers, got {seeds}")
         options["seeds"] = tuple(seeds)
+    check_field_types(SimConfig, {"method": method, **options}, exclude=("seeds",))
     cfg = SimConfig(method=method, **options)
     if isinstance(problem, str):
         cfg.ic, ic = problem, get_ic(problem)
@@ -334,13 +367,17 @@ def _config(problem, method, seeds, options) -> tuple[SimConfig, InitialConditio
 
 def _sweep_option(options: dict) -> str | None:
     """gamma or chi given as a sequence become a sweep (one member per value)."""
-    swept = [k for k in ("gamma", "chi") if isinstance(options.get(k), (list, tuple, torch.Tensor))]
+    for k in ("gamma", "chi"):
+        if getattr(options.get(k), "ndim", None) == 0:  # a 0-d array or tensor is one number
+            options[k] = options[k].item()
+    swept = [k for k in ("gamma", "chi") if isinstance(options.get(k), (list, tuple, torch.Tensor, np.ndarray))
+             and getattr(options[k], "ndim", 1) > 0]
     if len(swept) > 1:
         raise ValueError("sweep gamma or chi, not both at once")
     if not swept:
         return options.pop("sweep", None)
     name = swept[0]
-    values = [float(v) for v in options[name]]
+    values = check_sequence(name, options[name])
     options[name] = values[0]
     return f"{name}={','.join(repr(v) for v in values)}"
 

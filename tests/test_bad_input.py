@@ -129,6 +129,137 @@ def test_train_bad_input(tmp_path, capsys, argv, needle):
     assert not out.exists()
 
 
+# --- the probes of issue 18 §10, as a new user would try them ----------------------------------------------
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A valid 8^3 initial condition and a valid 2D obs.npz at N = 8 (one time)."""
+    from nsipf_torch.inference.fit import synthetic_observations
+    from nsipf_torch.inference.observations import save_observations
+
+    d = tmp_path_factory.mktemp("files")
+    x = np.linspace(-1, 1, 8)
+    blob = np.exp(-8 * (x[:, None, None] ** 2 + x[None, :, None] ** 2 + x[None, None, :] ** 2))
+    np.savez(d / "ic8.npz", rho0=blob, c0=blob)
+    obs = synthetic_observations("two_blobs", 2, 8, chi=1.0, gamma=0.01, times=(0.05,), noise=0.0)
+    save_observations(d / "obs.npz", obs)
+    return d
+
+
+SIMULATE_MORE = [
+    (["--snapshots", "1000000000"], "--snapshots"),  # was: a hang growing in memory, an empty folder left
+    (["--chi", "1e308"], "--chi"),  # was: a step, NaN, config.json and a snapshot left
+    (["--M0", "1e300"], "--M0"),
+    (["--method", "sipf", "--P", "100", "--save-particles", "1000"], "--save-particles"),
+    (["--method", "fdm", "--model", "MODELS/good3.pt"], "--model"),
+    (["--seed", "-1"], "--seed"),
+    (["--ic-file", "FILES/ic8.npz", "--N", "16"], "--N 16 disagrees with --ic-file"),
+    (["--ic-file", "FILES/ic8.npz", "--dim", "2"], "--dim 2 disagrees with --ic-file"),
+    (["--ic-file", "FILES"], "is a directory"),
+    (["--method", "nsipf", "--model", "MODELS"], "is a directory"),
+]
+
+
+@pytest.mark.parametrize("argv,needle", SIMULATE_MORE, ids=[" ".join(a) for a, _ in SIMULATE_MORE])
+def test_simulate_more_bad_input(tmp_path, capsys, models, files, argv, needle):
+    argv = [a.replace("MODELS", str(models)).replace("FILES", str(files)) for a in argv]
+    code, lines, err, out = run(simulate.main, [*TINY, *argv], tmp_path, capsys)
+    assert code == 2 and len(lines) == 1 and needle in lines[0], err
+    assert "Traceback" not in err and not out.exists()
+
+
+def test_simulate_empty_out_writes_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # Path('') is the current folder: it must not become the output
+    assert simulate.main([*TINY, "--method", "fdm", "--out", ""]) == 2
+    assert "empty" in capsys.readouterr().err and list(tmp_path.iterdir()) == []
+
+
+def test_resume_refuses_another_runs_folder_and_a_second_out(tmp_path, capsys):
+    run_dir = tmp_path / "r"
+    base = [*TINY, "--method", "fdm", "--out", str(run_dir)]
+    assert simulate.main([*base, "--checkpoint-every", "1"]) == 0
+    assert simulate.main([*base, "--gamma", "0.02"]) == 0  # another run into the same folder: its config.json
+    capsys.readouterr()
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    assert simulate.main(["--resume", str(run_dir)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "belongs to another run" in err[0] and "gamma" in err[0]
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
+    assert simulate.main(["--resume", str(run_dir), "--out", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--out" in err[0] and not (tmp_path / "e").exists()
+
+
+TRAIN_MORE = [(["--data-Nr", "2"], "--data-Nr"), (["--cache-dir", "/proc/nsipf-x"], "--cache-dir"),
+              (["--logdir", "/proc/nsipf-x"], "--logdir"), (["--out", "/proc/nsipf-x/model.pt"], "--out")]
+
+
+@pytest.mark.parametrize("argv,needle", TRAIN_MORE, ids=[" ".join(a) for a, _ in TRAIN_MORE])
+def test_train_more_bad_input(tmp_path, capsys, argv, needle):
+    # /proc takes no new file even for root, whom os.access lets write anywhere: the check makes a probe file
+    code = train.main([*argv, "--out", str(tmp_path / "m.pt")] if "--out" not in argv else argv)
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and needle in lines[0] and "Traceback" not in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+INFER = [
+    (["--data", "FILES/obs.npz", "--model-N", "100000"], "GiB available"),  # was: an 80 GB allocation
+    (["--synthetic", "two_blobs", "--chi", "1", "--gamma", "0.01", "--dim", "3", "--N", "100000"], "GiB available"),
+    (["--data", "FILES/obs.npz", "--max-iter", "0"], "--max-iter"),
+    (["--data", "FILES/obs.npz", "--step-tol", "-1"], "--step-tol"),  # was: a TensorBoard file, then a traceback
+    (["--synthetic", "two_blobs", "--chi", "1", "--gamma", "0.01", "--write-data", "/proc/obs.npz"], "--write-data"),
+    (["--data", "FILES"], "is a directory"),
+]
+
+
+@pytest.mark.parametrize("argv,needle", INFER, ids=[" ".join(a) for a, _ in INFER])
+def test_infer_bad_input(tmp_path, capsys, files, argv, needle):
+    from nsipf_torch.commands import infer
+    argv = [a.replace("FILES", str(files)) for a in argv]
+    code, lines, err, out = run(infer.main, [*argv, "--no-compile", "--no-progress"], tmp_path, capsys)
+    assert code == 2 and len(lines) == 1 and needle in lines[0] and "Traceback" not in err, err
+    assert not out.exists()
+
+
+API = [
+    (dict(chi="1"), "chi"),
+    (dict(gamma=[]), "gamma"),
+    (dict(gamma=[0.01, "x"]), "gamma"),
+    (dict(seeds=[-1]), "seed"),
+    (dict(callbacks=[42]), "callbacks"),
+    (dict(resume={"foo": 1}), "resume"),
+    (dict(N=8.5), "N"),
+]
+
+
+@pytest.mark.parametrize("kwargs,needle", API, ids=[repr(k) for k, _ in API])
+def test_api_bad_values_name_themselves_before_anything_runs(kwargs, needle):
+    import warnings
+
+    import nsipf_torch as nt
+    with warnings.catch_warnings(record=True) as seen:  # refused before the validity warnings of nsipf
+        warnings.simplefilter("always")
+        with pytest.raises(ValueError, match=needle):
+            nt.simulate("blob", **{**dict(method="nsipf", N=8, P=100, T=0.004, dt=0.002, snapshots=1), **kwargs})
+    assert seen == []
+
+
+def test_api_takes_numpy_sweeps():
+    import nsipf_torch as nt
+    r = nt.simulate("blob", method="fdm", N=8, T=0.004, dt=0.002, snapshots=1, gamma=np.array([0.01, 0.02]),
+                    chi=np.float64(1.5))
+    assert [(m["gamma"], m["chi"]) for m in r.members] == [(0.01, 1.5), (0.02, 1.5)]
+
+
+def test_infer_api_bad_values(files):
+    import nsipf_torch as nt
+    with pytest.raises(ValueError, match="data must be an Observations"):
+        nt.infer({"t": [0.1]})
+    with pytest.raises(ValueError, match="model_N"):
+        nt.infer(str(files / "obs.npz"), model_N=100000, compile=False)
+
+
 # --- benchmark sizes (helper "loop"): each refused before anything runs or is written -------------------
 # Every row's run is checked as simulate() checks one (grid size, step count, memory on the device) before
 # the output folder exists; a size the memory estimate (nsipf_torch/run/memory.py) puts beyond any machine's

@@ -28,7 +28,8 @@ def test_tiny_suite_outputs(tmp_path, capsys):
     fdm_16 = [r for r in res["table1"] if r["method"] == "FDM" and r["N"] == 16][0]
     # the paper's figures stand beside ours only at its (assumed) resolutions 32^3, 64^3 and 128^3
     assert fdm_16["substeps"] >= 2 and fdm_16["paper_s"] is None
-    assert tables.PAPER_TABLE1["FDM"][tables.PAPER_RESOLUTIONS[64]] == 56.89
+    # every mapped paper resolution indexes a figure of every paper row (no row shorter than the map)
+    assert all(len(row) > max(tables.PAPER_RESOLUTIONS.values()) for row in tables.PAPER_TABLE1.values())
     assert {r["case"] for r in res["table2"]} == {"spread", "hot"} and all(r["steps"] == 2 for r in res["table2"])
     md = (out / "results.md").read_text()
     assert "Table 1" in md and "Table 2" in md and res["commit"] in md

@@ -111,8 +111,8 @@ def _patches(dcfg, cache_dir, progress=False, device="cpu"):
 
 def test_train_main_on_cuda(monkeypatch, tmp_path):
     # train.py --device cuda end to end: every op of the training step, the validation pass, the images and
-    # the final evaluation runs on the model's device, and what leaves it (checkpoint, TensorBoard, scipy's
-    # spline) is on the host.
+    # the final evaluation (the cubic-spline column too) runs on the model's device, and what leaves it
+    # (checkpoint, TensorBoard) is on the host.
     from nsipf_torch.commands import train
     saved = []
 
@@ -123,9 +123,9 @@ def test_train_main_on_cuda(monkeypatch, tmp_path):
         saved.append(kw["epoch"])
 
     def spline_upsample(inp, scale, halo, dim):
-        assert inp.device.type == "cpu"  # scipy runs on the host
+        assert inp.device.type == "cuda"  # the package's own spline, on the model's device
         n = inp.shape[-1] - 2 * halo
-        return torch.zeros(inp.shape[0], *(scale * n,) * dim)
+        return torch.zeros(inp.shape[0], *(scale * n,) * dim, device=inp.device)
 
     import nsipf_torch.neural.training as training
     real_parse, real_cnn = train.parse_args, training.UpsampleCNN

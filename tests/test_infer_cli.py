@@ -76,7 +76,7 @@ BAD_FLAGS = [
     (["--fit", "chi,beta"], "fit must name"),
     (["--chi", "-1"], "--chi must be >= 0"),
     (["--gamma", "0"], "--gamma must be > 0"),
-    (["--gamma", "nan"], "--gamma must be finite"),
+    (["--gamma", "nan"], "--gamma must be a finite number"),
     (["--model-N", "12"], "multiple of the data grid"),
     (["--weights", "poisson"], "unknown weights"),
     (["--method", "sipf"], "--method"),
@@ -108,7 +108,7 @@ def test_missing_data_file_and_unwritable_out(good, tmp_path, capsys):
     except SystemExit as exc:
         code = exc.code
     lines = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and "cannot create output directory" in lines[0], lines
+    assert code == 2 and len(lines) == 1 and "--out" in lines[0] and "not writable" in lines[0], lines
     code, lines, _ = run(["--synthetic", "two_blobs", "--chi", "1", "--gamma", "0.01", "--write-data",
                           str(blocker / "obs.npz")], tmp_path, capsys)
     assert code == 2 and len(lines) == 1 and "--write-data" in lines[0]

@@ -36,7 +36,8 @@ Interface:
   exiting and shows defaults in ``--help`` (what ``parse_config`` uses; for scripts that add flags by hand
   beside the dataclass ones).
 - ``check_output_file(path, flag)`` / ``check_output_dir(path, flag)``: a ``ValueError`` naming the flag
-  when the path could not be written (checked before long work; nothing is created).
+  when the path could not be written (checked before long work by a probe file, created and removed).
+- ``prog_name(script)``: the name to report errors under (``nsipf-simulate`` when run as that console script).
 - ``usage_error(prog, err)``: print ``<prog>: error: <msg>`` on stderr and return 2.
 """
 from __future__ import annotations
@@ -44,6 +45,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import numbers
 import os
 import sys
 import types
@@ -52,8 +54,10 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
-__all__ = ["UsageError", "add_dataclass_arguments", "check_output_dir", "check_output_file", "config_from_args", "make_parser", "parse_config",
-           "usage_error"]
+from nsipf_torch.io.files import probe_writable
+
+__all__ = ["UsageError", "add_dataclass_arguments", "check_field_types", "check_output_dir", "check_output_file",
+           "config_from_args", "make_parser", "parse_config", "prog_name", "usage_error"]
 
 
 class UsageError(ValueError):
@@ -169,6 +173,33 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, *, exclu
     return parser
 
 
+def _is_kind(value, kind) -> bool:
+    if kind is bool:
+        return isinstance(value, (bool, numbers.Integral)) and value in (0, 1)
+    if kind is int:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if kind is str:
+        return isinstance(value, (str, os.PathLike))  # a path field (model, ic_file) may be a Path
+    return isinstance(value, kind) if isinstance(kind, type) else True
+
+
+def check_field_types(cls: type, values: dict, *, exclude: Iterable[str] = ()) -> None:
+    """Values given in Python for fields of the dataclass ``cls`` (the API's keyword options): each of
+    its field's type (``X | None`` also None; ints are floats too); a ``ValueError`` naming the field."""
+    hints = typing.get_type_hints(cls)
+    for name, value in values.items():
+        if name in exclude or name not in hints:
+            continue
+        declared = hints[name]
+        if value is None and _strip_optional(declared) is not declared:
+            continue
+        kind = _strip_optional(declared)
+        if not _is_kind(value, typing.get_origin(kind) or kind):
+            raise ValueError(f"{name} must be of type {getattr(kind, '__name__', kind)}, got {value!r}")
+
+
 def config_from_args(cls: type, ns: argparse.Namespace, base: Any = None) -> Any:
     """An instance of ``cls`` with the fields present in ``ns``; the others from ``base`` (or defaults)."""
     given = {f.name: getattr(ns, f.name) for f in dataclasses.fields(cls) if f.init and hasattr(ns, f.name)}
@@ -222,6 +253,13 @@ def option(default, help: str, **extra) -> dataclasses.Field:
     return dataclasses.field(default=default, metadata={"help": help, **extra})
 
 
+def prog_name(script: str) -> str:
+    """The name a command reports itself under: the console script's (``nsipf-simulate``) when it was
+    started as one, else ``script`` (``simulate.py``, also for in-process calls of ``main(argv)``)."""
+    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    return name if name.startswith("nsipf-") else script
+
+
 def usage_error(prog: str, err: BaseException) -> int:
     """Report a usage error the way argparse does (one line on stderr) and give the exit status 2."""
     print(f"{prog}: error: {err}", file=sys.stderr)
@@ -236,21 +274,42 @@ def _nearest_existing(path) -> Path:
 
 
 def check_output_dir(path, flag: str) -> None:
-    """``ValueError`` unless ``path`` is, or could be created as, a writable directory (creates nothing)."""
+    """``ValueError`` unless ``path`` is, or could be created as, a writable directory. Checked by creating
+    and removing a probe file in the nearest existing folder (os.access says yes to root everywhere, even
+    in /proc); nothing is left behind."""
+    if str(path) == "":  # Path("") would be the current folder
+        raise ValueError(f"{flag} is empty; give a directory")
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ValueError(f"{flag} {str(path)!r} exists and is not a directory")
+    _check_folder(path, flag, path)
+
+
+def _check_folder(path: Path, flag: str, shown: Path) -> None:
     base = _nearest_existing(path)
-    if not base.is_dir() or not os.access(base, os.W_OK | os.X_OK):
-        raise ValueError(f"{flag} {str(path)!r} is not writable ({str(base)!r} is not a writable directory)")
+    if not base.is_dir():
+        raise ValueError(f"{flag} {str(shown)!r} is not writable ({str(base)!r} is not a directory)")
+    try:
+        probe_writable(base)
+    except OSError as err:
+        raise ValueError(f"{flag} {str(shown)!r} is not writable ({str(base)!r} refused a new file: "
+                         f"{err.strerror})") from None
 
 
 def check_output_file(path, flag: str) -> None:
-    """``ValueError`` unless the file ``path`` could be written (its folder exists writable or can be
-    created; an existing ``path`` is a writable file). Creates nothing."""
+    """``ValueError`` unless the file ``path`` could be written: its folder takes a probe file (see
+    :func:`check_output_dir`) and an existing ``path`` is a file. Leaves nothing behind."""
+    if str(path) == "":
+        raise ValueError(f"{flag} is empty; give a file path")
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{flag} {str(path)!r} is a directory, expected a file path")
-    if path.exists() and not os.access(path, os.W_OK):
-        raise ValueError(f"{flag} {str(path)!r} is not writable")
-    check_output_dir(path.parent, flag)
+    if path.parent.exists() and not path.parent.is_dir():
+        raise ValueError(f"{flag} {str(path)!r} is not writable ({str(path.parent)!r} is not a directory)")
+    _check_folder(path.parent, flag, path)
+    if path.exists():
+        try:
+            with open(path, "ab"):  # appending nothing: the file's bytes stay as they are
+                pass
+        except OSError as err:
+            raise ValueError(f"{flag} {str(path)!r} is not writable: {err.strerror}") from None

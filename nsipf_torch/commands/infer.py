@@ -38,8 +38,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 
-from nsipf_torch.commands.cli import (add_dataclass_arguments, check_output_file, config_from_args, make_parser,
-                                      one_line_warnings, option, usage_error)
+from nsipf_torch.commands.cli import (add_dataclass_arguments, check_output_dir, check_output_file, config_from_args,
+                                      make_parser, one_line_warnings, option, prog_name, usage_error)
 from nsipf_torch.solvers.c_equation import C_UPDATES
 from nsipf_torch.io.files import ensure_writable_dir, save_json, save_npz
 from nsipf_torch.methods import METHODS as REGISTRY
@@ -47,7 +47,7 @@ from nsipf_torch.solvers.stencils import LIMITERS
 
 # the forward models a fit can differentiate through: the deterministic (FD) methods of the one table
 METHODS = tuple(name for name, m in REGISTRY.items() if not m.particles)
-PROG = "infer.py"  # also installed as nsipf-infer
+PROG = prog_name("infer.py")  # nsipf-infer when started as the console script
 
 
 SOURCE = "data (one of --data, --from-run, --synthetic)"
@@ -131,17 +131,14 @@ def validate(cfg: InferConfig) -> None:
         raise ValueError(f"--c-update must be one of {', '.join(C_UPDATES)}, got {cfg.c_update!r}")
     if not (math.isfinite(cfg.dt) and cfg.dt > 0):
         raise ValueError(f"--dt must be a finite number > 0, got {cfg.dt}")
-    if cfg.synthetic is None:
-        from nsipf_torch.inference.fit import parse_fit
+    from nsipf_torch.inference.fit import check_fit_options, parse_fit
+
+    if cfg.synthetic is None:  # with --synthetic, --chi and --gamma are the truth (checked by load_data)
         parse_fit(cfg.fit)
-        for name in ("chi", "gamma"):
-            value = getattr(cfg, name)
-            if value is not None and not math.isfinite(value):
-                raise ValueError(f"--{name} must be finite, got {value}")
-        if cfg.chi is not None and cfg.chi < 0:
-            raise ValueError(f"--chi must be >= 0, got {cfg.chi}")
-        if cfg.gamma is not None and cfg.gamma <= 0:
-            raise ValueError(f"--gamma must be > 0, got {cfg.gamma}")
+        check_fit_options(1.0 if cfg.chi is None else cfg.chi, 0.01 if cfg.gamma is None else cfg.gamma,
+                          cfg.max_iter, cfg.step_tol, flags=True)
+    else:
+        check_fit_options(1.0, 0.01, cfg.max_iter, cfg.step_tol, flags=True)
 
 
 def plot_fit(path: Path, result, model) -> None:
@@ -201,10 +198,8 @@ def main(argv: list[str] | None = None) -> int:
                 check_output_file(cfg.write_data, "--write-data")
                 obs = load_data(cfg)
             else:
+                check_output_dir(cfg.out, "--out")
                 obs = load_data(cfg)
-                out = Path(cfg.out)
-                if out.exists() and not out.is_dir():
-                    raise ValueError(f"--out {cfg.out!r} exists and is not a directory")
         except ValueError as err:
             return usage_error(PROG, err)
         if cfg.write_data is not None:

@@ -27,6 +27,7 @@ cross-sections (snap_KKKK.png) and diagnostics.png; TensorBoard scalars; ParaVie
 """
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,7 +37,8 @@ import torch
 
 from nsipf_torch.api import Result, SimConfig, Setup, check_config, make_runner, run
 from nsipf_torch.run.callbacks import Checkpoint, ProgressBar, TensorBoard
-from nsipf_torch.commands.cli import add_dataclass_arguments, config_from_args, make_parser, one_line_warnings, usage_error
+from nsipf_torch.commands.cli import (add_dataclass_arguments, config_from_args, make_parser, one_line_warnings,
+                                      prog_name, usage_error)
 from nsipf_torch.particles.distributed import World, close_world, init_world
 from nsipf_torch.problems.grid import resolve_device
 from nsipf_torch.problems.initial import load_ic_file
@@ -47,7 +49,7 @@ from nsipf_torch.io.output import run_title
 from nsipf_torch.io.plotting import centre_line, plot_line_profiles
 from nsipf_torch.problems.exact import ring_fraction
 
-PROG = "simulate.py"  # also installed as nsipf-simulate
+PROG = prog_name("simulate.py")  # nsipf-simulate when started as the console script
 
 
 @dataclass
@@ -79,18 +81,53 @@ def parse(argv: list[str]) -> tuple[SimConfig, OutputOptions, dict | None]:
         raise ValueError(f"--checkpoint-every must be >= 0, got {opts.checkpoint_every}")
     if opts.resume is None:
         return cfg, opts, None
+    return resumed(opts, vars(build_parser(suppress_defaults=True).parse_args(argv)))
+
+
+def resumed(opts: OutputOptions, given: dict) -> tuple[SimConfig, OutputOptions, dict]:
+    """The saved config, output options and state of the run in --resume DIR; ``given`` (the flags given
+    now) must agree with them, and DIR's outputs must be that run's (its config.json, when there is one)."""
     run_dir = Path(opts.resume)
     if not (run_dir / "state.pt").exists():
         raise ValueError(f"--resume {str(run_dir)!r}: no state.pt there (run with --checkpoint-every K to make one)")
+    if "out" in given and Path(given["out"]).absolute() != run_dir.absolute():
+        raise ValueError(f"--resume {str(run_dir)!r} continues the run in place; --out {given['out']!r} names "
+                         "another directory (copy the run there and resume the copy)")
     state = load_torch(run_dir / "state.pt")
     saved_cfg, saved_opts = SimConfig(**state["config"]["sim"]), OutputOptions(**state["config"]["output"])
-    given = vars(build_parser(suppress_defaults=True).parse_args(argv))
     for key, value in given.items():
         saved = getattr(saved_cfg, key) if hasattr(saved_cfg, key) else getattr(saved_opts, key)
         if key not in ("progress", "resume", "out") and saved != value:
             raise ValueError(f"--resume: --{key.replace('_', '-')} {value!r} conflicts with the saved {saved!r}")
+    check_same_run(run_dir, state["config"]["sim"])
     saved_opts.progress, saved_opts.resume, saved_opts.out = opts.progress, str(run_dir), str(run_dir)
     return saved_cfg, saved_opts, state
+
+
+def check_same_run(run_dir: Path, sim: dict) -> None:
+    """A config.json in ``run_dir`` must describe the run of its state.pt: resuming overwrites the outputs."""
+    path = run_dir / "config.json"
+    if not path.exists():
+        return
+    try:
+        written = json.loads(path.read_text())["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ValueError(f"--resume {str(run_dir)!r}: its config.json is unreadable; resuming would overwrite "
+                         "it with this run's outputs") from None
+    ours = json.loads(json.dumps(sim, default=str))  # as config.json writes it (tuples become lists)
+    differ = sorted(k for k in set(ours) | set(written) if ours.get(k) != written.get(k))
+    if differ:
+        raise ValueError(f"--resume {str(run_dir)!r}: config.json there belongs to another run than state.pt "
+                         f"(they differ in {', '.join(differ)}); resuming would overwrite that run's outputs")
+
+
+def check_ic_file_flags(argv: list[str], ic, path: str) -> None:
+    """--N and --dim, when given beside --ic-file, must be the file's (the file sets them)."""
+    given = vars(build_parser(suppress_defaults=True).parse_args(argv))
+    for key, value in (("N", ic.N), ("dim", ic.dim)):
+        if key in given and given[key] != value:
+            raise ValueError(f"--{key} {given[key]} disagrees with --ic-file {path!r}, which has {key} = {value} "
+                             f"(leave --{key} out: the file sets it)")
 
 
 def prepare(argv: list[str]) -> tuple[Setup, OutputOptions, dict | None, World, object, Path]:
@@ -99,6 +136,7 @@ def prepare(argv: list[str]) -> tuple[Setup, OutputOptions, dict | None, World, 
     ic = None
     if cfg.ic_file is not None:
         ic = load_ic_file(cfg.ic_file)
+        check_ic_file_flags(argv, ic, cfg.ic_file)
         cfg.dim, cfg.N = ic.dim, ic.N
     if cfg.method == "fdm" and opts.compare:
         raise ValueError("--compare fdm compares a particle method with fdm; use --method sipf or nsipf")
@@ -203,7 +241,7 @@ def compare_with_fdm(result: Result, setup: Setup, opts: OutputOptions, out: Pat
 
     from nsipf_torch.io.files import save_npz
     cfg, grid = setup.cfg, setup.grid
-    fd_cfg = replace(cfg, method="fdm", batch=1, seeds=None, compile=False)
+    fd_cfg = replace(cfg, method="fdm", batch=1, seeds=None, compile=False, model=None, save_particles=0)
     fd_setup = check_config(fd_cfg, setup.ic)
     ref = run(fd_setup, make_runner(fd_setup), [ProgressBar("fdm reference", disable=not opts.progress)])
     rho_fd, c_fd = ref.rho[:, -1].double(), ref.c[:, -1].double()

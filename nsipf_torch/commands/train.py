@@ -46,15 +46,17 @@ import time
 
 import torch
 
-from nsipf_torch.commands.cli import check_output_dir, parse_config, usage_error
+from nsipf_torch.commands.cli import check_output_dir, parse_config, prog_name, usage_error
 from nsipf_torch.neural.data import cache_folder, make_dataset
 from nsipf_torch.neural.model import load_model
 from nsipf_torch.neural.training import (TrainConfig, build_run, check_request, evaluate, fit, load_split_tensors,
                                   normalised, table)
 
+PROG = prog_name("train.py")  # nsipf-train when started as the console script
+
 
 def parse_args(argv) -> TrainConfig:
-    return parse_config(TrainConfig, argv, prog="train.py", description=__doc__.split("\n")[0])
+    return parse_config(TrainConfig, argv, prog=PROG, description=__doc__.split("\n")[0])
 
 
 def evaluate_checkpoint(cfg: TrainConfig) -> int:
@@ -63,7 +65,7 @@ def evaluate_checkpoint(cfg: TrainConfig) -> int:
         model, _ = load_model(cfg.evaluate, dim=cfg.dim)
         check_output_dir(cache_folder(cfg.cache_dir), "--cache-dir")
     except ValueError as err:
-        return usage_error("train.py", err)
+        return usage_error(PROG, err)
     cfg.depth, cfg.scale, cfg.width = model.depth, model.scale, model.width  # the data's halo = the model's
     device = torch.device(cfg.device)
     data = make_dataset(cfg.data_config(), cache_folder(cfg.cache_dir), device=device)
@@ -77,7 +79,7 @@ def main(argv=None) -> int:
         cfg = parse_args(argv)
         blob = None if cfg.evaluate else check_request(cfg)
     except ValueError as err:
-        return usage_error("train.py", err)
+        return usage_error(PROG, err)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if cfg.evaluate:

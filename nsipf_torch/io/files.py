@@ -55,8 +55,7 @@ def load_torch(path: str | Path, map_location: str | torch.device = "cpu") -> An
     naming the file.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"file {str(path)!r} does not exist")
+    _check_is_file(path, "file")
     if path.stat().st_size == 0:
         raise ValueError(f"cannot load {str(path)!r}: the file is empty")
     try:
@@ -77,8 +76,7 @@ def load_npz(path: str | Path, what: str) -> dict[str, np.ndarray]:
     not a zip archive, a damaged one, or one holding object arrays is a ``ValueError`` naming ``what`` and the
     file (and never suggests loading it unsafely)."""
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{what} {str(path)!r} does not exist")
+    _check_is_file(path, what)
     with open(path, "rb") as f:
         magic = f.read(4)
     if magic != b"PK\x03\x04":  # an .npz is a zip archive; anything else would reach numpy's pickle path
@@ -90,19 +88,42 @@ def load_npz(path: str | Path, what: str) -> dict[str, np.ndarray]:
         raise ValueError(f"{what} {str(path)!r} is not a readable .npz of numeric arrays ({type(err).__name__})") from err
 
 
+def _check_is_file(path: Path, what: str) -> None:
+    if path.is_dir():
+        raise ValueError(f"{what} {str(path)!r} is a directory, expected a file")
+    if not path.is_file():
+        raise ValueError(f"{what} {str(path)!r} does not exist")
+
+
 def _to_numpy(value: Any) -> np.ndarray:
     if isinstance(value, torch.Tensor):
         return value.detach().cpu().numpy()
     return np.asarray(value)
 
 
+def probe_writable(folder: str | Path) -> None:
+    """Create and remove a file in the existing directory ``folder``; ``OSError`` when that fails.
+
+    A real write, not ``os.access``: root passes every permission check, yet /proc, a read-only mount or a
+    full disk still refuse the file.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=".nsipf-probe.", dir=folder)
+    os.close(fd)
+    os.unlink(tmp)
+
+
 def ensure_writable_dir(path: str | Path) -> Path:
-    """Create ``path`` (and parents) and check it is writable; a ``ValueError`` names it otherwise."""
+    """Create ``path`` (and parents) and check by a probe file that it takes files; a ``ValueError`` names
+    it otherwise."""
+    if str(path) == "":  # Path("") is the current folder: an empty flag is a mistake, not a request
+        raise ValueError("the output directory is empty ('')")
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ValueError(f"cannot create output directory {str(path)!r}: {err.strerror}") from err
-    if not os.access(path, os.W_OK):
-        raise ValueError(f"output directory {str(path)!r} is not writable")
+    try:
+        probe_writable(path)
+    except OSError as err:
+        raise ValueError(f"output directory {str(path)!r} is not writable: {err.strerror}") from err
     return path

@@ -27,6 +27,9 @@ from nsipf_torch.commands.cli import check_output_dir, check_output_file, option
 from nsipf_torch.neural.data import DataConfig, cache_folder, make_dataset
 from nsipf_torch.neural.model import UpsampleCNN, read_checkpoint, save_checkpoint, upsample_linear
 from nsipf_torch.neural.validity import training_domain
+from nsipf_torch.particles.interp import SplineInterp
+from nsipf_torch.problems.grid import Grid
+from nsipf_torch.solvers.radial import RadialGrid
 
 ROUGHNESS = ("off", "on", "mix", "keep")
 
@@ -81,6 +84,10 @@ class TrainConfig:
                      "grids_per_traj", "patches_per_grid", "P_max", "data_Nr"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        try:
+            RadialGrid(self.data_Nr, dim=self.dim)  # the radial solver's own check of its grid
+        except ValueError as err:
+            raise ValueError(f"--data-Nr: {err}") from None
         if not (math.isfinite(self.data_T) and self.data_T > 0):
             raise ValueError(f"--data-T must be a positive number, got {self.data_T}")
         if not (math.isfinite(self.lr) and self.lr > 0):
@@ -148,17 +155,18 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def spline_upsample(inp: torch.Tensor, scale: int, halo: int, dim: int) -> torch.Tensor:
-    """Cubic-spline (scipy map_coordinates, order 3) upsampling of padded patches to the central region.
-
-    Host-side (scipy): ``inp`` must be on the CPU.
-    """
-    from scipy.ndimage import map_coordinates
-
-    n = inp.shape[-1] - 2 * halo
-    c1 = halo + (np.arange(scale * n) + 0.5) / scale - 0.5
-    coords = np.stack(np.meshgrid(*([c1] * dim), indexing="ij"))
-    out = [map_coordinates(x, coords, order=3, mode="reflect") for x in inp.double().numpy()]
-    return torch.from_numpy(np.stack(out)).to(inp.dtype)
+    """Cubic-spline upsampling of padded patches (n, m, ..., m) to their central region, (n, s(m - 2k), ...):
+    the interpolating cubic B-spline with reflecting walls of SIPF's ``spline`` interpolator
+    (:class:`~nsipf_torch.particles.interp.SplineInterp`, equal to scipy's ``map_coordinates(order=3,
+    mode="reflect")`` to 1e-10), on the patch as a grid of unit cells, in float64."""
+    m = inp.shape[-1]
+    n = m - 2 * halo
+    grid = Grid(m, dim, m / 2, inp.device, torch.float64)
+    # the fine cells' centres in the central region; coarse cells of unit width, the patch centred at 0
+    x1 = halo + (torch.arange(scale * n, dtype=torch.float64, device=inp.device) + 0.5) / scale - m / 2
+    X = torch.stack(torch.meshgrid(*([x1] * dim), indexing="ij"), dim=-1).reshape(-1, dim)
+    values = SplineInterp(grid).value(inp.double(), X.expand(inp.shape[0], -1, -1))
+    return values.reshape(inp.shape[0], *(scale * n,) * dim).to(inp.dtype)
 
 
 @torch.no_grad()
@@ -184,13 +192,12 @@ def _errors(candidates: dict, tgt: torch.Tensor, dim: int) -> dict[str, torch.Te
 
 
 def evaluate(model: UpsampleCNN, inp: torch.Tensor, tgt: torch.Tensor, with_spline: bool = True) -> dict:
-    """Relative L2 errors (floats) of values and gradients over a split, for the CNN, linear and (on the
-    host, scipy) cubic-spline upsampling. ``inp``, ``tgt`` live on the model's device."""
+    """Relative L2 errors (floats) of values and gradients over a split, for the CNN, linear and (with
+    ``with_spline``) cubic-spline upsampling. ``inp``, ``tgt`` live on the model's device."""
     metrics = error_tensors(model, inp, tgt)
     if with_spline:
-        cpu_inp, cpu_tgt = inp.cpu(), tgt.cpu()
-        spline = spline_upsample(cpu_inp, model.scale, model.halo, model.dim)
-        metrics.update(_errors({"spline": spline}, cpu_tgt, model.dim))
+        spline = spline_upsample(inp, model.scale, model.halo, model.dim)
+        metrics.update(_errors({"spline": spline}, tgt, model.dim))
     return {key: float(value) for key, value in metrics.items()}
 
 
@@ -310,12 +317,12 @@ def end_of_epoch(run: Run, epoch: int, train_loss: torch.Tensor, best, writer, t
     return best
 
 
-def fit(run: Run, blob: dict | None, writer, t0: float, log=print) -> dict | None:
+def fit(run: Run, blob: dict | None, writer, t0: float, log=print, progress: bool = True) -> dict | None:
     """The training loop from ``run.start`` to ``cfg.epochs``; rank 0 ends with the best epoch's weights in
-    ``run.model`` and returns their validation table (other ranks: None)."""
+    ``run.model`` and returns their validation table (other ranks: None). ``progress``: a bar per epoch."""
     best = (blob["model"], blob["metrics"]) if blob else None
     for epoch in range(run.start, run.cfg.epochs):
-        train_loss = train_epoch(run, epoch)
+        train_loss = train_epoch(run, epoch, progress)
         if run.master:
             best = end_of_epoch(run, epoch, train_loss, best, writer, t0, log)
     if not run.master:
@@ -388,5 +395,5 @@ def train(config: TrainConfig | None = None, *, progress: bool = False, log=None
     device = torch.device(cfg.device)
     t0 = time.perf_counter()
     run = build_run(cfg, blob, device, 1, 0, load_split_tensors(cfg, True, 1, device, progress=progress))
-    final = fit(run, blob, None, t0, log or (lambda *a, **k: None))
+    final = fit(run, blob, None, t0, log or (lambda *a, **k: None), progress=progress)
     return run.model, final

@@ -60,6 +60,28 @@ def check_positive(name: str, value, allow_zero: bool = False, batch: int | None
     return value
 
 
+def check_magnitude(name: str, value: float, dtype: torch.dtype, scale: float = 1.0) -> None:
+    """``ValueError`` naming ``name`` unless |value| * scale stays below the square root of the largest
+    number of ``dtype``: the runs multiply such quantities in pairs (chi rho, c rho, gamma / h^2), and a
+    product beyond the range is Inf, then NaN, a step later. ``scale`` turns a parameter into the quantity
+    the run holds (M0 / h^d: the density of the mass in one cell)."""
+    limit = math.sqrt(torch.finfo(dtype).max)
+    if abs(value) * scale > limit:
+        held = "" if scale == 1.0 else f" (the run holds {abs(value) * scale:.3g})"
+        kind = str(dtype).removeprefix("torch.")
+        raise ValueError(f"{name} {value:g} is too large for a {kind} run{held}: products of such values would "
+                         f"overflow past {limit:.3g}, the square root of the largest {kind}")
+
+
+def check_sequence(name: str, values) -> list[float]:
+    """A non-empty sequence (list, tuple, 1-D array or tensor) of finite numbers as floats; a
+    ``ValueError`` naming ``name`` otherwise."""
+    items = values.tolist() if hasattr(values, "tolist") else list(values)
+    if not isinstance(items, list) or not items:
+        raise ValueError(f"{name} must be a number or a non-empty sequence of numbers, got {values!r}")
+    return [check_finite(name, v) for v in items]
+
+
 def check_schemes(limiter: str | None = None, c_update: str | None = None) -> None:
     """The finite-volume limiter and the c-update must be known names."""
     if limiter is not None and limiter not in LIMITERS:
