@@ -128,8 +128,8 @@ def test_console_commands_run_without_scipy(installed, tmp_path):
 def test_benchmark_tiny_suite_every_table_without_scipy(installed, tmp_path):
     from nsipf_torch.commands.benchmark import TABLES
     _run(installed, tmp_path, ["nsipf-benchmark", "--suite", "tiny", "--tables", ",".join(TABLES), "--T", "0.004",
-                               "--dt", "0.002", "--P", "500", "--repeats", "1", "--steps2", "2", "--baseline-steps", "1",
-                               "--no-progress", "--out", "bench"], timeout=900)
+                               "--dt", "0.002", "--P", "500", "--repeats", "1", "--steps2", "2", "--no-progress",
+                               "--out", "bench"], timeout=900)
     assert (tmp_path / "bench" / "results.json").exists()
 
 

@@ -3,8 +3,8 @@
 The FD solver of :mod:`nsipf_torch.solvers.fd` (paper eqs. 1-2) on a model grid of M = factor * N cells per
 axis, started from the refined rho0 and c0 (:mod:`nsipf_torch.inference.refine`), observed by
 block-averaging rho onto the N^d data grid at the observation times. Each outer step takes the sub-step
-count of the positivity bound (MODEL.md §6) at the current primal state, without gradient. The Jacobian's
-columns are the tangents of the whole simulation by forward mode in one pass
+count of the positivity bound (docs/MODEL.md §6) at the current primal state, without gradient. The
+Jacobian's columns are the tangents of the whole simulation by forward mode in one pass
 (:func:`~nsipf_torch.solvers.finite_volume.tangent_advance`); :meth:`ForwardModel.loss_gradient` is the
 reverse-mode gradient with the outer steps checkpointed.
 """
@@ -40,7 +40,7 @@ def check_model_memory(model_N: int, dim: int, K: int, N: int, dtype: torch.dtyp
     simulation member does (:mod:`nsipf_torch.run.memory`), beside the observations, their weights and the
     prediction (K N^d values each). ``lower`` says what to lower."""
     itemsize = torch.finfo(dtype).bits // 8
-    need = estimate_bytes("fdm", "", N=model_N, dim=dim, P=0, B=1 + len(PARAMETERS), dtype=dtype)
+    need = estimate_bytes("fdm", N=model_N, dim=dim, P=0, B=1 + len(PARAMETERS), dtype=dtype)
     need += 3 * K * float(N) ** dim * itemsize
     have = available_bytes(device)
     if need > have:
