@@ -35,7 +35,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from nsipf_torch.commands.cli import check_field_types
+from nsipf_torch.config import check_field_types
 from nsipf_torch.run.callbacks import Callback
 from nsipf_torch.run.loop import Result, run, run_loop  # noqa: F401 - the API's names
 from nsipf_torch.particles.deposit import DEPOSITS

@@ -35,7 +35,7 @@ Interface:
 - ``make_parser(prog, description)``: an ``ArgumentParser`` that raises ``UsageError`` instead of
   exiting and shows defaults in ``--help`` (what ``parse_config`` uses; for scripts that add flags by hand
   beside the dataclass ones).
-- ``check_output_file(path, flag)`` / ``check_output_dir(path, flag)``: a ``ValueError`` naming the flag
+- ``check_output_file(path, flag)`` / ``check_output_dir(path, flag)`` (from :mod:`nsipf_torch.config`): a ``ValueError`` naming the flag
   when the path could not be written (checked before long work by a probe file, created and removed).
 - ``prog_name(script)``: the name to report errors under (``nsipf-simulate`` when run as that console script).
 - ``usage_error(prog, err)``: print ``<prog>: error: <msg>`` on stderr and return 2.
@@ -45,19 +45,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import numbers
-import os
 import sys
-import types
 import typing
 import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
-from nsipf_torch.io.files import probe_writable
+from nsipf_torch.config import check_field_types, check_output_dir, check_output_file, option, strip_optional
 
 __all__ = ["UsageError", "add_dataclass_arguments", "check_field_types", "check_output_dir", "check_output_file",
-           "config_from_args", "make_parser", "parse_config", "prog_name", "usage_error"]
+           "config_from_args", "make_parser", "option", "parse_config", "prog_name", "usage_error"]
 
 
 class UsageError(ValueError):
@@ -128,15 +125,6 @@ def _default(f: dataclasses.Field) -> Any:
     raise TypeError(f"field {f.name!r} needs a default to become a flag")
 
 
-def _strip_optional(kind):
-    """``X | None`` flags parse as X (their default may be None)."""
-    if typing.get_origin(kind) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(kind) if a is not type(None)]
-        if len(args) == 1:
-            return args[0]
-    return kind
-
-
 def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, *, exclude: Iterable[str] = (),
                             suppress_defaults: bool = False) -> argparse.ArgumentParser:
     """Add one flag per field of the dataclass ``cls`` (module docstring); returns ``parser``."""
@@ -147,7 +135,7 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, *, exclu
             continue
         if "help" not in f.metadata:
             raise TypeError(f"{cls.__name__}.{f.name} has no metadata['help']")
-        flag, kind, default = flag_name(f.name), _strip_optional(hints[f.name]), _default(f)
+        flag, kind, default = flag_name(f.name), strip_optional(hints[f.name]), _default(f)
         choices = f.metadata.get("choices")
         help_text = f.metadata["help"]
         kw: dict[str, Any] = {"dest": f.name, "help": help_text}
@@ -171,33 +159,6 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, *, exclu
             kw["default"] = default
         parser.add_argument(flag, **kw)
     return parser
-
-
-def _is_kind(value, kind) -> bool:
-    if kind is bool:
-        return isinstance(value, (bool, numbers.Integral)) and value in (0, 1)
-    if kind is int:
-        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-    if kind is float:
-        return isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if kind is str:
-        return isinstance(value, (str, os.PathLike))  # a path field (model, ic_file) may be a Path
-    return isinstance(value, kind) if isinstance(kind, type) else True
-
-
-def check_field_types(cls: type, values: dict, *, exclude: Iterable[str] = ()) -> None:
-    """Values given in Python for fields of the dataclass ``cls`` (the API's keyword options): each of
-    its field's type (``X | None`` also None; ints are floats too); a ``ValueError`` naming the field."""
-    hints = typing.get_type_hints(cls)
-    for name, value in values.items():
-        if name in exclude or name not in hints:
-            continue
-        declared = hints[name]
-        if value is None and _strip_optional(declared) is not declared:
-            continue
-        kind = _strip_optional(declared)
-        if not _is_kind(value, typing.get_origin(kind) or kind):
-            raise ValueError(f"{name} must be of type {getattr(kind, '__name__', kind)}, got {value!r}")
 
 
 def config_from_args(cls: type, ns: argparse.Namespace, base: Any = None) -> Any:
@@ -245,14 +206,6 @@ def one_line_warnings(prog: str):
         logger.setLevel(level)
 
 
-def option(default, help: str, **extra) -> dataclasses.Field:
-    """A config dataclass field with its --help text (and argparse extras such as ``choices``); a list
-    default is copied for every instance."""
-    if isinstance(default, list):
-        return dataclasses.field(default_factory=lambda: list(default), metadata={"help": help, **extra})
-    return dataclasses.field(default=default, metadata={"help": help, **extra})
-
-
 def prog_name(script: str) -> str:
     """The name a command reports itself under: the console script's (``nsipf-simulate``) when it was
     started as one, else ``script`` (``simulate.py``, also for in-process calls of ``main(argv)``)."""
@@ -264,52 +217,3 @@ def usage_error(prog: str, err: BaseException) -> int:
     """Report a usage error the way argparse does (one line on stderr) and give the exit status 2."""
     print(f"{prog}: error: {err}", file=sys.stderr)
     return 2
-
-
-def _nearest_existing(path) -> Path:
-    p = Path(path).absolute()
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    return p
-
-
-def check_output_dir(path, flag: str) -> None:
-    """``ValueError`` unless ``path`` is, or could be created as, a writable directory. Checked by creating
-    and removing a probe file in the nearest existing folder (os.access says yes to root everywhere, even
-    in /proc); nothing is left behind."""
-    if str(path) == "":  # Path("") would be the current folder
-        raise ValueError(f"{flag} is empty; give a directory")
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"{flag} {str(path)!r} exists and is not a directory")
-    _check_folder(path, flag, path)
-
-
-def _check_folder(path: Path, flag: str, shown: Path) -> None:
-    base = _nearest_existing(path)
-    if not base.is_dir():
-        raise ValueError(f"{flag} {str(shown)!r} is not writable ({str(base)!r} is not a directory)")
-    try:
-        probe_writable(base)
-    except OSError as err:
-        raise ValueError(f"{flag} {str(shown)!r} is not writable ({str(base)!r} refused a new file: "
-                         f"{err.strerror})") from None
-
-
-def check_output_file(path, flag: str) -> None:
-    """``ValueError`` unless the file ``path`` could be written: its folder takes a probe file (see
-    :func:`check_output_dir`) and an existing ``path`` is a file. Leaves nothing behind."""
-    if str(path) == "":
-        raise ValueError(f"{flag} is empty; give a file path")
-    path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"{flag} {str(path)!r} is a directory, expected a file path")
-    if path.parent.exists() and not path.parent.is_dir():
-        raise ValueError(f"{flag} {str(path)!r} is not writable ({str(path.parent)!r} is not a directory)")
-    _check_folder(path.parent, flag, path)
-    if path.exists():
-        try:
-            with open(path, "ab"):  # appending nothing: the file's bytes stay as they are
-                pass
-        except OSError as err:
-            raise ValueError(f"{flag} {str(path)!r} is not writable: {err.strerror}") from None

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from nsipf_torch.commands.cli import check_output_dir, check_output_file, option
+from nsipf_torch.config import check_output_dir, check_output_file, option
 from nsipf_torch.neural.data import DataConfig, cache_folder, make_dataset
 from nsipf_torch.neural.model import UpsampleCNN, read_checkpoint, save_checkpoint, upsample_linear
 from nsipf_torch.neural.validity import training_domain
