@@ -194,8 +194,9 @@ def step_count(T: float, dt: float) -> int:
     return math.ceil(n - 1e-9) if T > 0 else 0
 
 
-def check_config(cfg: SimConfig, ic: InitialCondition | None = None) -> Setup:
-    """Check every value of ``cfg`` once, before anything is allocated or written."""
+def check_config(cfg: SimConfig, ic: InitialCondition | None = None, world: World = World()) -> Setup:
+    """Check every value of ``cfg`` once, before anything is allocated or written; under torchrun
+    (``world``) the memory check is this rank's: its share of the particles beside the whole grid."""
     for flag, value, choices in (("method", cfg.method, METHODS), ("c-update", cfg.c_update, C_UPDATES),
                                  ("limiter", cfg.limiter, LIMITERS), ("interp", cfg.interp, tuple(INTERPS)),
                                  ("deposit", cfg.deposit, DEPOSITS), ("cnn-precision", cfg.cnn_precision, PRECISIONS)):
@@ -235,8 +236,8 @@ def check_config(cfg: SimConfig, ic: InitialCondition | None = None) -> Setup:
         validity.append(f"--Dc {ceq.D:g}: the CNN's training fields are those of the consumption equation with D = 0")
     if validity and cfg.strict:
         raise ValueError(f"outside the CNN's validity domain: {validity[0]} (--strict refuses the run)")
-    check_memory(from_config(cfg.method, cfg.interp).name, N=cfg.N, dim=cfg.dim, P=cfg.P, B=len(members), dtype=grid.dtype,
-                 device=grid.device)
+    check_memory(from_config(cfg.method, cfg.interp).name, N=cfg.N, dim=cfg.dim, P=-(-cfg.P // world.size), B=len(members),
+                 dtype=grid.dtype, device=grid.device)
     return Setup(cfg, params, grid, ic, members, n_steps, validity, ceq)
 
 

@@ -44,7 +44,7 @@ def test_torchrun_joins_then_binds_then_checks(monkeypatch, tmp_path):
     monkeypatch.setattr(command, "resolve_device", lambda name: torch.device("cuda"))
     monkeypatch.setattr(command, "init_world", lambda device: seen.append(("join", str(device))) or World(3, 4, 1))
 
-    def check_config(cfg, ic=None):
+    def check_config(cfg, ic=None, world=None):
         seen.append(("check", cfg.device))
         raise ValueError("stop before anything is allocated")
 

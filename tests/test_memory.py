@@ -26,3 +26,18 @@ def test_refusal_names_the_estimate_and_the_device():
     # float64 doubles the per-item bytes of the estimate
     assert estimate_bytes("fdm", N=512, dim=3, P=1, dtype=torch.float64) > \
         1.9 * estimate_bytes("fdm", N=512, dim=3, P=1, dtype=torch.float32)
+
+
+def test_each_rank_checks_its_own_share(monkeypatch):
+    """Under torchrun a rank holds P / world-size particles beside the whole grid: a run whose particles fit
+    only when split over 4 ranks is refused in one process and accepted per rank (free memory stood in for
+    by the estimate of one share plus 1 MiB)."""
+    import nsipf_torch.run.memory as memory
+    from nsipf_torch.api import SimConfig, check_config
+    from nsipf_torch.particles.distributed import World
+    cfg = SimConfig(method="sipf", interp="trilinear", N=16, P=4_000_000, T=0.01, device="cpu")
+    share = estimate_bytes("sipf-trilinear", N=16, dim=3, P=1_000_000)
+    monkeypatch.setattr(memory, "available_bytes", lambda device: share + 2**20)
+    with pytest.raises(ValueError, match="needs about"):
+        check_config(cfg)
+    assert check_config(cfg, world=World(0, 4)).cfg.P == 4_000_000

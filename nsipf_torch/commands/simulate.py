@@ -148,7 +148,7 @@ def prepare(argv: list[str]) -> tuple[Setup, OutputOptions, dict | None, World, 
             if opts.checkpoint_every or opts.resume:
                 raise ValueError("--checkpoint-every/--resume need a single process (the state is not gathered "
                                  "from ranks)")
-        setup = check_config(cfg, ic)
+        setup = check_config(cfg, ic, world)
         runner = make_runner(setup, world)
         out = ensure_writable_dir(opts.out) if world.is_main else Path(opts.out)
     except ValueError:
