@@ -43,7 +43,7 @@ from nsipf_torch.particles.distributed import World
 from nsipf_torch.solvers.c_equation import C_EQUATIONS, C_UPDATES, SENSITIVITIES, CEquation
 from nsipf_torch.problems.grid import Grid, resolve_device, resolve_dtype
 from nsipf_torch.problems.initial import FunctionIC, InitialCondition, get_ic, known_ics
-from nsipf_torch.particles.interp import INTERPS
+from nsipf_torch.methods import INTERPS
 from nsipf_torch.methods import FAMILIES, from_config, get_method
 from nsipf_torch.run.memory import check_memory
 from nsipf_torch.neural.model import load_model

@@ -8,9 +8,11 @@
 
 A name is read without regard to case, so a table's label names its method too (``"NSIPF"`` is ``nsipf``).
 The API's ``method``/``interp`` pair (``--method sipf --interp spline``) is :func:`from_config`'s way in;
-an interpolator added with :func:`nsipf_torch.particles.interp.register_interp` is a method ``sipf-NAME``.
+an interpolator added with :func:`register_interp` is a method ``sipf-NAME``.
 The API (:func:`nsipf_torch.api.make_runner`), the commands, the memory estimate and the studies all make
-their runners here.
+their runners here; the interpolators of the particle methods come from the one registry here
+(:func:`make_interp`), so the classical ones (:mod:`nsipf_torch.particles.interp`) and the neural one
+(:mod:`nsipf_torch.neural.interp`) need not know each other.
 """
 from __future__ import annotations
 
@@ -18,7 +20,9 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from nsipf_torch.particles.distributed import World
-from nsipf_torch.particles.interp import INTERPS, make_interp
+from nsipf_torch.io.resources import default_checkpoint
+from nsipf_torch.neural.interp import NeuralInterp
+from nsipf_torch.particles.interp import SplineInterp, TrilinearInterp
 from nsipf_torch.problems.grid import Grid
 from nsipf_torch.problems.params import Params
 from nsipf_torch.run.runners import FDRunner, ParticleRunner
@@ -26,6 +30,29 @@ from nsipf_torch.run.runners import FDRunner, ParticleRunner
 FD_OPTIONS = ("limiter", "c_update", "compile", "ceq")
 PARTICLE_OPTIONS = ("c_update", "deposit", "compile", "shared_interp", "ceq")
 NEURAL_OPTIONS = (*PARTICLE_OPTIONS, "model", "cnn_precision")
+
+
+def _neural(grid: Grid, model=None, **options):
+    return NeuralInterp.from_checkpoint(model or default_checkpoint(grid.dim), grid, **options)
+
+
+INTERPS = {"trilinear": TrilinearInterp, "spline": SplineInterp, "neural": _neural}
+
+
+def register_interp(name: str, factory) -> None:
+    """Add an interpolator: ``factory(grid, **options)`` returns an object with ``grad_c`` and ``value``."""
+    INTERPS[name] = factory
+
+
+def make_interp(name: str, grid: Grid, **options):
+    """The interpolator ``name`` on ``grid``; ``options`` go to its factory (e.g. ``model``, ``precision``
+    for "neural", ``chunk`` for the classical ones). A bad name or option is a ``ValueError``."""
+    if name not in INTERPS:
+        raise ValueError(f"unknown interpolator {name!r}; choose one of {sorted(INTERPS)}")
+    try:
+        return INTERPS[name](grid, **options)
+    except TypeError as err:
+        raise ValueError(f"interpolator {name!r}: {err}") from err
 
 
 @dataclass(frozen=True)

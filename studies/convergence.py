@@ -29,7 +29,7 @@ from nsipf_torch.particles.deposit import deposit
 from nsipf_torch.problems.grid import resolve_device
 from nsipf_torch.problems.grid import Grid
 from nsipf_torch.problems.initial import get_ic
-from nsipf_torch.particles.interp import make_interp
+from nsipf_torch.methods import make_interp
 from nsipf_torch.metrics import rel_l2
 from nsipf_torch.particles.sipf import SIPFState, draw_noise, initial_state, noise_generators, sipf_step
 

@@ -21,7 +21,7 @@ import torch
 from nsipf_torch.commands.cli import parse_config, usage_error
 from nsipf_torch.problems.grid import Grid
 from nsipf_torch.problems.initial import PlanarIC, get_ic
-from nsipf_torch.particles.interp import make_interp
+from nsipf_torch.methods import make_interp
 from studies.references import lift, solve_planar_1d
 from nsipf_torch.api import MAX_STEPS, make_runner, prepare, run
 

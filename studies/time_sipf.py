@@ -22,7 +22,7 @@ from nsipf_torch.particles.deposit import deposit
 from nsipf_torch.solvers.c_equation import update_c
 from nsipf_torch.problems.grid import DTYPES, Grid, resolve_dtype
 from nsipf_torch.problems.initial import get_ic
-from nsipf_torch.particles.interp import INTERPS, make_interp
+from nsipf_torch.methods import INTERPS, make_interp
 from nsipf_torch.particles.move import em_move
 from nsipf_torch.particles.sipf import compiled_advance, draw_noise, initial_state, noise_generators, sipf_run
 

@@ -24,7 +24,7 @@ import nsipf_torch.problems.grid as grid_module
 import nsipf_torch.solvers.fd as fd
 from nsipf_torch.problems.grid import Grid
 from nsipf_torch.problems.initial import get_ic
-from nsipf_torch.particles.interp import make_interp
+from nsipf_torch.methods import make_interp
 from nsipf_torch.neural.model import UpsampleCNN
 from nsipf_torch.problems.params import Params
 from nsipf_torch.particles.sipf import initial_state, sipf_advance

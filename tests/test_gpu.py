@@ -13,7 +13,7 @@ from torch.profiler import ProfilerActivity, profile
 from nsipf_torch.particles.deposit import histogram
 from nsipf_torch.problems.grid import Grid
 from nsipf_torch.problems.initial import get_ic
-from nsipf_torch.particles.interp import make_interp
+from nsipf_torch.methods import make_interp
 from nsipf_torch.problems.params import Params
 from nsipf_torch.run.runners import ParticleRunner
 

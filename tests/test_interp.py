@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from scipy.ndimage import map_coordinates
 
 from nsipf_torch.problems.grid import Grid
-from nsipf_torch.particles.interp import INTERPS, SplineInterp, TrilinearInterp, make_interp
+from nsipf_torch.particles.interp import SplineInterp, TrilinearInterp
+from nsipf_torch.methods import INTERPS, make_interp
 
 
 def _random_points(B, P, dim, seed, scale=1.0):
@@ -132,7 +133,7 @@ def test_registry_and_batch_independence():
 def test_one_factory_makes_every_interpolator():
     # The classical ones, NSIPF's neural one (the shipped checkpoint, options passed through) and a
     # registered newcomer all come from make_interp; a bad name or option is a ValueError naming it.
-    from nsipf_torch.particles.interp import INTERPS, make_interp, register_interp
+    from nsipf_torch.methods import INTERPS, make_interp, register_interp
     from nsipf_torch.neural.interp import NeuralInterp
     grid = Grid(16, dim=3, dtype=torch.float32)
     assert isinstance(make_interp("spline", grid, chunk=128), SplineInterp)

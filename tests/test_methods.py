@@ -6,7 +6,8 @@ import torch
 import nsipf_torch as nt
 from nsipf_torch.api import prepare
 from nsipf_torch.methods import METHODS, from_config, get_method, parse_methods
-from nsipf_torch.particles.interp import INTERPS, TrilinearInterp
+from nsipf_torch.particles.interp import TrilinearInterp
+from nsipf_torch.methods import INTERPS
 from nsipf_torch.run.callbacks import Snapshots, StopAt, Timer
 
 SMALL = dict(N=8, dim=2, P=300, T=0.006, dt=0.002, snapshots=1, device="cpu")

@@ -191,7 +191,7 @@ def test_nsipf_runner_on_cuda_conserves_mass_and_signs():
     # The whole NSIPF step on the device with device-side noise: mass exact, rho, c >= 0, particles inside.
     from nsipf_torch.problems.initial import get_ic
     from nsipf_torch.problems.params import Params
-    from nsipf_torch.particles.interp import make_interp
+    from nsipf_torch.methods import make_interp
     from nsipf_torch.run.runners import ParticleRunner
 
     grid = Grid(32, dim=3, device="cuda", dtype=torch.float32)

@@ -4,7 +4,7 @@ import torch
 
 from nsipf_torch.problems.grid import Grid
 from nsipf_torch.problems.initial import get_ic
-from nsipf_torch.particles.interp import make_interp
+from nsipf_torch.methods import make_interp
 from nsipf_torch.problems.params import Params
 from nsipf_torch.run.runners import FDRunner, ParticleRunner
 

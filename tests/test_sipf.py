@@ -11,7 +11,7 @@ from nsipf_torch.particles.deposit import deposit, deposit_counts
 from nsipf_torch.run.diagnostics import field_diagnostics
 from nsipf_torch.problems.grid import Grid
 from nsipf_torch.problems.initial import get_ic
-from nsipf_torch.particles.interp import make_interp
+from nsipf_torch.methods import make_interp
 from nsipf_torch.particles.sipf import (SIPFState, draw_noise, initial_state, noise_generators,
                               sipf_run, sipf_step)
 from nsipf_torch.problems.exact import neumann_gaussian_1d, neumann_gaussian_cells_1d
@@ -234,7 +234,7 @@ def test_compiled_step_matches_eager():
 def test_compiled_nsipf_step_matches_eager():
     """NSIPF through torch.compile (graph breaks at bincount and autograd.grad are allowed) takes the same
     steps as eager up to fused round-off: float64, 3 steps, no particle changes cell. About 40 s here."""
-    from nsipf_torch.particles.interp import make_interp
+    from nsipf_torch.methods import make_interp
     from nsipf_torch.particles.sipf import compiled_advance
 
     grid = Grid(16, dim=3)

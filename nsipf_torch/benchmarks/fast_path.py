@@ -13,7 +13,7 @@ from nsipf_torch.api import make_runner, run
 from nsipf_torch.benchmarks.tables import HotIC
 from nsipf_torch.benchmarks.timing import bench_setup, guarded, per_step, time_calls, timed
 from nsipf_torch.io.resources import reference_path
-from nsipf_torch.particles.interp import make_interp
+from nsipf_torch.methods import make_interp
 from nsipf_torch.particles.sipf import initial_state
 from nsipf_torch.problems.grid import Grid
 from nsipf_torch.problems.grid import synchronize as sync

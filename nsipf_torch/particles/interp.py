@@ -1,14 +1,15 @@
 """Interpolators: the gradient of a differentiable proxy of c at the particles (docs/MODEL.md §2 step 3).
 
-Every interpolator, the neural one included, is made by one factory from one registry::
+The classical interpolators, made by the one factory of the method table
+(:func:`nsipf_torch.methods.make_interp`, which also makes NSIPF's "neural" one)::
 
     interp = make_interp(name, grid, **options)     # "trilinear", "spline", "neural" (NSIPF), or registered
     interp.grad_c(c, X) -> (B, P, d)    c (B, N, ..., N) at cell centres, X (B, P, d) in [-L, L]
     interp.value(c, X)  -> (B, P)       the proxy itself (tests, diagnostics)
 
-NSIPF is the particle method with the interpolator "neural" (:mod:`nsipf_torch.neural.interp`, imported when
-first asked for; options ``model`` = a checkpoint path, default the shipped one for the grid's dimension,
-``precision``, ``tile``, ``capacity``). A new interpolator is added with :func:`register_interp`.
+NSIPF is the particle method with the interpolator "neural" (:mod:`nsipf_torch.neural.interp`; options
+``model`` = a checkpoint path, default the shipped one for the grid's dimension, ``precision``, ``tile``,
+``capacity``). A new interpolator is added with :func:`nsipf_torch.methods.register_interp`.
 
 Both classical proxies use the index coordinate s = (x + L)/h - 1/2 along each axis, which puts cell
 centre i at s = i, and Neumann walls on the cell faces s = -1/2 and s = N - 1/2: the field is continued by
@@ -278,28 +279,3 @@ class SplineInterp:
 
     def value(self, c: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
         return self._evaluate(c, X, gradient=False)
-
-
-def _neural(grid: Grid, model=None, **options):
-    from nsipf_torch.neural.interp import NeuralInterp
-    from nsipf_torch.io.resources import default_checkpoint
-    return NeuralInterp.from_checkpoint(model or default_checkpoint(grid.dim), grid, **options)
-
-
-INTERPS = {"trilinear": TrilinearInterp, "spline": SplineInterp, "neural": _neural}
-
-
-def register_interp(name: str, factory) -> None:
-    """Add an interpolator: ``factory(grid, **options)`` returns an object with ``grad_c`` and ``value``."""
-    INTERPS[name] = factory
-
-
-def make_interp(name: str, grid: Grid, **options):
-    """The interpolator ``name`` on ``grid``; ``options`` go to its factory (e.g. ``model``, ``precision``
-    for "neural", ``chunk`` for the classical ones). A bad name or option is a ``ValueError``."""
-    if name not in INTERPS:
-        raise ValueError(f"unknown interpolator {name!r}; choose one of {sorted(INTERPS)}")
-    try:
-        return INTERPS[name](grid, **options)
-    except TypeError as err:
-        raise ValueError(f"interpolator {name!r}: {err}") from err
