@@ -34,12 +34,12 @@ from nsipf_torch.benchmarks.render import render_markdown
 from nsipf_torch.benchmarks.tables import TABLE2_METHODS, histogram_rows, table1_rows, table2_rows, target_rows, train_row
 from nsipf_torch.benchmarks.tables import fd_compile_rows
 from nsipf_torch.benchmarks.timing import bench_setup, provenance
-from nsipf_torch.commands.cli import option, parse_config, usage_error
+from nsipf_torch.commands.cli import option, parse_config, prog_name, usage_error
 from nsipf_torch.io.files import ensure_writable_dir, save_json
 from nsipf_torch.methods import METHODS, parse_methods
 from nsipf_torch.problems.grid import resolve_device, resolve_dtype
 
-PROG = "benchmark.py"  # also installed as nsipf-benchmark
+PROG = prog_name("benchmark.py")  # nsipf-benchmark when started as the console script
 # Target rows: (label, method, N, P, steps or None for T = --T, timed as "run" or "step"); the GPU targets
 # in BENCHMARKS.md. tiny: the same rows at test sizes (the CPU dry run of studies/gpu_check.sh).
 GPU_TARGETS = (("FDM two_blobs 128^3 to T", "fdm", 128, 0, None, "run"),
