@@ -1,7 +1,8 @@
 """Wall time of the elliptic field solve (nsipf_torch.solvers.spectral, torch.fft) against the same solve
-with scipy.fft.dctn / idctn, side by side, one thread each.
+with scipy.fft.dctn / idctn, side by side, one thread each: the two solves alternate within one process
+(the machine may be shared), and each figure is the median of --repeat timed solves.
 
-    python -m studies.time_spectral                     # N = 64, 128 in 3D, float64, best of --repeat
+    python -m studies.time_spectral                     # N = 64, 128 in 3D, float64, median of --repeat
     python -m studies.time_spectral --N 32,64 --dim 2 --dtype float32
 
 Both solve -D Delta_h c = beta (rho - mean rho) (alpha = 0) on the same random rho and must agree to
@@ -10,6 +11,7 @@ round-off (checked, printed). Timings are reported, not asserted (speed only in 
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 import time
 from dataclasses import dataclass, field
@@ -30,7 +32,7 @@ class TimeSpectralConfig:
     N: list[int] = field(default_factory=lambda: [64, 128], metadata={"help": "grid sizes, comma separated"})
     dim: int = field(default=3, metadata={"help": "space dimension", "choices": (1, 2, 3)})
     dtype: str = field(default="float64", metadata={"help": "floating-point type", "choices": tuple(DTYPES)})
-    repeat: int = field(default=5, metadata={"help": "timed solves per method (the best is reported)"})
+    repeat: int = field(default=7, metadata={"help": "timed solves per method, alternating (the median is reported)"})
     out: str | None = field(default=None, metadata={"help": "also write the rows as JSON here"})
 
 
@@ -42,14 +44,18 @@ def scipy_solve(rho: np.ndarray, k2: np.ndarray, D: float = 1.0, beta: float = 1
     return scipy.fft.idctn(chat, type=2, workers=1)
 
 
-def best_of(fn, repeat: int) -> float:
-    fn()  # warm-up (plans, caches)
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
+def interleaved_medians(fns: list, repeat: int) -> list[float]:
+    """Seconds per call of each of ``fns``, called in turn ``repeat`` times after one warm-up call each (plans,
+    caches): the median of each, so a load spike on a shared machine hits both methods alike."""
+    for fn in fns:
         fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    times = [[] for _ in fns]
+    for _ in range(repeat):
+        for fn, t in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            t.append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         rho = torch.rand((1,) + (N,) * cfg.dim, generator=gen, dtype=torch.float64).to(dtype)
         k2 = symbol(N, cfg.dim, h, torch.device("cpu"), torch.float64).numpy()
         rho_np = rho[0].numpy()
-        ours = best_of(lambda: elliptic_solve(rho, cfg.dim, h, 1.0, 0.0, 1.0), cfg.repeat)
-        ref = best_of(lambda: scipy_solve(rho_np, k2), cfg.repeat)
+        ours, ref = interleaved_medians([lambda: elliptic_solve(rho, cfg.dim, h, 1.0, 0.0, 1.0),
+                                         lambda: scipy_solve(rho_np, k2)], cfg.repeat)
         diff = np.abs(elliptic_solve(rho, cfg.dim, h, 1.0, 0.0, 1.0)[0].numpy() - scipy_solve(rho_np, k2)).max()
         print(f"  N = {N:4d}: torch.fft {ours * 1e3:9.2f} ms   scipy.fft {ref * 1e3:9.2f} ms   "
               f"ratio torch/scipy {ours / ref:5.2f}   max |difference| {diff:.1e}")
@@ -78,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.out:
         command = "python -m studies.time_spectral " + " ".join(sys.argv[1:] if argv is None else argv)
         Path(cfg.out).write_text(json.dumps({"command": command, "commit": commit_hash(), "threads": 1,
+                                             "statistic": "median, interleaved",
                                              "torch": torch.__version__,
                                              "scipy": scipy.__version__, "rows": rows}, indent=1) + "\n")
     return 0
