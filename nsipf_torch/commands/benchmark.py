@@ -12,7 +12,9 @@ particles: NGP deposit, exact c-update). The paper's resolutions are unknown; we
 32^3, 64^3, 128^3. Table 2: time per step against P at N = 64 (runs of --steps2 steps), plus a "hot" case
 with all particles in the 2^3 cells around the centre. Targets (suites gpu, tiny): the rows of the GPU
 targets (BENCHMARKS.md), with the peak device memory of each and, last, ``nsipf-train`` with its shipped
-config, data generation included. Histogram: the integer histogram forms of the NGP deposit. The lab's
+config, data generation included. Spectral: the DCT field solve of the Keller-Segel family (elliptic solve and
+exact parabolic step, nsipf_torch/solvers/spectral.py) at the suite's sizes, 256^3 in gpu (the issue-21
+target, <= 5 ms). Histogram: the integer histogram forms of the NGP deposit. The lab's
 suites (python -m studies.NAME): scipy_baseline (the paper's classical SIPF in scipy against ours),
 convergence (the paper's Fig. 8), work_precision (error against wall time).
 
@@ -31,6 +33,7 @@ import torch
 
 from nsipf_torch.api import step_count
 from nsipf_torch.benchmarks.render import render_markdown
+from nsipf_torch.benchmarks.spectral import spectral_rows
 from nsipf_torch.benchmarks.tables import TABLE2_METHODS, histogram_rows, table1_rows, table2_rows, target_rows, train_row
 from nsipf_torch.benchmarks.tables import fd_compile_rows
 from nsipf_torch.benchmarks.timing import bench_setup, provenance
@@ -58,10 +61,11 @@ TINY_TRAIN = ("--dim", "2", "--n-traj", "2", "--n-val-traj", "1", "--snapshots",
               "--patches-per-grid", "4", "--P-max", "3000", "--data-T", "0.02", "--data-Nr", "96", "--width", "4",
               "--epochs", "1")
 SUITES = {
-    "quick": {"Ns": (32, 64), "Ps": (1_000, 5_000, 10_000, 20_000, 100_000, 1_000_000)},
-    "paper": {"Ns": (32, 64, 128), "Ps": (1_000, 5_000, 10_000, 20_000, 100_000, 1_000_000)},
+    "quick": {"Ns": (32, 64), "Ps": (1_000, 5_000, 10_000, 20_000, 100_000, 1_000_000), "spectral_Ns": (64,)},
+    "paper": {"Ns": (32, 64, 128), "Ps": (1_000, 5_000, 10_000, 20_000, 100_000, 1_000_000),
+              "spectral_Ns": (64, 128)},
     "gpu": {"Ns": (32, 64, 128), "Ps": (1_000, 5_000, 10_000, 20_000, 100_000, 1_000_000, 10_000_000),
-            "targets": GPU_TARGETS, "train_argv": (),
+            "targets": GPU_TARGETS, "train_argv": (), "spectral_Ns": (128, 256),
             # the fast-path tables: NSIPF at P = 1e6, N = 128; CNN precision (speed at the large size, accuracy
             # end to end at the accuracy table's N = 64, P = 2e5); deposit kernels; eager vs torch.compile:
             # (method, N, P, compile modes beside eager), the targets' sizes and the launch-bound small runs
@@ -72,10 +76,11 @@ SUITES = {
                                       ("nsipf", 64, 20_000, ("reduce-overhead",)))}},
     # the test suite's smoke run and the CPU dry run of the GPU script (no compilation: slow here)
     "tiny": {"Ns": (8, 16), "Ps": (100, 1_000), "targets": TINY_TARGETS, "train_argv": TINY_TRAIN,
+             "spectral_Ns": (16,),
              "fast_path": {"big": (16, 2_000), "accuracy": (16, 1_000), "deposit_Ps": (1_000,), "compile": ()}},
 }
-TABLES = ("table1", "table2", "fast_path", "targets", "train", "histogram", "fd_compile")
-DEFAULT_TABLES = ["table1", "table2", "fast_path", "targets", "train"]
+TABLES = ("table1", "table2", "fast_path", "targets", "spectral", "train", "histogram", "fd_compile")
+DEFAULT_TABLES = ["table1", "table2", "fast_path", "targets", "spectral", "train"]
 
 
 @dataclass
@@ -192,6 +197,8 @@ def run_suite(cfg: BenchConfig, suite: dict, meta: dict, device: torch.device, d
     # the GPU targets first: the rows a short lease on a GPU must not miss
     if "targets" in tables and "targets" in suite:
         checkpoint("targets", target_rows(suite["targets"], cfg, device, log, lambda rows: checkpoint("targets", rows)))
+    if "spectral" in tables:
+        checkpoint("spectral", spectral_rows(suite["spectral_Ns"], cfg, device, dtype, log))
     if "train" in tables and "train_argv" in suite:
         checkpoint("train", train_row(suite["train_argv"], device, out, log))
     if "histogram" in tables:
