@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -51,7 +51,7 @@ from nsipf_torch.neural.interp import PRECISIONS
 from nsipf_torch.problems.params import Params, check_magnitude, check_sequence
 from nsipf_torch.io.resources import default_checkpoint
 from nsipf_torch.solvers.stencils import LIMITERS
-from nsipf_torch.neural.validity import check_run
+from nsipf_torch.neural.validity import decide
 
 METHODS = FAMILIES  # fdm, sipf, nsipf: with --interp, a method of nsipf_torch.methods
 MAX_STEPS = 10_000_000        # outer steps: beyond this a dt is a mistake, not a request to wait for years
@@ -105,6 +105,9 @@ class SimConfig:
                                                    "gather in separate regions; the FD sub-step fused); compile time is extra"})
     strict: bool = field(default=False, metadata={"help": "refuse an nsipf run outside the CNN's declared validity "
                                                   "domain (nsipf_torch/neural/validity.py) instead of warning"})
+    fallback: bool = field(default=True, metadata={"help": "an nsipf run outside the CNN's validity domain on a "
+                                                   "numeric axis runs sipf with the cubic spline; --no-fallback "
+                                                   "keeps the CNN (a warning per axis)"})
     # The Keller-Segel family (issue 20): eps c_t = D Delta c - alpha c + beta rho, drift chi grad Phi(c).
     c_equation: str = field(default="consumption", metadata={
         "help": "c-equation: consumption (c_t = D Δc - cρ, the paper's at D = 0), parabolic (ε c_t = D Δc - αc + βρ) "
@@ -231,11 +234,9 @@ def check_config(cfg: SimConfig, ic: InitialCondition | None = None, world: Worl
         ic.check_grid(grid)
     n_steps = step_count(params.T, cfg.dt)
     check_run_request(cfg, members, grid, n_steps)
-    validity = validity_messages(cfg, ic)
-    if cfg.interpolator == "neural" and ceq.D > 0:
-        validity.append(f"--Dc {ceq.D:g}: the CNN's training fields are those of the consumption equation with D = 0")
-    if validity and cfg.strict:
-        raise ValueError(f"outside the CNN's validity domain: {validity[0]} (--strict refuses the run)")
+    validity, fallback = validity_messages(cfg, ic, ceq)
+    if fallback:  # what runs is what the Setup (and so config.json and the Result) records
+        cfg = replace(cfg, method="sipf", interp="spline", model=None)
     check_memory(from_config(cfg.method, cfg.interp).name, N=cfg.N, dim=cfg.dim, P=-(-cfg.P // world.size), B=len(members),
                  dtype=grid.dtype, device=grid.device)
     return Setup(cfg, params, grid, ic, members, n_steps, validity, ceq)
@@ -262,14 +263,17 @@ def check_run_request(cfg: SimConfig, members: list[dict], grid: Grid, n_steps: 
     check_magnitude("--M0", cfg.M0, grid.dtype, scale=1 / grid.cell_volume)
 
 
-def validity_messages(cfg: SimConfig, ic: InitialCondition) -> list[str]:
-    """Where an NSIPF run leaves its checkpoint's declared validity domain, one message per axis
-    (:func:`nsipf_torch.neural.validity.check_run`); loading the checkpoint here also refuses a bad one early."""
+def validity_messages(cfg: SimConfig, ic: InitialCondition, ceq: CEquation) -> tuple[list[str], tuple[str, ...]]:
+    """Where an NSIPF run leaves its checkpoint's declared validity domain: (warning lines, the numeric axes
+    that send it to the spline), by :func:`nsipf_torch.neural.validity.decide` (which raises for --strict);
+    loading the checkpoint here also refuses a bad one early."""
     if cfg.interpolator != "neural":
-        return []
+        return [], ()
     _, meta = load_model(cfg.model or default_checkpoint(cfg.dim), dim=cfg.dim)
-    return check_run(meta, N=cfg.N, P=cfg.P, dim=cfg.dim, L=cfg.L, c0_width=getattr(ic, "c0_width", None),
-                     held_out=getattr(ic, "held_out", False), ic_name=cfg.ic_file or cfg.ic)
+    verdict = decide(meta, strict=cfg.strict, fallback=cfg.fallback, N=cfg.N, P=cfg.P, dim=cfg.dim, L=cfg.L,
+                     c0_width=getattr(ic, "c0_width", None), held_out=getattr(ic, "held_out", False),
+                     ic_name=cfg.ic_file or cfg.ic, Dc=ceq.D)
+    return list(verdict.messages), verdict.fallback_axes
 
 
 def make_runner(setup: Setup, world: World = World(), **options):

@@ -1,4 +1,9 @@
-"""The drift error of NSIPF against the classical interpolators on smooth fields: two measurements of grad c~.
+"""The drift error of NSIPF against the classical interpolators on smooth fields: three measurements of grad c~.
+
+``affine``: the CNN's value and gradient on random positive affine fields c = a + b.x in float64, at random
+points at least the CNN's halo + 1 cells from the walls (the shipped CNNs are exact there by construction,
+``nsipf_torch/neural/model.py``; tests/test_neural.py checks it to 1e-10), and the per-fine-cell slope on
+c = x + 2.
 
 ``polynomials``: each interpolator's gradient at random points of the interior (|x| < 0.6) on positive
 linear and quadratic fields c = (x - x0)^k, against the exact gradient, binned by q = c / (h |grad c|) (how
@@ -8,6 +13,7 @@ particles' drift is that slope: NSIPF samples its fine field bilinearly).
 ``planar``: grad c~ at the particles of a SIPF run on a planar problem at time t, against the exact
 x-derivative of the 1-D reference c (2048 cells) at t, on the run's rough c and on the reference's smooth c.
 
+    python -m studies.interp_exactness --what affine [--model OLD.pt --dim 3]
     python -m studies.interp_exactness --what polynomials
     python -m studies.interp_exactness --what planar --dim 2 --N 64 --P 100000 --steps 100
 """
@@ -32,14 +38,16 @@ BINS = ((0, 2), (2, 4), (4, 8), (8, 16), (16, 64), (64, float("inf")))
 @dataclass
 class ExactnessConfig:
     what: str = field(default="polynomials", metadata={
-        "help": "which measurement: polynomials (grad c on linear and quadratic fields, binned by q) or planar "
-                "(grad c~ at a SIPF run's particles against the 1-D reference)", "choices": ("polynomials", "planar")})
+        "help": "which measurement: affine (the CNN on affine fields), polynomials (grad c on linear and quadratic "
+                "fields, binned by q) or planar (grad c~ at a SIPF run's particles against the 1-D reference)",
+        "choices": ("affine", "polynomials", "planar")})
     dim: int = field(default=0, metadata={"help": "space dimension (0: both for polynomials, 2 for planar)",
                                           "choices": (0, 2, 3)})
     N: int = field(default=0, metadata={"help": "grid size, >= 16 (0: 32 in 3D, 64 in 2D)"})
     P: int = field(default=100_000, metadata={"help": "planar: particles"})
     steps: int = field(default=100, metadata={"help": "planar: steps of 1e-3 before measuring"})
     problem: str = field(default="planar", metadata={"help": "planar: a planar problem (planar, planar:SEED, planar_c30)"})
+    model: str = field(default="", metadata={"help": "the CNN checkpoint (default: the shipped one of the dimension)"})
 
     def validate(self) -> None:
         if self.N < 0 or 0 < self.N < 16:
@@ -55,14 +63,42 @@ class ExactnessConfig:
             raise ValueError(f"--problem {self.problem!r} is not a planar problem")
 
 
-def _interps(grid: Grid) -> dict:
+def _interps(grid: Grid, model: str = "") -> dict:
     return {"trilinear": make_interp("trilinear", grid), "spline": make_interp("spline", grid),
-            "NSIPF": make_interp("neural", grid)}
+            "NSIPF": make_interp("neural", grid, model=model or None)}
 
 
-def polynomials(dim: int, N: int) -> None:
+def _slope_line(nn, dim: int) -> str:
+    """The CNN's per-fine-cell slope on c = x + 2 along x, relative to the exact 1, minus 1."""
+    mesh = nn.grid.mesh()
+    fine = nn.fine_field((mesh[0] + 2.0)[None])[0]
+    slope = torch.diff(fine, dim=0) / nn.fine_grid.h
+    centre = (slice(8, 16),) + (nn.fine_grid.N // 2,) * (dim - 1)
+    return (f"  CNN fine field on c = x + 2: per-fine-cell slope / exact - 1 along x: "
+            f"{[round(float(v), 4) for v in slope[centre] - 1.0]}")
+
+
+def affine(dim: int, N: int, model: str = "") -> None:
+    """Max relative errors of the CNN's value and gradient on 20 random positive affine fields."""
+    grid = Grid(N, dim, dtype=torch.float64)
+    nn = make_interp("neural", grid, model=model or None, tile=None)
+    g = torch.Generator().manual_seed(0)
+    inner = grid.L - (nn.model.halo + 1) * grid.h
+    X = (2 * torch.rand(20, 2000, dim, generator=g, dtype=torch.float64) - 1) * inner
+    a = 4.0 + torch.rand(20, generator=g, dtype=torch.float64)
+    b = 2 * torch.rand(20, dim, generator=g, dtype=torch.float64) - 1
+    c = a.reshape(20, *[1] * dim) + torch.einsum("bd,d...->b...", b, torch.stack(grid.mesh()))
+    value = a[:, None] + torch.einsum("bd,bpd->bp", b, X)
+    err_v = float(((nn.value(c, X) - value).abs() / value).max())
+    err_g = float(((nn.grad_c(c, X) - b[:, None]).norm(dim=-1) / b.norm(dim=-1)[:, None]).max())
+    print(f"{dim}D N = {N}, {model or 'shipped CNN'}: 20 affine fields x 2,000 points >= {nn.model.halo + 1} cells "
+          f"from the walls, float64: max relative error of the value {err_v:.1e}, of the gradient {err_g:.1e}")
+    print(_slope_line(nn, dim))
+
+
+def polynomials(dim: int, N: int, model: str = "") -> None:
     grid = Grid(N, dim)
-    its = _interps(grid)
+    its = _interps(grid, model)
     X = torch.rand(1, 20_000, dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 1.2 - 0.6
     mesh = grid.mesh()
     print(f"{dim}D N = {N}: relative error of grad c at 20,000 interior points, binned by q = c / (h |grad c|)")
@@ -81,20 +117,15 @@ def polynomials(dim: int, N: int) -> None:
             if m.any():
                 cells = ", ".join(f"{name} {float(torch.cat(e)[m].mean()):.1e}" for name, e in err.items())
                 print(f"  {kind:9s} q in [{lo:g}, {hi:g}): {cells}")
-    nn = its["NSIPF"]
-    fine = nn.fine_field((mesh[0] + 2.0)[None])[0]
-    slope = torch.diff(fine, dim=0) / nn.fine_grid.h
-    centre = (slice(8, 16),) + (nn.fine_grid.N // 2,) * (dim - 1)
-    print(f"  CNN fine field on c = x + 2: per-fine-cell slope / exact - 1 along x: "
-          f"{[round(float(v), 4) for v in slope[centre] - 1.0]}")
+    print(_slope_line(its["NSIPF"], dim))
 
 
-def planar(dim: int, N: int, P: int, steps: int, problem: str, dt: float = 1e-3) -> None:
+def planar(dim: int, N: int, P: int, steps: int, problem: str, dt: float = 1e-3, model: str = "") -> None:
     ic = get_ic(problem)
     if not isinstance(ic, PlanarIC):
         raise ValueError(f"{problem!r} is not a planar problem")
     grid = Grid(N, dim)
-    its = _interps(grid)
+    its = _interps(grid, model)
     NR = 2048
     _, c_ref = solve_planar_1d(ic, NR, dim, 0.01, 1.0, steps * dt, dt)
     x = -1.0 + (torch.arange(NR, dtype=torch.float64) + 0.5) * (2.0 / NR)
@@ -128,12 +159,12 @@ def main(argv=None) -> int:
     except ValueError as err:
         return usage_error(PROG, err)
     torch.set_num_threads(1)
-    if cfg.what == "polynomials":
+    if cfg.what in ("affine", "polynomials"):
         for dim in ((cfg.dim,) if cfg.dim else (3, 2)):
-            polynomials(dim, cfg.N or (32 if dim == 3 else 64))
+            (affine if cfg.what == "affine" else polynomials)(dim, cfg.N or (32 if dim == 3 else 64), cfg.model)
     else:
         dim = cfg.dim or 2
-        planar(dim, cfg.N or (32 if dim == 3 else 64), cfg.P, cfg.steps, cfg.problem)
+        planar(dim, cfg.N or (32 if dim == 3 else 64), cfg.P, cfg.steps, cfg.problem, model=cfg.model)
     return 0
 
 

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from nsipf_torch.neural.model import UpsampleCNN, pad_symmetric, upsample_linear
+from nsipf_torch.neural.model import (UpsampleCNN, load_model, pad_symmetric, save_checkpoint, symmetrise_kernel,
+                                      upsample_linear, zero_sum_kernel)
 
 
 def _random_model(dim, seed=0, **kw):
@@ -87,8 +88,58 @@ def test_scale_equivariance(dim):
     torch.testing.assert_close(model(37.5 * c), 37.5 * model(c), rtol=1e-12, atol=1e-12)
 
 
+def _affine(dim, n, seed):
+    """A random affine field a + b.x on n^dim cells (cell units), b of norm ~1, and a random constant."""
+    g = torch.Generator().manual_seed(seed)
+    a, b = 1.0 + torch.rand((), generator=g, dtype=torch.float64), torch.randn(dim, generator=g, dtype=torch.float64)
+    x = torch.meshgrid(*([torch.arange(n, dtype=torch.float64)] * dim), indexing="ij")
+    return (a + sum(b[i] * x[i] for i in range(dim))).unsqueeze(0)
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_residual_vanishes_on_affine_fields(dim):
+    # Zero-sum, mirror-symmetric first kernels annihilate a + b.x (zero sum and zero first moments), no
+    # biases and leaky ReLU(0) = 0 carry the zero through: the output is the linear upsampling, which is
+    # exact on an affine field. Float64 round-off of a 3-layer stack of O(1) weights: 1e-12.
+    model, s, k = _random_model(dim), 2, 3
+    for seed in range(3):
+        c = _affine(dim, 7 + 2 * k, seed)
+        ref = upsample_linear(c, s, dim)[(slice(None),) + (slice(s * k, -s * k),) * dim]
+        torch.testing.assert_close(model.forward_valid(c), ref, rtol=0, atol=1e-12)
+    # The same random weights without the projection do add a residual to the same field.
+    off = _random_model(dim, affine_exact=False)
+    assert float((off.forward_valid(c) - ref).detach().abs().max()) > 1e-3
+
+
+def test_zero_sum_projection_keeps_the_mirror_symmetry():
+    # Both are orthogonal projections that commute (a flip keeps a kernel's mean): applying them again
+    # changes nothing, in either order.
+    w = torch.randn(5, 1, 3, 3, 3, dtype=torch.float64)
+    p = zero_sum_kernel(symmetrise_kernel(w, 3), 3)
+    torch.testing.assert_close(symmetrise_kernel(p, 3), p, rtol=0, atol=1e-15)
+    torch.testing.assert_close(zero_sum_kernel(p, 3), p, rtol=0, atol=1e-15)
+    torch.testing.assert_close(p.sum(dim=(2, 3, 4)), torch.zeros(5, 1, dtype=torch.float64), rtol=0, atol=1e-14)
+
+
+def test_checkpoint_records_the_projection_and_old_ones_load_without_it(tmp_path):
+    model = _random_model(2).float()
+    save_checkpoint(tmp_path / "new.pt", model, config={})
+    assert load_model(tmp_path / "new.pt")[0].affine_exact is True
+    # A checkpoint written before the flag existed (model_args without it) keeps the CNN it was trained as.
+    blob = torch.load(tmp_path / "new.pt", weights_only=True)
+    del blob["model_args"]["affine_exact"]
+    torch.save(blob, tmp_path / "old.pt")
+    old, _ = load_model(tmp_path / "old.pt")
+    assert old.affine_exact is False
+    c = torch.rand(1, 10, 10)
+    with torch.no_grad():
+        torch.testing.assert_close(old(c), _random_model(2, affine_exact=False).float()(c))
+
+
 def test_bad_args():
     with pytest.raises(ValueError, match="dim"):
         UpsampleCNN(dim=4)
     with pytest.raises(ValueError, match="width"):
         UpsampleCNN(width=0)
+    with pytest.raises(ValueError, match="affine_exact"):
+        UpsampleCNN(affine_exact=1)

@@ -81,6 +81,32 @@ def test_gradient_is_that_of_the_multilinear_sampling(dim):
     torch.testing.assert_close(interp.value(c, X), sampled.detach().reshape(2, 200), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("dim,N", [(2, 64), (3, 32)])
+@pytest.mark.parametrize("tile", [None, "auto"])
+def test_shipped_cnn_is_exact_on_affine_fields(dim, N, tile):
+    # The shipped CNN's residual vanishes on every affine field (zero-sum, mirror-symmetric first kernels;
+    # nsipf_torch/neural/model.py), so NSIPF's value and drift at a particle are those of the multilinear
+    # sampling of the linear upsampling: exact for c = a + b.x, like every classical interpolator. Away from
+    # the walls only: the wall reflection makes the padded field non-affine within the halo, so the points
+    # stay halo + 1 cells inside. Random a, b (c > 0, as c is in every run) and sub-cell positions; float64
+    # round-off: 1e-10.
+    from nsipf_torch.io.resources import default_checkpoint
+    grid = Grid(N, dim=dim, dtype=torch.float64)
+    interp = NeuralInterp.from_checkpoint(default_checkpoint(dim), grid, tile=tile)
+    g = torch.Generator().manual_seed(dim)
+    inner = grid.L - (interp.model.halo + 1) * grid.h
+    X = (2 * torch.rand(3, 500, dim, generator=g, dtype=torch.float64) - 1) * inner
+    a = 4.0 + torch.rand(3, generator=g, dtype=torch.float64)
+    b = 2 * torch.rand(3, dim, generator=g, dtype=torch.float64) - 1  # |b.x| < dim <= 3 < a
+    mesh = torch.stack(grid.mesh())  # (dim, N, ..., N) cell centres
+    c = a.reshape(3, *[1] * dim) + torch.einsum("bd,d...->b...", b, mesh)
+    if tile is not None:
+        interp.plan_capacity(X)
+    exact_value = a[:, None] + torch.einsum("bd,bpd->bp", b, X)
+    torch.testing.assert_close(interp.value(c, X), exact_value, rtol=0, atol=1e-10)
+    torch.testing.assert_close(interp.grad_c(c, X), b[:, None].expand_as(X), rtol=0, atol=1e-10)
+
+
 def test_grad_c_works_under_no_grad():
     grid = Grid(8, dim=3)
     c, X = _field_and_particles(grid, P=50)

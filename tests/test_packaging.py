@@ -94,7 +94,7 @@ try:
     print("scipy importable")
 except ImportError:
     print("no scipy")
-r = nt.simulate('blob', method='nsipf', N=16, P=1000, T=0.01)
+r = nt.simulate('blob', method='nsipf', N=16, P=1000, T=0.01, fallback=False)  # the CNN itself, outside its N
 print(nt.__file__)
 print(tuple(r.rho.shape))
 model, table = nt.train(out='m.pt', cache_dir='cache', dim=2, n_traj=2, n_val_traj=1, snapshots=1, grids_per_traj=1,

@@ -163,7 +163,7 @@ def test_nan_mid_run_stops_with_step_and_quantity(tmp_path, capsys, monkeypatch)
 def test_outside_the_validity_domain_warns_and_strict_refuses(tmp_path, capsys):
     # --N 8 --P 100000: 195 particles per cell on a grid below every training size (nsipf_torch/neural/validity.py)
     argv = ["--method", "nsipf", "--ic", "blob", "--N", "8", "--P", "100000", "--T", "0.002", "--dt", "0.002",
-            "--snapshots", "1", "--no-progress"]
+            "--snapshots", "1", "--no-progress", "--no-fallback"]  # keeps the CNN; --strict wins over it
     assert simulate.main([*argv, "--out", str(tmp_path / "warned")]) == 0
     err = capsys.readouterr().err
     assert "warning: outside the CNN's validity domain: particles per cell" in err and "grid size N = 8" in err

@@ -42,10 +42,11 @@ def test_train_api_refuses_bad_values_before_any_data(tmp_path):
 
 
 def test_default_particle_count_covers_a_million_particles_at_64_cubed():
-    """3D: P_max = 4 particles per cell at N = 32, so 10^6 at 64^3 (3.8 per cell) is inside; 2D keeps 3*10^4."""
+    """3D: P_max = 4 particles per cell at N = 32, so 10^6 at 64^3 (3.8 per cell) is inside; 2D: 256 per cell
+    at N = 32, so 10^6 at 64^2 (244 per cell) is."""
     cfg3, cfg2 = TrainConfig(dim=3), TrainConfig(dim=2)
     cfg3.validate(), cfg2.validate()
-    assert cfg3.P_max == 4 * 32**3 and cfg2.P_max == 30_000
+    assert cfg3.P_max == 4 * 32**3 and cfg2.P_max == 256 * 32**2 > 10**6 / 64**2 * 32**2
     assert cfg3.data_config().P_max == 4 * 32**3
 
 

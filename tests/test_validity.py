@@ -6,7 +6,7 @@ from nsipf_torch.neural.data import sample_problems
 from nsipf_torch.problems.initial import get_ic
 from nsipf_torch.io.files import load_torch
 from nsipf_torch.io.resources import default_checkpoint
-from nsipf_torch.neural.validity import check_run, domain_of
+from nsipf_torch.neural.validity import check_run, decide, domain_of
 
 
 @pytest.fixture(scope="module")
@@ -15,11 +15,11 @@ def ckpt3():
 
 
 def test_domain_of_shipped_checkpoints():
-    """The stored ranges are the training recipe's: 10^4-131072 particles (3D; 2D 10^4-3*10^4) on N = 32-128."""
+    """The stored ranges are the training recipe's: 10^4-131072 particles (3D; 2D 10^4-262144) on N = 32-128."""
     d3, d2 = domain_of(load_torch(default_checkpoint(3))), domain_of(load_torch(default_checkpoint(2)))
     assert d3["dim"] == 3 and d2["dim"] == 2
     assert d3["particles_per_cell"] == pytest.approx((1e4 / 128**3, 4.0))
-    assert d2["particles_per_cell"] == pytest.approx((1e4 / 128**2, 3e4 / 32**2))
+    assert d2["particles_per_cell"] == pytest.approx((1e4 / 128**2, 256.0))
     assert d3["N"] == (32, 128) and d3["c0_width_over_h"] == pytest.approx((1.28, 25.6))
 
 
@@ -34,6 +34,13 @@ def test_main_job_and_canonical_runs_are_inside(ckpt3):
                        ("two_blobs", 128, 1_000_000), ("two_blobs", 64, 1_000_000)]:
         ic = get_ic(name)
         assert check_run(ckpt3, N=N, P=P, dim=3, c0_width=ic.c0_width, held_out=ic.held_out) == [], (name, N, P)
+
+
+def test_a_million_particles_at_64_and_128_squared_is_inside_the_2d_domain():
+    """What users run in 2D (P = 10^6: 244 particles per cell at 64^2, 61 at 128^2) is inside."""
+    ckpt2 = load_torch(default_checkpoint(2))
+    for N in (64, 128):
+        assert check_run(ckpt2, N=N, P=10**6, dim=2, c0_width=get_ic("two_blobs").c0_width) == [], N
 
 
 def test_far_outside_warns_once_per_axis(ckpt3):
@@ -57,3 +64,53 @@ def test_stored_domain_wins_and_missing_config_is_an_error():
         domain_of({"model": {}})
     with pytest.raises(ValueError, match="N >= 1"):
         check_run(stored, N=0, P=1, dim=3)
+
+
+def test_decide_falls_back_on_numeric_axes_only(ckpt3):
+    """Numeric axes outside: one line naming each, the spline runs; --no-fallback keeps the CNN with a line per
+    axis; --strict refuses and wins over --no-fallback; the geometry axis alone only warns."""
+    run = dict(N=8, P=100_000, dim=3, c0_width=0.1)
+    verdict = decide(ckpt3, **run)
+    assert verdict.fallback_axes == ("particles_per_cell", "N", "c0_width_over_h") and len(verdict.messages) == 1
+    assert all(word in verdict.messages[0] for word in ("particles per cell", "grid size N", "width", "cubic spline"))
+    kept = decide(ckpt3, fallback=False, **run)
+    assert kept.fallback_axes == () and list(kept.messages) == check_run(ckpt3, **run)
+    for fallback in (True, False):
+        with pytest.raises(ValueError, match="--strict refuses"):
+            decide(ckpt3, strict=True, fallback=fallback, **run)
+    planar = get_ic("planar")
+    geometry = decide(ckpt3, N=64, P=200_000, dim=3, held_out=planar.held_out, ic_name=planar.name)
+    assert geometry.fallback_axes == () and "held-out" in geometry.messages[0]
+    assert decide(ckpt3, N=32, P=20_000, dim=3) == decide(ckpt3, strict=True, N=32, P=20_000, dim=3)  # inside
+    assert decide(ckpt3, N=32, P=20_000, dim=3).messages == ()
+
+
+def test_another_c_equation_is_refused_not_replaced(ckpt3):
+    """A c-equation the CNN never saw is refused even where the numeric axes would send the run to the
+    spline; a diffusion D > 0 of its own equation only warns, like the geometry axis."""
+    from nsipf_torch.api import SimConfig, check_config
+    with pytest.raises(ValueError, match="consumption"):
+        check_config(SimConfig(method="nsipf", c_equation="parabolic", N=8, P=100_000, device="cpu"))
+    verdict = decide(ckpt3, N=32, P=20_000, dim=3, Dc=0.1)
+    assert verdict.fallback_axes == () and "--Dc 0.1" in verdict.messages[0]
+
+
+def test_api_runs_the_spline_outside_and_records_it():
+    """simulate(method="nsipf") at N = 16 (below the CNN's 32-128): SIPF with the cubic spline runs, the
+    Result's config says so and carries the one warning line; fallback=False keeps the CNN."""
+    import warnings
+
+    import nsipf_torch as nt
+    from nsipf_torch.api import SimConfig, check_config
+    small = dict(N=16, P=2_000, T=0.002, dt=0.002, snapshots=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = nt.simulate("blob", method="nsipf", device="cpu", **small)
+    ran = result.config["config"]
+    assert (ran["method"], ran["interp"]) == ("sipf", "spline")
+    lines = result.config["validity_warnings"]
+    assert len(lines) == 1 and "grid size N = 16" in lines[0] and "cubic spline" in lines[0]
+    assert [str(w.message) for w in caught if "validity" in str(w.message)] == [
+        f"outside the CNN's validity domain: {lines[0]}"]
+    kept = check_config(SimConfig(ic="blob", method="nsipf", device="cpu", fallback=False, **small))
+    assert kept.cfg.interpolator == "neural" and "grid size N = 16" in kept.validity[0]

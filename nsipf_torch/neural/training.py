@@ -33,8 +33,9 @@ from nsipf_torch.solvers.radial import RadialGrid
 ROUGHNESS = ("off", "on", "mix", "keep")
 
 
-# The roughness range the training covers is P / N^d for P in [10^4, P_max] and N in 32-128 (validity.py).
-DEFAULT_P_MAX = {2: 30_000, 3: 131_072}
+# The roughness range the training covers is P / N^d for P in [10^4, P_max] and N in 32-128 (validity.py):
+# both reach P = 10^6 on a 64^d grid (3.8 per cell in 3D, 244 in 2D).
+DEFAULT_P_MAX = {2: 262_144, 3: 131_072}
 
 
 @dataclass
@@ -58,7 +59,8 @@ class TrainConfig:
     patches_per_grid: int = option(3, "patches cut per grid and snapshot")
     P_max: int = option(0, "most particles per problem for the roughness of the SIPF field (0: the dimension's "
                         "default, 131072 in 3D = 4 particles per cell at N = 32, so that P = 10^6 at 64^3 (3.8) "
-                        "is inside the validity domain; 30000 in 2D = 29 per cell at N = 32)")
+                        "is inside the validity domain; 262144 in 2D = 256 per cell at N = 32, so that 10^6 at "
+                        "64^2 (244) is)")
     data_seed: int = option(0, "seed of the training-data generator")
     data_T: float = option(0.2, "final time of the radial trajectories (the canonical T)")
     data_Nr: int = option(256, "radial cells of the radial solver on [0, 1.5]")
@@ -374,6 +376,8 @@ def check_request(cfg: TrainConfig, tensorboard: bool = True) -> dict | None:
     if not cfg.resume:
         return None
     blob = read_checkpoint(cfg.out)  # ValueError when missing or corrupt
+    if not blob["model_args"].get("affine_exact", False):  # its kernels would change meaning mid-run
+        raise ValueError(f"--resume: checkpoint {cfg.out} predates the affine-exact CNN; train it afresh")
     old = blob["config"]
     for key in ("dim", "width", "depth", "scale"):
         if old.get(key) != getattr(cfg, key):
