@@ -104,7 +104,8 @@ class SimConfig:
     compile: bool = field(default=False, metadata={"help": "torch.compile the step (the particle step's deposit and "
                                                    "gather in separate regions; the FD sub-step fused); compile time is extra"})
     strict: bool = field(default=False, metadata={"help": "refuse an nsipf run outside the CNN's declared validity "
-                                                  "domain (nsipf_torch/neural/validity.py) instead of warning"})
+                                                  "domain (nsipf_torch/neural/validity.py) instead of falling "
+                                                  "back or warning; wins over --no-fallback"})
     fallback: bool = field(default=True, metadata={"help": "an nsipf run outside the CNN's validity domain on a "
                                                    "numeric axis runs sipf with the cubic spline; --no-fallback "
                                                    "keeps the CNN (a warning per axis)"})
@@ -312,6 +313,9 @@ def simulate(problem: str | InitialCondition | tuple[Callable, Callable] = "annu
     state.pt written by the ``Checkpoint`` callback. Warnings (e.g. c driven negative by
     ``c_update="euler"``) go through ``warnings.warn``. A NaN/Inf mid-run returns the result so far with
     ``complete=False``; so does a collapse of a Keller-Segel run, with ``collapse`` saying when and where.
+    NSIPF outside its CNN's validity domain on a numeric axis runs SIPF with the cubic spline, with one
+    warning and the config of what ran in the Result (``fallback=False`` keeps the CNN, ``strict=True``
+    refuses; :mod:`nsipf_torch.neural.validity`).
     """
     bad = [cb for cb in callbacks if not isinstance(cb, Callback)]
     if bad:
