@@ -126,3 +126,17 @@ def test_every_method_runs_every_c_equation(sensitivity, ceq):
         _, mass = r.series("mass")
         assert r.complete and float((mass - 1.0).abs().max()) < 1e-12
         assert float(r.rho.min()) >= 0.0 and float(r.c.min()) >= 0.0 and float(r.c[:, -1].max()) > 0.0
+
+
+def test_under_resolved_start_collapses_when_it_concentrates_not_at_the_first_step():
+    """At the default 32^2 the supercritical blob starts beyond the grid (Pe_h(0) = 2.08 > 2): the limit
+    becomes 1.5 Pe_h(0) (nsipf_torch.run.collapse), so the stop is a concentration that developed, after
+    t = 0.2 (measured 0.30) and before T*_box ~ 0.52, with a warning about the start; the subcritical
+    M0 = 0.12 at the same grid runs to the end."""
+    kw = dict(PKS, N=32, T=0.6, dtype="float32")
+    with pytest.warns(UserWarning, match="beyond the grid"):
+        above = nt.simulate("pks_blob", "fdm", M0=0.5, **kw)
+    assert above.collapse is not None and 0.2 < above.collapse["t"] < 0.52
+    assert above.collapse["peclet_start"] > 2.0 and above.collapse["peclet"] > 1.5 * above.collapse["peclet_start"]
+    below = nt.simulate("pks_blob", "fdm", M0=0.12, **kw)
+    assert below.complete and below.collapse is None

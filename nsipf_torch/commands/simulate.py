@@ -44,7 +44,7 @@ from nsipf_torch.problems.grid import resolve_device
 from nsipf_torch.problems.initial import load_ic_file
 from nsipf_torch.io.files import ensure_writable_dir, load_torch
 from nsipf_torch.metrics import rel_l2
-from nsipf_torch.run.collapse import PECLET_LIMIT
+from nsipf_torch.run.collapse import GROWTH_LIMIT, PECLET_LIMIT
 from nsipf_torch.io.output import run_title
 from nsipf_torch.io.plotting import centre_line, plot_line_profiles
 from nsipf_torch.problems.exact import ring_fraction
@@ -230,7 +230,8 @@ def summary(result: Result, setup: Setup, out: Path) -> None:
               f"the peak cell); run stopped there, snapshots kept")
         if (hit.get("peclet_start") or 0.0) > PECLET_LIMIT:
             print(f"  note: the initial data were already beyond the grid (cell Peclet number {hit['peclet_start']:.2f} "
-                  f"at t = 0, above {PECLET_LIMIT:g}): a larger --N resolves the concentration")
+                  f"at t = 0, above {PECLET_LIMIT:g}), so the stop was its growth by {GROWTH_LIMIT:g}x; "
+                  "a larger --N resolves the concentration")
     print(f"  outputs in {out}/")
 
 
