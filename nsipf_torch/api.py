@@ -18,7 +18,7 @@ default; ``Dc`` > 0 lets the nutrient diffuse), ``"parabolic"`` (eps c_t = D Del
 (:class:`~nsipf_torch.solvers.c_equation.CEquation`); a collapse ends such a run early as a result
 (``Result.collapse``).
 
-``gamma`` and ``chi`` given as sequences make one member per value (a sweep); ``seeds`` makes replicas:
+``gamma``, ``chi`` or ``M0`` given as a sequence make one member per value (a sweep); ``seeds`` makes replicas:
 an int is the base seed (member k gets seed + k, ``batch`` replicas per value), a sequence gives each
 value's replicas their seeds (common random numbers across the sweep). Every bad value is a
 ``ValueError`` naming it, raised here at entry and never inside the time loop; so are runs that would not
@@ -96,7 +96,7 @@ class SimConfig:
     snapshots: int = field(default=4, metadata={"help": "snapshot intervals: snap_0000 (t = 0) ... snap_K (t = T)"})
     diag_every: int = field(default=10, metadata={"help": "steps between diagnostics (mass, min/max, NaN/Inf check)"})
     seed: int = field(default=0, metadata={"help": "base seed; member k uses seed + k"})
-    sweep: str | None = field(default=None, metadata={"help": "one member per value, e.g. chi=0.5,1,2 or gamma=0.005,0.01"})
+    sweep: str | None = field(default=None, metadata={"help": "one member per value, e.g. chi=0.5,1,2, gamma=0.005,0.01 or M0=0.1,0.5"})
     batch: int = field(default=1, metadata={"help": "seeds per sweep value (particle methods)"})
     seeds: tuple[int, ...] | None = field(default=None, metadata={
         "help": "the replicas' seeds, reused for every sweep value (overrides seed and batch)", "cli": False})
@@ -134,32 +134,32 @@ class SimConfig:
         return None if self.method == "fdm" else "neural" if self.method == "nsipf" else self.interp
 
     def members(self) -> list[dict]:
-        """One dict (gamma, chi, seed) per batch member, from the sweep and the batch."""
+        """One dict (gamma, chi, M0, seed) per batch member, from the sweep and the batch."""
         name, values = parse_sweep(self.sweep, self.chi)
         out = []
         for v in values:
             for j in range(self.batch if self.seeds is None else len(self.seeds)):
                 seed = self.seed + len(out) if self.seeds is None else self.seeds[j]
-                member = {"gamma": self.gamma, "chi": self.chi, "seed": seed}
+                member = {"gamma": self.gamma, "chi": self.chi, "M0": self.M0, "seed": seed}
                 member[name] = v
                 out.append(member)
         return out
 
 
 def parse_sweep(sweep: str | None, chi: float) -> tuple[str, list[float]]:
-    """``chi=0.5,1,2`` -> ("chi", [0.5, 1.0, 2.0]); None -> ("chi", [chi])."""
+    """``chi=0.5,1,2`` -> ("chi", [0.5, 1.0, 2.0]); None -> ("chi", [chi]); ``M0=...`` values must be > 0."""
     if sweep is None:
         return "chi", [chi]
     name, sep, values = sweep.partition("=")
-    if not sep or name not in ("chi", "gamma") or not values:
-        raise ValueError(f"--sweep {sweep!r} must look like chi=0.5,1,2 or gamma=0.005,0.01")
+    if not sep or name not in ("chi", "gamma", "M0") or not values:
+        raise ValueError(f"--sweep {sweep!r} must look like chi=0.5,1,2, gamma=0.005,0.01 or M0=0.1,0.5")
     try:
         vals = [float(v) for v in values.split(",")]
     except ValueError:
         raise ValueError(f"--sweep {sweep!r} holds a value that is not a number") from None
     for v in vals:
-        if not math.isfinite(v) or v < 0:
-            raise ValueError(f"--sweep {name} value {v} must be finite and >= 0")
+        if not math.isfinite(v) or v < 0 or (name == "M0" and v == 0):
+            raise ValueError(f"--sweep {name} value {v} must be finite and {'>' if name == 'M0' else '>='} 0")
     return name, vals
 
 
@@ -227,7 +227,7 @@ def check_config(cfg: SimConfig, ic: InitialCondition | None = None, world: Worl
     members = cfg.members()
     params = Params(gamma=torch.tensor([m["gamma"] for m in members], dtype=torch.float64),
                     chi=torch.tensor([m["chi"] for m in members], dtype=torch.float64),
-                    M0=cfg.M0, T=cfg.T)
+                    M0=_member_masses(cfg, members), T=cfg.T)
     grid = Grid(cfg.N, cfg.dim, cfg.L, resolve_device(cfg.device), resolve_dtype(cfg.dtype))
     if cfg.cnn_precision == "tf32" and grid.device.type != "cuda":
         raise ValueError(f"--cnn-precision tf32 needs a CUDA device, the run is on {grid.device.type}")
@@ -261,7 +261,14 @@ def check_run_request(cfg: SimConfig, members: list[dict], grid: Grid, n_steps: 
     for m in members:
         check_magnitude("--chi", m["chi"], grid.dtype)
         check_magnitude("--gamma", m["gamma"], grid.dtype, scale=1 / grid.h**2)
-    check_magnitude("--M0", cfg.M0, grid.dtype, scale=1 / grid.cell_volume)
+        check_magnitude("--M0", m["M0"], grid.dtype, scale=1 / grid.cell_volume)
+
+
+def _member_masses(cfg: SimConfig, members: list[dict]):
+    """M0 of every member as a (B,) tensor under --sweep M0=..., else the one float (the paper's path, bit for bit)."""
+    if cfg.sweep is not None and cfg.sweep.startswith("M0="):
+        return torch.tensor([m["M0"] for m in members], dtype=torch.float64)
+    return cfg.M0
 
 
 def validity_messages(cfg: SimConfig, ic: InitialCondition, ceq: CEquation) -> tuple[list[str], tuple[str, ...]]:
@@ -308,7 +315,7 @@ def simulate(problem: str | InitialCondition | tuple[Callable, Callable] = "annu
     ``method="sipf", interp="spline"``). ``options`` are the fields of :class:`SimConfig` (N, P, T, dt,
     gamma, chi, M0, L, dim, device, dtype, snapshots, diag_every, interp, deposit, c_update, limiter, model,
     cnn_precision, compile, save_particles, batch, seed; the c-equation: c_equation, eps, Dc, alpha, beta,
-    sensitivity, kappa); ``gamma``/``chi`` may be sequences (one member per value). ``callbacks`` run after every step (:mod:`nsipf_torch.run.callbacks`); a ``Snapshots`` among
+    sensitivity, kappa); ``gamma``, ``chi`` or ``M0`` may be a sequence (one member per value). ``callbacks`` run after every step (:mod:`nsipf_torch.run.callbacks`); a ``Snapshots`` among
     them replaces the default schedule (``snapshots`` equal intervals). ``resume`` is the content of a
     state.pt written by the ``Checkpoint`` callback. Warnings (e.g. c driven negative by
     ``c_update="euler"``) go through ``warnings.warn``. A NaN/Inf mid-run returns the result so far with
@@ -375,14 +382,14 @@ def _config(problem, method, seeds, options) -> tuple[SimConfig, InitialConditio
 
 
 def _sweep_option(options: dict) -> str | None:
-    """gamma or chi given as a sequence become a sweep (one member per value)."""
-    for k in ("gamma", "chi"):
+    """gamma, chi or M0 given as a sequence become a sweep (one member per value)."""
+    for k in ("gamma", "chi", "M0"):
         if getattr(options.get(k), "ndim", None) == 0:  # a 0-d array or tensor is one number
             options[k] = options[k].item()
-    swept = [k for k in ("gamma", "chi") if isinstance(options.get(k), (list, tuple, torch.Tensor, np.ndarray))
+    swept = [k for k in ("gamma", "chi", "M0") if isinstance(options.get(k), (list, tuple, torch.Tensor, np.ndarray))
              and getattr(options[k], "ndim", 1) > 0]
     if len(swept) > 1:
-        raise ValueError("sweep gamma or chi, not both at once")
+        raise ValueError(f"sweep one of gamma, chi and M0 at a time, not {' and '.join(swept)}")
     if not swept:
         return options.pop("sweep", None)
     name = swept[0]

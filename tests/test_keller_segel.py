@@ -140,3 +140,28 @@ def test_under_resolved_start_collapses_when_it_concentrates_not_at_the_first_st
     assert above.collapse["peclet_start"] > 2.0 and above.collapse["peclet"] > 1.5 * above.collapse["peclet_start"]
     below = nt.simulate("pks_blob", "fdm", M0=0.12, **kw)
     assert below.complete and below.collapse is None
+
+
+def test_mass_sweep_freezes_a_collapsed_member_while_the_other_runs_on():
+    """--sweep M0=0.12,0.5 at 32^2 in one tensor: the supercritical member collapses at the time its single
+    run does (it sets the batch's FD sub-steps until then) and is held bit for bit from there on; the
+    subcritical one runs to T; each member keeps its own mass to round-off."""
+    kw = dict(PKS, N=32, T=0.6, dtype="float64", snapshots=6)
+    with pytest.warns(UserWarning, match="beyond the grid"):
+        single = nt.simulate("pks_blob", "fdm", M0=0.5, **kw)
+        batch = nt.simulate("pks_blob", "fdm", sweep="M0=0.12,0.5", **kw)
+    assert batch.t_end == pytest.approx(0.6) and not batch.complete and batch.collapses[0] is None
+    hit = batch.collapses[1]
+    assert batch.collapse == hit and hit["t"] == pytest.approx(single.collapse["t"])
+    after = [k for k, t in enumerate(batch.times) if t >= hit["t"]]
+    assert len(after) >= 2 and all(torch.equal(batch.rho[1, k], batch.rho[1, after[0]]) for k in after)
+    _, mass = batch.series("mass")
+    assert float((mass - torch.tensor([0.12, 0.5], dtype=torch.float64)).abs().max()) < 1e-12
+
+
+def test_mass_sweep_gives_each_particle_member_its_mass():
+    """SIPF with --sweep M0: particle mass M0/P per member, so the deposit integrates to each M0 to round-off."""
+    r = nt.simulate("pks_blob", "sipf", N=16, P=2000, T=0.01, sweep="M0=0.1,0.2", **{**PKS, "dtype": "float64"})
+    _, mass = r.series("mass")
+    assert float((mass - torch.tensor([0.1, 0.2], dtype=torch.float64)).abs().max()) < 1e-12
+    assert [m["M0"] for m in r.members] == [0.1, 0.2]

@@ -207,7 +207,8 @@ def summary(result: Result, setup: Setup, out: Path) -> None:
     ts, mass = result.series("mass")
     _, r2 = result.series("mean_r2")
     _, neg = result.series("n_negative_c")
-    drift = float(((mass - cfg.M0).abs() / cfg.M0).max())
+    M0 = np.array([m["M0"] for m in result.members])  # per member (a sweep over mass)
+    drift = float((np.abs(mass.numpy() - M0) / M0).max())
     sub = f" ({result.substeps} FD sub-steps)" if cfg.method == "fdm" else ""
     print(f"{cfg.method} {cfg.ic_file or cfg.ic}, N = {grid.N}, {len(result.members)} member(s): "
           f"{result.n_steps} steps{sub} in {result.wall_time:.1f} s on {grid.device}")
@@ -223,11 +224,13 @@ def summary(result: Result, setup: Setup, out: Path) -> None:
         inner, outer = (float(ring_fraction(rho, cpu, R).mean()) for R in (0.35, 0.7))
         print(f"  where the mass went at t = {result.times[-1]:.4g}: {inner:.1%} within 0.12 of the inner ring "
               f"(R = 0.35), {outer:.1%} within 0.12 of the outer ring (R = 0.7)")
-    if result.collapse is not None:
-        hit = result.collapse
+    for hit in result.collapses or []:
+        if hit is None:
+            continue
+        stopped = "run stopped there" if len(result.members) == 1 else "member frozen there"
         print(f"  COLLAPSE at t = {hit['t']:.4g}: member {hit['member']} concentrated at x = {hit['x']} beyond the "
-              f"grid (cell Peclet number {hit['peclet']:.2f}; mass {hit['peak_mass']:.3g} of {cfg.M0:g} in "
-              f"the peak cell); run stopped there, snapshots kept")
+              f"grid (cell Peclet number {hit['peclet']:.2f}; mass {hit['peak_mass']:.3g} of "
+              f"{result.members[hit['member']]['M0']:g} in the peak cell); {stopped}, snapshots kept")
         if (hit.get("peclet_start") or 0.0) > PECLET_LIMIT:
             print(f"  note: the initial data were already beyond the grid (cell Peclet number {hit['peclet_start']:.2f} "
                   f"at t = 0, above {PECLET_LIMIT:g}), so the stop was its growth by {GROWTH_LIMIT:g}x; "

@@ -26,7 +26,8 @@ def save_result(result, out: Path, figures: bool = True, vtk: bool = False, tens
     out = ensure_writable_dir(out)
     save_json(out / "config.json", result.config)
     save_json(out / "summary.json", {"complete": result.complete, "t_end": result.t_end,
-                                     "collapse": result.collapse, "error": result.error})
+                                     "collapse": result.collapse, "collapses": result.collapses,
+                                     "error": result.error})
     snaps = write_snapshots(result, out)
     if result.complete and snaps:
         save_npz(out / "final.npz", **dict(np.load(snaps[-1])))
@@ -85,8 +86,8 @@ def write_figures(result, snaps: list[Path], out: Path) -> None:
                                result.c[0, k].numpy(), grid.L, grid.dim, rho_max, c_max, title)
     ts, mass = result.series("mass")
     series = {k: result.series(k)[1].numpy() for k in ("mean_r2", "max_rho", "min_c")}
-    M0 = result.config["params"]["M0"]
-    series["|M(t) - M0| / M0"] = ((mass - M0).abs() / M0).numpy()
+    M0 = np.array([m["M0"] for m in result.members])  # per member (a sweep over mass)
+    series["|M(t) - M0| / M0"] = np.abs(mass.numpy() - M0) / M0
     plot_diagnostics(out / "diagnostics.png", ts, series, title)
 
 

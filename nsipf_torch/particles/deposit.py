@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 
 from nsipf_torch.problems.grid import Grid
+from nsipf_torch.problems.params import per_member
 
 DEPOSITS = ("ngp", "cic")
 
@@ -72,9 +73,10 @@ def deposit_counts(X: torch.Tensor, grid: Grid) -> torch.Tensor:
     return _ngp_counts(X, grid).long()
 
 
-def counts_to_rho(counts: torch.Tensor, grid: Grid, M0: float, P: int) -> torch.Tensor:
-    """rho = count * M0 / (P h^d) in grid.dtype (paper eq. 32 histogrammed)."""
-    return counts.to(grid.dtype) * (float(M0) / (P * grid.cell_volume))
+def counts_to_rho(counts: torch.Tensor, grid: Grid, M0, P: int) -> torch.Tensor:
+    """rho = count * M0 / (P h^d) in grid.dtype (paper eq. 32 histogrammed); M0 a float or (B,) per member."""
+    rho = counts.to(grid.dtype)
+    return rho * per_member(M0, rho, grid.dim, P * grid.cell_volume)
 
 
 def _deposit_cic(X: torch.Tensor, grid: Grid, M0: float) -> torch.Tensor:
@@ -100,7 +102,8 @@ def _deposit_cic(X: torch.Tensor, grid: Grid, M0: float) -> torch.Tensor:
         weights.append(weight.reshape(-1))
     rho = torch.zeros(B * N**d, dtype=grid.dtype, device=X.device)
     rho.index_add_(0, torch.cat(flats), torch.cat(weights))
-    return rho.reshape(B, *grid.shape) * (float(M0) / (P * grid.cell_volume))
+    rho = rho.reshape(B, *grid.shape)
+    return rho * per_member(M0, rho, d, P * grid.cell_volume)
 
 
 def deposit(X: torch.Tensor, grid: Grid, M0: float, method: str = "ngp") -> torch.Tensor:

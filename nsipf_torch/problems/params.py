@@ -124,13 +124,14 @@ def per_member(value, like: torch.Tensor, trailing: int, divisor: float = 1.0):
 
 @dataclass(frozen=True)
 class Params:
-    """gamma: diffusion, chi: chemo-sensitivity (floats or (B,) tensors), M0: mass, T: final time: the
+    """gamma: diffusion, chi: chemo-sensitivity (floats or (B,) tensors), M0: mass (a float, or a (B,) tensor
+    for a sweep over mass), T: final time: the
     physics; the geometry (L, d, N) is the :class:`~nsipf_torch.problems.grid.Grid`'s. Every value is
     checked on construction (a ``ValueError`` names a bad one)."""
 
     gamma: float | torch.Tensor = 0.01
     chi: float | torch.Tensor = 1.0
-    M0: float = 1.0
+    M0: float | torch.Tensor = 1.0
     T: float = 0.2
 
     def __post_init__(self):
@@ -149,11 +150,11 @@ class Params:
     @property
     def batch(self) -> int:
         """Members implied by the (B,) tensors among gamma and chi (1 when both are numbers)."""
-        sizes = [v.numel() for v in (self.gamma, self.chi) if isinstance(v, torch.Tensor) and v.ndim == 1]
+        sizes = [v.numel() for v in (self.gamma, self.chi, self.M0) if isinstance(v, torch.Tensor) and v.ndim == 1]
         return max(sizes, default=1)
 
     def member_values(self, name: str, B: int) -> torch.Tensor:
-        """gamma or chi as a (B,) float64 tensor (gradients kept), for per-member bookkeeping."""
+        """gamma, chi or M0 as a (B,) float64 tensor (gradients kept), for per-member bookkeeping."""
         value = getattr(self, name)
         t = value.to(torch.float64) if isinstance(value, torch.Tensor) else torch.tensor(float(value), dtype=torch.float64)
         return t.reshape(-1).expand(B) if t.numel() == 1 else t.reshape(-1)

@@ -79,9 +79,11 @@ def cell_peclet(phi: torch.Tensor, gamma: torch.Tensor, chi: torch.Tensor, dim: 
 
 
 class StopOnCollapse(Callback):
-    """Raise :class:`CollapseStop` when a member's Pe_h exceeds ``limit``: after every FD outer step, at
-    diagnostics steps for the particle methods (whose step stays free of host syncs). A batch stops at its
-    first member's collapse; the other members' state at that time is in the last snapshot.
+    """Record a member whose Pe_h exceeds its limit: after every FD outer step, at diagnostics steps for the
+    particle methods (whose step stays free of host syncs). In a batch the collapsed member is frozen
+    (``runner.freeze``: its state is held from then on, and it no longer sets the FD sub-step count) while
+    the others run on; :class:`CollapseStop` is raised when every member has collapsed. ``collapses``:
+    per member, None or {step, t, member, x, peclet, peak_mass, peclet_start}.
 
     With the parabolic c-equation the particle methods' c accumulates the deposit's noise, which raises
     Pe_h where particles per cell are few (measured: pks_blob 3D, M0 = 2, N = 32, P = 2e4, 0.6 particles
@@ -89,7 +91,7 @@ class StopOnCollapse(Callback):
     the subcritical M0 = 0.12 runs to T = 0.5 without a stop)."""
 
     def __init__(self, limit: float = PECLET_LIMIT, growth: float = GROWTH_LIMIT):
-        self.limit, self.growth, self.start, self.limits = limit, growth, None, None
+        self.limit, self.growth, self.start, self.limits, self.collapses = limit, growth, None, None, []
 
     @staticmethod
     def peclet(runner) -> torch.Tensor:
@@ -102,6 +104,8 @@ class StopOnCollapse(Callback):
         limit is then ``growth`` times its start (module docstring)."""
         self.start = self.peclet(state.runner)
         self.limits = torch.clamp(self.growth * self.start, min=self.limit)
+        if len(self.collapses) != len(self.start):
+            self.collapses = [None] * len(self.start)
         if bool((self.start > self.limit).any()):
             warnings.warn(f"the initial data are beyond the grid (cell Peclet number {float(self.start.max()):.3g} "
                           f"> {self.limit:g}): a collapse is detected as a growth of it by {self.growth:g}x; "
@@ -113,13 +117,25 @@ class StopOnCollapse(Callback):
             return
         grid = runner.grid
         pe = self.peclet(runner)
-        over = pe > (self.limits if self.limits is not None else self.limit)
+        done = torch.tensor([hit is not None for hit in self.collapses], dtype=torch.bool)
+        over = (pe > (self.limits if self.limits is not None else self.limit)) & ~done
         if not bool(over.any()):
             return
-        member = int(torch.nonzero(over)[0])
-        rho = runner.fields()[0][member]
-        index = torch.unravel_index(torch.argmax(rho.reshape(-1)).cpu(), rho.shape)
-        x = [round(float(grid.centres()[int(i)]), 6) for i in index]
-        raise CollapseStop({"step": state.step, "t": state.t, "member": member, "x": x,
-                            "peclet": float(pe[member]), "peak_mass": float(rho.max()) * grid.cell_volume,
-                            "peclet_start": float(self.start[member]) if self.start is not None else None})
+        members = [int(m) for m in torch.nonzero(over).reshape(-1)]
+        rho_all = runner.fields()[0]
+        for member in members:
+            rho = rho_all[member]
+            index = torch.unravel_index(torch.argmax(rho.reshape(-1)).cpu(), rho.shape)
+            x = [round(float(grid.centres()[int(i)]), 6) for i in index]
+            self.collapses[member] = {
+                "step": state.step, "t": state.t, "member": member, "x": x, "peclet": float(pe[member]),
+                "peak_mass": float(rho.max()) * grid.cell_volume,
+                "peclet_start": float(self.start[member]) if self.start is not None else None}
+        if all(hit is not None for hit in self.collapses) or not hasattr(runner, "freeze"):
+            raise CollapseStop(self.first())
+        runner.freeze(members)
+
+    def first(self) -> dict | None:
+        """The earliest collapse recorded (the lowest member among simultaneous ones), or None."""
+        hits = [hit for hit in self.collapses if hit is not None]
+        return min(hits, key=lambda hit: (hit["step"], hit["member"])) if hits else None

@@ -60,7 +60,9 @@ class Result:
     times ``times`` (K,); ``X`` (B, K, M, d) particle positions when asked for; ``diagnostics``: one row
     per member and diagnostics step; ``config``: the run's configuration, members, device and torch
     version; ``complete`` is False when a NaN/Inf stopped the run (``error`` says where) or a collapse did
-    (``collapse``: {step, t, member, x, peclet, peak_mass, peclet_start}, :mod:`nsipf_torch.run.collapse`);
+    (``collapse``: the earliest, {step, t, member, x, peclet, peak_mass, peclet_start},
+    :mod:`nsipf_torch.run.collapse`; ``collapses``: one such dict or None per member, a collapsed member of
+    a batch frozen from its collapse on while the others ran on);
     a run a callback ended early (``StopAt``) is complete up to its last snapshot step, ``n_steps`` being the
     planned count; ``t_end``: the time reached."""
 
@@ -80,6 +82,7 @@ class Result:
     error: str | None = None
     collapse: dict | None = None
     t_end: float | None = None
+    collapses: list | None = None
 
     def save(self, out: str | Path, figures: bool = True, vtk: bool = False, tensorboard: bool = True) -> Path:
         """Write the run into ``out`` (created): config.json, snap_KKKK.npz, final.npz (complete runs),
@@ -113,7 +116,8 @@ def run(setup, runner, callbacks: Sequence[Callback] = (), resume: dict | None =
         state.t = setup.time_at(state.step)
     start, error, collapse = time.perf_counter(), None, None
     ceq = getattr(setup, "ceq", None)
-    trackers = [StopOnNonFinite(), Diagnostics(), snaps] + ([StopOnCollapse()] if ceq and ceq.can_collapse else [])
+    stopper = StopOnCollapse() if ceq and ceq.can_collapse else None
+    trackers = [StopOnNonFinite(), Diagnostics(), snaps] + ([stopper] if stopper else [])
     try:
         run_loop(runner, setup, [*trackers, *user], state)
     except NonFiniteError as err:
@@ -124,13 +128,16 @@ def run(setup, runner, callbacks: Sequence[Callback] = (), resume: dict | None =
             Diagnostics().on_step(state)
         if not snaps.steps or snaps.steps[-1] != state.step:
             snaps.take(state)
-    result = _result(setup, snaps, state, time.perf_counter() - start, error, collapse)
+    if stopper is not None:  # members frozen at their collapse while the batch ran on to T
+        collapse = collapse or stopper.first()
+    result = _result(setup, snaps, state, time.perf_counter() - start, error, collapse,
+                     stopper.collapses if stopper is not None else None)
     _warn(result)
     return result
 
 
 def _result(setup, snaps: Snapshots, state: LoopState, wall: float, error: str | None,
-            collapse: dict | None = None) -> Result:
+            collapse: dict | None = None, collapses: list | None = None) -> Result:
     def stack(frames):
         return torch.stack(frames, dim=1) if frames else torch.empty(0)
     config = {"config": asdict(setup.cfg), "params": setup.params.to_dict(), "members": setup.members,
@@ -140,7 +147,7 @@ def _result(setup, snaps: Snapshots, state: LoopState, wall: float, error: str |
                   X=stack(snaps.X) if snaps.X else None, diagnostics=state.log, config=config,
                   members=setup.members, grid=setup.grid, n_steps=setup.n_steps, substeps=state.substeps,
                   wall_time=wall, complete=error is None and collapse is None, error=error, collapse=collapse,
-                  t_end=state.t)
+                  t_end=state.t, collapses=collapses)
 
 
 def _warn(result: Result) -> None:

@@ -29,7 +29,35 @@ from nsipf_torch.particles.distributed import World, sharded_deposit
 from nsipf_torch.particles.sipf import compiled_advance, initial_state, noise_generators, sipf_run
 
 
-class FDRunner:
+class Freezable:
+    """Members that stop advancing while the others run on (a collapsed member of a batch,
+    :class:`~nsipf_torch.run.collapse.StopOnCollapse`): their gamma and chi count as 0 in the step, so they
+    neither move nor set the FD sub-step count, and their state is held bit for bit. Outside the pure step
+    functions; with nothing frozen the step is the unfrozen one, unchanged."""
+
+    frozen: torch.Tensor | None = None  # (B,) bool on the grid's device
+
+    def freeze(self, members: Sequence[int]) -> None:
+        if self.frozen is None:
+            self.frozen = torch.zeros(self.gamma.shape[0], dtype=torch.bool, device=self.gamma.device)
+        self.frozen[list(members)] = True
+
+    def _moving(self, value: torch.Tensor) -> torch.Tensor:
+        return value if self.frozen is None else torch.where(self.frozen, torch.zeros_like(value), value)
+
+    def _hold(self, old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+        if self.frozen is None:
+            return new
+        return torch.where(self.frozen.reshape(-1, *[1] * (new.ndim - 1)), old, new)
+
+    def _frozen_state(self) -> dict:
+        return {} if self.frozen is None else {"frozen": self.frozen}
+
+    def _load_frozen(self, sd: dict) -> None:
+        self.frozen = sd["frozen"].to(self.grid.device) if "frozen" in sd else None
+
+
+class FDRunner(Freezable):
     """The finite-volume reference solver (:mod:`nsipf_torch.solvers.fd`)."""
 
     #: the collapse check (:class:`~nsipf_torch.run.collapse.StopOnCollapse`) after every outer step: the
@@ -42,19 +70,20 @@ class FDRunner:
         self.ceq = CEquation() if ceq is None else ceq
         self.gamma = _member_tensor(params, "gamma", B, grid)
         self.chi = _member_tensor(params, "chi", B, grid)
-        self.rho = ic.rho0(grid, params.M0).expand(B, *grid.shape).clone()
+        self.rho = _initial_rho(ic, grid, params.M0, B)
         self.c = self.ceq.initial(ic.c0(grid).expand(B, *grid.shape).clone(), self.rho, grid.h, grid.dim)
 
     def substep_count(self, dt: float) -> int:
         """Sub-steps the next outer step of size dt takes (one host sync)."""
-        return fd.fd_substep_count(self.c, dt, self.gamma, self.chi, self.grid.h, self.grid.dim, rho=self.rho,
+        return fd.fd_substep_count(self.c, dt, self._moving(self.gamma), self._moving(self.chi), self.grid.h, self.grid.dim, rho=self.rho,
                                    c_update=self.c_update, ceq=self.ceq)
 
     @torch.inference_mode()
     def advance(self, dt: float) -> int:
-        self.rho, self.c, n_sub = fd.fd_advance(self.rho, self.c, dt, self.gamma, self.chi, self.grid,
-                                                limiter=self.limiter, c_update=self.c_update, compile=self.compile,
-                                                ceq=self.ceq)
+        rho, c, n_sub = fd.fd_advance(self.rho, self.c, dt, self._moving(self.gamma), self._moving(self.chi),
+                                      self.grid, limiter=self.limiter, c_update=self.c_update, compile=self.compile,
+                                      ceq=self.ceq)
+        self.rho, self.c = self._hold(self.rho, rho), self._hold(self.c, c)
         return n_sub
 
     def fields(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,14 +97,15 @@ class FDRunner:
         return {"rho": self.rho, "c": self.c}
 
     def state_dict(self) -> dict:
-        return {"rho": self.rho, "c": self.c}
+        return {"rho": self.rho, "c": self.c, **self._frozen_state()}
 
     def load_state_dict(self, sd: dict) -> None:
         self.rho = sd["rho"].to(self.grid.device, self.grid.dtype)
         self.c = sd["c"].to(self.grid.device, self.grid.dtype)
+        self._load_frozen(sd)
 
 
-class ParticleRunner:
+class ParticleRunner(Freezable):
     """SIPF / NSIPF: P particles per member carry rho, c lives on the grid (paper eqs. 32-34)."""
 
     check_every_step = False  # the collapse check at diagnostics steps: the step itself stays free of syncs
@@ -85,7 +115,9 @@ class ParticleRunner:
                  compile: bool | str = False, replan_every: int = 10, ceq: CEquation | None = None):
         B = len(seeds)
         self.ceq = CEquation() if ceq is None else ceq
-        self.grid, self.M0, self.P, self.interp, self.world = grid, params.M0, P, interp, world
+        self.grid, self.P, self.interp, self.world = grid, P, interp, world
+        # a sweep over mass: the particle mass M0/P per member, kept where the particles live
+        self.M0 = params.M0.to(grid.device) if isinstance(params.M0, torch.Tensor) else params.M0
         self.c_update, self.deposit_method, self.replan_every, self.steps = c_update, deposit_method, replan_every, 0
         self.gamma = _member_tensor(params, "gamma", B, grid)
         self.chi = _member_tensor(params, "chi", B, grid)
@@ -95,7 +127,7 @@ class ParticleRunner:
             interp.pow2_capacity = True
         # drawn where the particles live: a CPU stream copied to the GPU would cost more than the step
         self.generators = noise_generators(seeds, rank=world.rank, device=grid.device)
-        self.deposit_fn = None if world.size == 1 else sharded_deposit(world, grid, params.M0, P, deposit_method)
+        self.deposit_fn = None if world.size == 1 else sharded_deposit(world, grid, self.M0, P, deposit_method)
         if self.ceq.elliptic:  # c is the solve for the deposited rho0, not the problem's c0
             self.state = self.state._replace(c=self.ceq.initial(self.c, self.fields()[0], grid.h, grid.dim))
         # compile: True (torch.compile's default mode) or a mode name, e.g. "reduce-overhead" (CUDA graphs)
@@ -123,10 +155,14 @@ class ParticleRunner:
         if self.steps % self.replan_every == 0:
             self.replan()
         self.steps += 1
-        self.state = sipf_run(self.state, self.generators, 1, grid=self.grid, dt=dt, gamma=self.gamma, chi=self.chi,
+        old = self.state
+        self.state = sipf_run(old, self.generators, 1, grid=self.grid, dt=dt, gamma=self._moving(self.gamma),
+                              chi=self._moving(self.chi),
                               M0=self.M0, interp=self.interp, c_update=self.c_update,
                               deposit_method=self.deposit_method, step_fn=self.step_fn, deposit_fn=self.deposit_fn,
                               check=False, **({} if self.ceq.is_paper else {"ceq": self.ceq}))  # checked at entry
+        if self.frozen is not None:
+            self.state = self.state._replace(X=self._hold(old.X, self.state.X), c=self._hold(old.c, self.state.c))
         return 1
 
     def fields(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -157,12 +193,13 @@ class ParticleRunner:
         """Everything the next step reads: particles, c, the step count (it times the re-plans), the Brownian
         streams and the interpolator's own state (NSIPF's tile plan, made at the last re-plan step)."""
         return {"X": self.X, "c": self.c, "steps": self.steps, "generators": [g.get_state() for g in self.generators],
-                "interp": self.interp.state_dict() if hasattr(self.interp, "state_dict") else {}}
+                "interp": self.interp.state_dict() if hasattr(self.interp, "state_dict") else {}, **self._frozen_state()}
 
     def load_state_dict(self, sd: dict) -> None:
         self.state = self.state._replace(X=sd["X"].to(self.grid.device, self.grid.dtype),
                                          c=sd["c"].to(self.grid.device, self.grid.dtype))
         self.steps = int(sd["steps"])
+        self._load_frozen(sd)
         if "interp" in sd and hasattr(self.interp, "load_state_dict"):
             self.interp.load_state_dict(sd["interp"])
         else:  # a state without the interpolator's: plan from its particles (a resume, not bitwise for NSIPF)
@@ -193,6 +230,13 @@ def _keller_segel_diagnostics(diag: dict, rho: torch.Tensor, runner) -> dict:
         diag["free_energy"] = free_energy(rho, runner.c, ceq, runner.gamma, runner.chi, runner.grid.h,
                                           runner.grid.dim)
     return diag
+
+
+def _initial_rho(ic, grid: Grid, M0, B: int) -> torch.Tensor:
+    """rho0 of every member (B, *grid.shape): one mass, or one per member (a sweep over M0)."""
+    if isinstance(M0, torch.Tensor):
+        return torch.stack([ic.rho0(grid, m) for m in M0.tolist()])
+    return ic.rho0(grid, M0).expand(B, *grid.shape).clone()
 
 
 def _member_tensor(params: Params, name: str, B: int, grid: Grid) -> torch.Tensor:
