@@ -319,7 +319,8 @@ def simulate(problem: str | InitialCondition | tuple[Callable, Callable] = "annu
     them replaces the default schedule (``snapshots`` equal intervals). ``resume`` is the content of a
     state.pt written by the ``Checkpoint`` callback. Warnings (e.g. c driven negative by
     ``c_update="euler"``) go through ``warnings.warn``. A NaN/Inf mid-run returns the result so far with
-    ``complete=False``; so does a collapse of a Keller-Segel run, with ``collapse`` saying when and where.
+    ``complete=False``; so does a collapse of a Keller-Segel run, with ``collapse`` saying when and where (in a
+    batch the collapsed members are frozen, ``collapses`` per member, while the others run on).
     NSIPF outside its CNN's validity domain on a numeric axis runs SIPF with the cubic spline, with one
     warning and the config of what ran in the Result (``fallback=False`` keeps the CNN, ``strict=True``
     refuses; :mod:`nsipf_torch.neural.validity`).

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 from nsipf_torch.methods import METHODS as REGISTRY, get_method
+from studies import render_ks
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ("README.md", "BENCHMARKS.md", "docs/VALIDATION.md", "docs/INFERENCE.md")
@@ -253,6 +254,14 @@ work_precision_rows.source = cheapest_rows.source = WORK_PRECISION
 # ---------------------------------------------------------------------------------------------------
 # The registry: every marked table in the docs.
 
+def results(path: str, part: Callable[[dict], tuple[list[str], list[list[str]]]]) -> Callable[[], list[str]]:
+    """A table that ``part`` makes from a study's own results file (command and commit at its top level)."""
+    def render() -> list[str]:
+        return markdown(*part(load(path)))
+    render.source = path
+    return render
+
+
 QUICK = "docs/results/cpu_quick_2026-11-27.json"
 PAPER = "docs/benchmarks/cpu_paper_2026-11-27.json"
 GPU = "docs/benchmarks/gpu_h100_2026-11-27.json"
@@ -292,6 +301,11 @@ TABLES: dict[str, Callable[[], list[str]]] = {
     "accuracy": accuracy_rows, "accuracy-rings": ring_rows,
     **{f"heldout-{key}": transcribed("heldout", key, hide=("interp_gap at T",)) for key in (
         "2d64-1e5", "3d32", "3d64", "2d64-1e6", "2d64-1e6-more", "2d128", "2d128-more", "3d64-1e6")},
+    # docs/VALIDATION.md and BENCHMARKS.md: the Keller-Segel family
+    "ks-growth-rates": results(render_ks.KS_VALIDATION, render_ks.growth_rates),
+    "ks-critical-mass": results(render_ks.KS_VALIDATION, render_ks.critical_mass),
+    "ks-collapse-vs-grid": results(render_ks.KS_VALIDATION, render_ks.collapse_vs_grid),
+    "ks-spectral-timing": results(render_ks.KS_TIMING, render_ks.spectral_timing),
     # docs/INFERENCE.md
     "inference-validation": transcribed("inference", "validation"),
 }

@@ -17,10 +17,12 @@ Examples (CUDA is used when present; --device cpu forces the CPU):
   python simulate.py --method fdm --c-equation elliptic --ic pks_blob --dim 2 --N 128 --M0 0.5 --T 0.6
         # the Keller-Segel family (--c-equation, --eps, --Dc, --alpha, --beta, --sensitivity, --kappa):
         # a collapse stops the run cleanly (exit 0) and summary.json says when and where
+  python simulate.py --method fdm --c-equation elliptic --ic pks_blob --dim 2 --N 64 --sweep M0=0.12,0.5 --T 0.6
+        # a critical-mass scan in one tensor: a collapsed member is frozen while the others run on
   torchrun --nproc_per_node=4 simulate.py --method sipf --P 4000000 --N 128     # particles sharded over 4 GPUs
   torchrun --nnodes=2 --nproc_per_node=8 --rdzv-backend=c10d --rdzv-endpoint=HOST:29500 simulate.py ...
 
-Outputs in --out DIR: config.json; summary.json (complete, t_end, collapse); snap_KKKK.npz and final.npz
+Outputs in --out DIR: config.json; summary.json (complete, t_end, collapse, collapses); snap_KKKK.npz and final.npz
 (keys t, x, rho, c with a leading batch axis, and gamma, chi, seed per member; particles with
 --save-particles); diagnostics.csv; PNG
 cross-sections (snap_KKKK.png) and diagnostics.png; TensorBoard scalars; ParaView files with --vtk.

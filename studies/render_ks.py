@@ -1,0 +1,53 @@
+"""The Keller-Segel family's tables (issue 20), as (columns, rows) from the results files that
+``studies.keller_segel`` and ``studies.time_spectral`` write; :mod:`studies.render_docs` puts them between
+their markers.
+
+    docs/results/ks_validation.json        python -m studies.keller_segel --out FILE
+    docs/results/ks_spectral_timing.json   python -m studies.time_spectral --out FILE
+"""
+from __future__ import annotations
+
+import math
+
+KS_VALIDATION = "docs/results/ks_validation.json"
+KS_TIMING = "docs/results/ks_spectral_timing.json"
+
+
+def growth_rates(data: dict) -> tuple[list[str], list[list[str]]]:
+    """Measured FD growth rate of each instability case against the dispersion relation's root."""
+    columns = ["case", "Φ", "κ", "γ", "χ", "mode m", "N", "σ theory", "σ FD", "error", "tolerance", "within"]
+    rows = [[r["case"], r["sensitivity"], f"{r['kappa']:g}" if r["sensitivity"] != "linear" else "–",
+             f"{r['gamma']:g}", f"{r['chi']:g}", r["m"], f"{r['N']}²", f"{r['sigma_theory']:.5f}",
+             f"{r['sigma_fd']:.5f}", f"{r['error']:.1e}", f"{r['tolerance']:.1e}", "yes" if r["ok"] else "**no**"]
+            for r in data["instability"]]
+    return columns, rows
+
+
+def critical_mass(data: dict) -> tuple[list[str], list[list[str]]]:
+    """Each method's run of pks_blob below and above M_c: spread to T, or the collapse's time and place."""
+    columns = ["method", "N", "P", "M0 (M_c = 0.251)", "T*_box", "outcome", "M₂/M0 start → end"]
+    rows = []
+    for r in data["critical_mass"]:
+        hit = r["collapse"]
+        outcome = (f"collapse at t = {hit['t']:.3f}, x = ({', '.join(f'{v:g}' for v in hit['x'])}), "
+                   f"{hit['peak_mass']:.3f} in the peak cell" if hit else f"spreads to T = {r['T']:g}")
+        star = "∞ (subcritical)" if math.isinf(r["T_star_box"]) else f"{r['T_star_box']:.3f}"
+        rows.append([r["method"], f"{r['N']}²", f"{r['P']:,}" if r["P"] else "–", f"{r['M0']:g}", star, outcome,
+                     f"{r['mean_r2_start']:.4f} → {r['mean_r2_end']:.4f}"])
+    return columns, rows
+
+
+def collapse_vs_grid(data: dict) -> tuple[list[str], list[list[str]]]:
+    """FD's collapse time of M0 = 0.5 per grid."""
+    columns = ["N", "collapse t", "mass in the peak cell", "FD sub-steps"]
+    rows = [[f"{r['N']}²", f"{r['collapse_t']:.3f}", f"{r['peak_mass']:.4f}", r["substeps"]]
+            for r in data["collapse_time_vs_grid"]]
+    return columns, rows
+
+
+def spectral_timing(data: dict) -> tuple[list[str], list[list[str]]]:
+    """The DCT-II elliptic solve through torch.fft against scipy.fft.dctn, one thread."""
+    columns = ["grid", "dtype", "torch.fft (ms)", "scipy.fft (ms)", "torch / scipy", "max abs difference"]
+    rows = [[f"{r['N']}{'³' if r['dim'] == 3 else '²'}", r["dtype"], f"{r['torch_ms']:.1f}", f"{r['scipy_ms']:.1f}",
+             f"{r['ratio_torch_over_scipy']:.2f}", f"{r['max_abs_difference']:.1e}"] for r in data["rows"]]
+    return columns, rows
