@@ -4,6 +4,7 @@ their markers.
 
     docs/results/ks_validation.json        python -m studies.keller_segel --out FILE
     docs/results/ks_spectral_timing.json   python -m studies.time_spectral --out FILE
+    docs/results/ks_consumption.json       python -m studies.ks_consumption --out FILE
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import math
 
 KS_VALIDATION = "docs/results/ks_validation.json"
 KS_TIMING = "docs/results/ks_spectral_timing.json"
+KS_CONSUMPTION = "docs/results/ks_consumption.json"
 
 
 def growth_rates(data: dict) -> tuple[list[str], list[list[str]]]:
@@ -50,4 +52,15 @@ def spectral_timing(data: dict) -> tuple[list[str], list[list[str]]]:
     columns = ["grid", "dtype", "torch.fft (ms)", "scipy.fft (ms)", "torch / scipy", "max abs difference"]
     rows = [[f"{r['N']}{'³' if r['dim'] == 3 else '²'}", r["dtype"], f"{r['torch_ms']:.1f}", f"{r['scipy_ms']:.1f}",
              f"{r['ratio_torch_over_scipy']:.2f}", f"{r['max_abs_difference']:.1e}"] for r in data["rows"]]
+    return columns, rows
+
+
+def consumption(data: dict) -> tuple[list[str], list[list[str]]]:
+    """FD's successive differences and observed orders, and SIPF beside FD at one grid, per sensitivity."""
+    first = data["rows"][0]
+    Ns = first["Ns"]
+    columns = (["Φ"] + [f"e({a}→{b})" for a, b in zip(Ns, Ns[1:])] + ["observed orders"]
+               + [f"SIPF-spline {first['N_sipf']}², P = {first['P']:,}", f"FDM {first['N_sipf']}²"])
+    rows = [[r["sensitivity"], *(f"{e:.2e}" for e in r["errors"]), ", ".join(f"{o:.2f}" for o in r["orders"]),
+             f"{r['sipf_vs_fd']:.4f}", f"{r['fd_same_grid_vs_fd']:.4f}"] for r in data["rows"]]
     return columns, rows
