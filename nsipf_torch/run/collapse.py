@@ -101,11 +101,15 @@ class StopOnCollapse(Callback):
     def on_start(self, state: LoopState) -> None:
         """Pe_h of the starting state: above the limit, the initial data themselves are beyond the grid
         (reported with the collapse as ``peclet_start``, and warned about: refine the grid); the member's
-        limit is then ``growth`` times its start (module docstring)."""
-        self.start = self.peclet(state.runner)
+        limit is then ``growth`` times its start (module docstring). A resumed run takes the start from the
+        step-0 diagnostics rows, so its limits are those of the run it continues."""
+        first = [row["peclet"] for row in state.log if row["step"] == 0 and "peclet" in row]
+        self.start = torch.tensor(first, dtype=torch.float64) if first and len(first) == len(state.members) \
+            else self.peclet(state.runner)
         self.limits = torch.clamp(self.growth * self.start, min=self.limit)
-        if len(self.collapses) != len(self.start):
-            self.collapses = [None] * len(self.start)
+        if len(self.collapses) != len(self.start):  # a resumed batch brings its frozen members' records
+            saved = getattr(state.runner, "frozen_at", None)
+            self.collapses = list(saved) if saved is not None else [None] * len(self.start)
         if bool((self.start > self.limit).any()):
             warnings.warn(f"the initial data are beyond the grid (cell Peclet number {float(self.start.max()):.3g} "
                           f"> {self.limit:g}): a collapse is detected as a growth of it by {self.growth:g}x; "
@@ -133,7 +137,7 @@ class StopOnCollapse(Callback):
                 "peclet_start": float(self.start[member]) if self.start is not None else None}
         if all(hit is not None for hit in self.collapses) or not hasattr(runner, "freeze"):
             raise CollapseStop(self.first())
-        runner.freeze(members)
+        runner.freeze({member: self.collapses[member] for member in members})
 
     def first(self) -> dict | None:
         """The earliest collapse recorded (the lowest member among simultaneous ones), or None."""

@@ -21,6 +21,7 @@ import torch
 
 import nsipf_torch.solvers.fd as fd
 from nsipf_torch.particles.deposit import deposit
+from nsipf_torch.run.collapse import StopOnCollapse
 from nsipf_torch.run.diagnostics import field_diagnostics
 from nsipf_torch.problems.grid import Grid
 from nsipf_torch.problems.params import Params
@@ -33,14 +34,21 @@ class Freezable:
     """Members that stop advancing while the others run on (a collapsed member of a batch,
     :class:`~nsipf_torch.run.collapse.StopOnCollapse`): their gamma and chi count as 0 in the step, so they
     neither move nor set the FD sub-step count, and their state is held bit for bit. Outside the pure step
-    functions; with nothing frozen the step is the unfrozen one, unchanged."""
+    functions; with nothing frozen the step is the unfrozen one, unchanged. ``frozen_at`` keeps, per member,
+    the record of why it was frozen (plain values), so that a resumed run still knows its collapses."""
 
     frozen: torch.Tensor | None = None  # (B,) bool on the grid's device
+    frozen_at: list | None = None  # (B,) None or a plain dict per member
 
-    def freeze(self, members: Sequence[int]) -> None:
+    def freeze(self, records: dict[int, dict]) -> None:
+        """Freeze the members that are the keys of ``records``, keeping each member's record."""
         if self.frozen is None:
-            self.frozen = torch.zeros(self.gamma.shape[0], dtype=torch.bool, device=self.gamma.device)
-        self.frozen[list(members)] = True
+            B = self.gamma.shape[0]
+            self.frozen = torch.zeros(B, dtype=torch.bool, device=self.gamma.device)
+            self.frozen_at = [None] * B
+        for member, record in records.items():
+            self.frozen[member] = True
+            self.frozen_at[member] = record
 
     def _moving(self, value: torch.Tensor) -> torch.Tensor:
         return value if self.frozen is None else torch.where(self.frozen, torch.zeros_like(value), value)
@@ -51,10 +59,11 @@ class Freezable:
         return torch.where(self.frozen.reshape(-1, *[1] * (new.ndim - 1)), old, new)
 
     def _frozen_state(self) -> dict:
-        return {} if self.frozen is None else {"frozen": self.frozen}
+        return {} if self.frozen is None else {"frozen": self.frozen, "frozen_at": list(self.frozen_at)}
 
     def _load_frozen(self, sd: dict) -> None:
         self.frozen = sd["frozen"].to(self.grid.device) if "frozen" in sd else None
+        self.frozen_at = list(sd["frozen_at"]) if "frozen_at" in sd else None
 
 
 class FDRunner(Freezable):
@@ -221,11 +230,14 @@ def compiled_step(mode: str = "default"):
 
 def _keller_segel_diagnostics(diag: dict, rho: torch.Tensor, runner) -> dict:
     """Add the Keller-Segel free energy (:func:`~nsipf_torch.solvers.c_equation.free_energy`) where it is a
-    Lyapunov functional: the parabolic and elliptic c-equations with the linear sensitivity. A mean-free c
+    Lyapunov functional: the parabolic and elliptic c-equations with the linear sensitivity, and the cell
+    Peclet number of the collapse check (:mod:`nsipf_torch.run.collapse`) where a collapse can happen. A mean-free c
     is negative somewhere by construction: its cells do not count as the euler update's negative c."""
     ceq = runner.ceq
     if ceq.mean_free:
         diag["n_negative_c"] = torch.zeros_like(diag["n_negative_c"])
+    if ceq.can_collapse:
+        diag["peclet"] = StopOnCollapse.peclet(runner)
     if ceq.can_collapse and ceq.sensitivity == "linear":
         diag["free_energy"] = free_energy(rho, runner.c, ceq, runner.gamma, runner.chi, runner.grid.h,
                                           runner.grid.dim)
