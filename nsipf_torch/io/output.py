@@ -4,7 +4,7 @@
     snap_KKKK.npz        t, step, x (1-D cell centres), rho, c (B, N, ..., N), gamma, chi, seed per member,
                          X (B, M, d) with save_particles
     final.npz            the last snapshot of a complete run
-    diagnostics.csv      step, t, member, gamma, chi, seed, mass, min/max rho, min c, mean |x|^2, ...
+    diagnostics.csv      step, t, member, gamma, chi, M0, seed, mass, min/max rho, min c, mean |x|^2, ...
     events.out.tfevents  TensorBoard scalars of the diagnostics
     snap_KKKK.png        mid-plane cross-sections of member 0, colour limits fixed across snapshots
     diagnostics.png      mean and min-max band across members
