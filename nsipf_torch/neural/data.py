@@ -179,6 +179,17 @@ def _reflect_ball(X, R):
     return torch.where(r > R, X * ((2 * R - r) / r).clamp(min=0.0), X)
 
 
+def _move(X: torch.Tensor, c_radial: torch.Tensor, rgrid: RadialGrid, chi: torch.Tensor, noise_sd: torch.Tensor,
+          dt: float, R: float, g: torch.Generator) -> torch.Tensor:
+    """One Euler-Maruyama step (paper eq. 34) of the persistent particles with the exact radial drift of
+    c(r) at the step's start (the field the deposit saw); the noise comes from the split's CPU generator."""
+    slope, edges = (v.to(torch.float32) for v in _radial_slope(c_radial, rgrid))
+    rad = torch.linalg.vector_norm(X, dim=-1)
+    grad = _profile(slope, edges, rad).unsqueeze(-1) * X / rad.clamp(min=1e-12).unsqueeze(-1)
+    noise = torch.randn(X.shape, generator=g, dtype=torch.float32).to(X.device)
+    return _reflect_ball(X + chi * dt * grad + noise_sd * noise, R)
+
+
 def _generate_split(cfg: DataConfig, n_traj: int, seed: int, canonical: bool, progress: bool = False,
                     device: str | torch.device = "cpu"):
     """One split (module docstring, steps 1-4). The radial solve, the particle paths and the deposits run
@@ -230,13 +241,7 @@ def _generate_split(cfg: DataConfig, n_traj: int, seed: int, canonical: bool, pr
             for bi, t in enumerate(idx):
                 for j in range(G):
                     lattices[bi][j].add(X[bi, :int(Pg[t, j])], cfg.dt * float(prob["mass"][t]))
-            # Move with the exact radial drift at time t_step (the field the deposit saw).
-            slope, edges = (v.to(torch.float32) for v in _radial_slope(c_hist[idx, step], rgrid))
-            rad = torch.linalg.vector_norm(X, dim=-1)
-            dr_face = _profile(slope, edges, rad)
-            grad = dr_face.unsqueeze(-1) * X / rad.clamp(min=1e-12).unsqueeze(-1)
-            noise = torch.randn(X.shape, generator=g, dtype=torch.float32).to(device)
-            X = _reflect_ball(X + chi * cfg.dt * grad + noise_sd * noise, cfg.R)
+            X = _move(X, c_hist[idx, step], rgrid, chi, noise_sd, cfg.dt, cfg.R, g)
             bar.update(len(idx))
     bar.close()
     data = {key: torch.cat(v) if key in ("rough", "smooth", "target") else torch.tensor(sum(v, []))
