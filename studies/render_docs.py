@@ -298,9 +298,11 @@ TABLES: dict[str, Callable[[], list[str]]] = {
     "neural-roughness": transcribed("validation_neural", "roughness"),
     "neural-keep": transcribed("validation_neural", "keep"),
     "neural-speed": transcribed("validation_neural", "speed"),
+    "neural-affine": transcribed("validation_neural", "affine"),
     "accuracy": accuracy_rows, "accuracy-rings": ring_rows,
     **{f"heldout-{key}": transcribed("heldout", key, hide=("interp_gap at T",)) for key in (
-        "2d64-1e5", "3d32", "3d64", "2d64-1e6", "2d64-1e6-more", "2d128", "2d128-more", "3d64-1e6")},
+        "2d64-1e5", "3d32", "3d64", "2d64-1e6", "2d64-1e6-more", "2d128", "2d128-more", "3d64-1e6",
+        "2d-fronts-retrain")},
     # docs/VALIDATION.md and BENCHMARKS.md: the Keller-Segel family
     "ks-growth-rates": results(render_ks.KS_VALIDATION, render_ks.growth_rates),
     "ks-critical-mass": results(render_ks.KS_VALIDATION, render_ks.critical_mass),
