@@ -47,6 +47,21 @@ def collapse_vs_grid(data: dict) -> tuple[list[str], list[list[str]]]:
     return columns, rows
 
 
+def second_moment(data: dict) -> tuple[list[str], list[list[str]]]:
+    """The mean slope of M2 over [0, 0.05] against the law evaluated at the measured M2, per method, mass and grid
+    (the particle methods: mean +- standard error over seeds)."""
+    columns = ["method", "M0", "M0 / M_c", "N", "P × seeds", "dM₂/dt measured", "law", "relative error", "within"]
+    rows = []
+    for r in data["second_moment"]["rows"]:
+        particles = r["P"] is not None
+        slope = f"{r['slope']:+.6f}" + (f" ± {r['slope_se']:.6f}" if particles else "")
+        err = f"{100 * r['rel_error']:+.2f} %" + (f" ± {100 * r['rel_error_se']:.2f} %" if particles else "")
+        within = ("yes (2 SE)" if particles else "yes (2 %)") if r["ok"] else "no"
+        rows.append([r["method"], f"{r['M0']:g}", f"{r['M_over_Mc']:.2f}", f"{r['N']}²",
+                     f"{r['P']:,} × {r['seeds']}" if particles else "–", slope, f"{r['theory']:+.6f}", err, within])
+    return columns, rows
+
+
 def spectral_timing(data: dict) -> tuple[list[str], list[list[str]]]:
     """The DCT-II elliptic solve through torch.fft, before and after a change (``--baseline REV``), against
     scipy.fft.dctn, one thread, medians of interleaved calls."""

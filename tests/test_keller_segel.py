@@ -14,7 +14,7 @@ from nsipf_torch.problems.keller_segel import InstabilityIC, blowup_time_box, cr
 from nsipf_torch.problems.params import Params
 from nsipf_torch.run.runners import FDRunner
 from nsipf_torch.solvers.c_equation import CEquation
-from studies.keller_segel import INSTABILITY_CASES, fd_growth_rate
+from studies.keller_segel import INSTABILITY_CASES, fd_growth_rate, second_moment_slope
 
 PKS = dict(dim=2, gamma=0.01, c_equation="elliptic", dtype="float64", device="cpu")
 
@@ -61,6 +61,15 @@ def test_fd_growth_rate_matches_the_discrete_dispersion_relation(index):
     measured, sigma = fd_growth_rate(CEquation(**kw), gamma, chi, m, N=16)
     tol = 0.01 * abs(sigma) if abs(sigma) >= 0.05 else 5e-4
     assert abs(measured - sigma) <= tol, (label, measured, sigma)
+
+
+def test_fd_second_moment_slope_follows_the_law():
+    """pks_blob, 2D elliptic, alpha = 0, M0 = 0.06 (0.24 M_c): the mean slope of M2 over [0, 0.05] against
+    dM2/dt = 4 gamma M - chi beta M^2 / (2 pi D) + chi beta M M2 / (D |Omega|) at the measured M2, within the
+    issue's 2 %. Measured at 64^2: 1.24 % (a margin of 1.6x; 0.32 % at 128^2, the error O(h^2));
+    docs/VALIDATION.md's table has every mass and grid."""
+    measured, theory = second_moment_slope("fdm", 0.06, 64)
+    assert abs(measured[0] - theory[0]) <= 0.02 * abs(theory[0]), (measured, theory)
 
 
 def test_diffusing_nutrient_decays_a_mode_at_the_exact_rate():
