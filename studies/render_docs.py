@@ -308,6 +308,7 @@ TABLES: dict[str, Callable[[], list[str]]] = {
     "ks-critical-mass": results(render_ks.KS_VALIDATION, render_ks.critical_mass),
     "ks-collapse-vs-grid": results(render_ks.KS_VALIDATION, render_ks.collapse_vs_grid),
     "ks-second-moment": results(render_ks.KS_VALIDATION, render_ks.second_moment),
+    "ks-sipf-growth": results(render_ks.KS_VALIDATION, render_ks.sipf_growth),
     "ks-spectral-timing": results(render_ks.KS_TIMING, render_ks.spectral_timing),
     "ks-consumption": results(render_ks.KS_CONSUMPTION, render_ks.consumption),
     # docs/INFERENCE.md

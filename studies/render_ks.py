@@ -62,6 +62,21 @@ def second_moment(data: dict) -> tuple[list[str], list[list[str]]]:
     return columns, rows
 
 
+def sipf_growth(data: dict) -> tuple[list[str], list[list[str]]]:
+    """Mode 1's growth rate per method against the dispersion relation's root and against FD at the same
+    amplitude and step (the particle methods: mean +- standard error over seeds)."""
+    columns = ["method", "P × seeds", "σ theory", "rate measured", "− σ", "− FD's rate", "within"]
+    rows = []
+    for r in data["sipf_growth"]["rows"]:
+        particles = r["P"] is not None
+        se = f" ± {r['rate_se']:.4f}" if particles else ""
+        within = ("yes (2 SE)" if particles else "yes (1 %)") if r["ok"] else "no"
+        rows.append([r["method"], f"{r['P']:,} × {r['seeds']}" if particles else "–", f"{r['sigma_theory']:.4f}",
+                     f"{r['rate']:.4f}{se}", f"{r['error']:+.4f}{se}",
+                     f"{r['minus_fd']:+.4f}{se}" if particles else "–", within])
+    return columns, rows
+
+
 def spectral_timing(data: dict) -> tuple[list[str], list[list[str]]]:
     """The DCT-II elliptic solve through torch.fft, before and after a change (``--baseline REV``), against
     scipy.fft.dctn, one thread, medians of interleaved calls."""
