@@ -65,7 +65,7 @@ def second_moment(data: dict) -> tuple[list[str], list[list[str]]]:
 def sipf_growth(data: dict) -> tuple[list[str], list[list[str]]]:
     """Mode 1's growth rate per method against the dispersion relation's root and against FD at the same
     amplitude and step (the particle methods: mean +- standard error over seeds)."""
-    columns = ["method", "P × seeds", "σ theory", "rate measured", "− σ", "− FD's rate", "within"]
+    columns = ["method", "P × seeds", "σ theory", "rate measured", "rate − σ", "rate − FD's", "within"]
     rows = []
     for r in data["sipf_growth"]["rows"]:
         particles = r["P"] is not None
