@@ -1,7 +1,9 @@
-"""Validation of the Keller-Segel family (issue 20): linear instability rates and the 2D critical mass.
+"""Validation of the Keller-Segel family (issue 20): linear instability rates (FD and SIPF), the 2D critical
+mass and the second-moment law.
 
-    python -m studies.keller_segel                          # both tables, printed and written as JSON
-    python -m studies.keller_segel --part instability --out docs/results/ks_instability.json
+    python -m studies.keller_segel                          # every table, printed and written as JSON
+    python -m studies.keller_segel --part second-moment --out docs/results/ks_validation.json   # one part
+                                                            # rewritten in place, the file's others kept
 
 Linear instability. Around the uniform state rho_bar = M0 / |Omega|, c_bar = beta rho_bar / alpha, a
 cosine perturbation of mode m grows at the larger root sigma of
