@@ -41,16 +41,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 import nsipf_torch as nt
 from nsipf_torch.benchmarks.timing import commit_hash
 from nsipf_torch.commands.cli import parse_config, usage_error
-from nsipf_torch.problems.grid import Grid
 from nsipf_torch.problems.keller_segel import (InstabilityIC, blowup_time_box, critical_mass, discrete_k2,
                                                growth_rate)
-from nsipf_torch.problems.params import Params
-from nsipf_torch.run.runners import FDRunner
 from nsipf_torch.solvers.c_equation import CEquation
 
 #: (label, CEquation keywords, gamma, chi, mode m): both sides of the threshold, every c-equation/sensitivity
@@ -74,7 +70,6 @@ def fd_growth_rate(ceq: CEquation, gamma: float, chi: float, m: int, N: int = 32
                    amp: float = 1e-4, dt: float = 0.01, efolds: float = 1.5) -> tuple[float, float]:
     """(measured FD rate, theory's sigma) of mode m started on the linearised system's eigenvector; the run
     lasts ``efolds`` / |sigma| (at most 20). float64 on the CPU, L = 1."""
-    grid = Grid(N, dim, 1.0, "cpu", torch.float64)
     rho_bar = M0 / 2.0**dim
     k2 = discrete_k2(m, N, 1.0)
     c_bar = ceq.beta * rho_bar / ceq.alpha if ceq.alpha > 0 else 0.0
@@ -82,18 +77,14 @@ def fd_growth_rate(ceq: CEquation, gamma: float, chi: float, m: int, N: int = 32
     lam = ceq.D * k2 + ceq.alpha
     c_amp = 0.0 if ceq.elliptic else ceq.beta * amp * rho_bar / (ceq.eps * sigma + lam)
     ic = InstabilityIC("instability", m, amp, c_bar, c_amp)
-    runner = FDRunner(grid, ic, Params(gamma=gamma, chi=chi, M0=M0), ceq=ceq)
-    mode = ic._mode(grid)
-
-    def amplitude() -> float:
-        return float(((runner.rho[0].double() - rho_bar) * mode).sum() / (mode * mode).sum())
-
     T = min(efolds / max(abs(sigma), 1e-9), 20.0)
     steps = max(1, round(T / dt))
-    a0 = amplitude()
-    for _ in range(steps):
-        runner.advance(T / steps)
-    return math.log(amplitude() / a0) / T, sigma
+    r = nt.simulate(ic, "fdm", dim=dim, N=N, T=T, dt=T / steps, gamma=gamma, chi=chi, M0=M0, snapshots=1,
+                    c_equation=ceq.equation, eps=ceq.eps, Dc=ceq.D, alpha=ceq.alpha, beta=ceq.beta,
+                    sensitivity=ceq.sensitivity, kappa=ceq.kappa, dtype="float64", device="cpu")
+    mode = ic._mode(r.grid)
+    a = ((r.rho[0].double() - rho_bar) * mode).sum(tuple(range(1, dim + 1))) / (mode * mode).sum()  # (2,): t = 0, T
+    return math.log(float(a[-1] / a[0])) / r.times[-1], sigma
 
 
 def instability_table(N: int = 32) -> list[dict]:

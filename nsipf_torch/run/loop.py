@@ -151,8 +151,10 @@ def _result(setup, snaps: Snapshots, state: LoopState, wall: float, error: str |
 
 
 def _warn(result: Result) -> None:
+    cfg = result.config.get("config", {})
     negative = max((r.get("n_negative_c", 0) for r in result.diagnostics), default=0)
-    if negative > 0:
+    # only the consumption equation keeps c >= 0; a produced c may start, or be, negative by the user's choice
+    if negative > 0 and cfg.get("c_update") == "euler" and cfg.get("c_equation", "consumption") == "consumption":
         warnings.warn(f"the euler c-update drove c negative in up to {int(negative)} cells; "
                       "c_update='exp' keeps c >= 0", stacklevel=3)
     overflow = max((r.get("tile_overflow", 0) for r in result.diagnostics), default=0)
