@@ -204,6 +204,12 @@ def report(result: Result, setup: Setup, opts: OutputOptions, out: Path) -> int:
     return 0
 
 
+def _steps_run(result: Result) -> str:
+    """"200" for a whole run; "301 of 600" for one a collapse or a NaN stopped early."""
+    done = result.steps[-1] if result.steps else 0
+    return f"{result.n_steps}" if done >= result.n_steps else f"{done} of {result.n_steps}"
+
+
 def summary(result: Result, setup: Setup, out: Path) -> None:
     cfg, grid = setup.cfg, setup.grid
     ts, mass = result.series("mass")
@@ -213,11 +219,11 @@ def summary(result: Result, setup: Setup, out: Path) -> None:
     drift = float((np.abs(mass.numpy() - M0) / M0).max())
     sub = f" ({result.substeps} FD sub-steps)" if cfg.method == "fdm" else ""
     print(f"{cfg.method} {cfg.ic_file or cfg.ic}, N = {grid.N}, {len(result.members)} member(s): "
-          f"{result.n_steps} steps{sub} in {result.wall_time:.1f} s on {grid.device}")
+          f"{_steps_run(result)} steps{sub} in {result.wall_time:.1f} s on {grid.device}")
     digits = 7 if grid.dtype == torch.float32 else 15  # the run's precision: more digits would show only round-off
     print(f"  mass {float(mass[-1].mean()):.{digits}g} (max relative drift {drift:.1e}); mean |x|^2 "
           f"{float(r2[0].mean()):.4f} -> {float(r2[-1].mean()):.4f} at t = {ts[-1]:.4g}")
-    if float(neg.max()) > 0:
+    if float(neg.max()) > 0 and cfg.c_update == "euler" and cfg.c_equation == "consumption":
         print(f"  WARNING: the euler c-update drove c negative in up to {int(neg.max())} cells "
               f"(min c = {float(result.series('min_c')[1].min()):.3g}); --c-update exp keeps c >= 0")
     if cfg.ic == "annuli" and cfg.ic_file is None and grid.dim >= 2:
