@@ -244,9 +244,14 @@ def _generate_split(cfg: DataConfig, n_traj: int, seed: int, canonical: bool, pr
             X = _move(X, c_hist[idx, step], rgrid, chi, noise_sd, cfg.dt, cfg.R, g)
             bar.update(len(idx))
     bar.close()
+    return _collect(out, prob)
+
+
+def _collect(out: dict, prob: dict) -> dict:
+    """The split's patches as float32 tensors, their labels, and one row per trajectory with the parameters
+    that define it (tests check the splits are disjoint)."""
     data = {key: torch.cat(v) if key in ("rough", "smooth", "target") else torch.tensor(sum(v, []))
             for key, v in out.items()}
-    # One row per trajectory: the parameters that define it (tests check the splits are disjoint).
     data["problems"] = torch.stack([prob[key] for key in PROBLEM_KEYS], dim=-1)
     for key in ("rough", "smooth", "target"):
         data[key] = data[key].to(torch.float32)
