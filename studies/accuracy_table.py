@@ -77,12 +77,13 @@ class AccuracyConfig:
 
 
 def run_with_snapshots(problem, method: str, N: int, P: int, dim: int, dt: float, T: float, seeds, at_times,
-                       model=None, gamma: float = 0.01, chi: float = 1.0, dtype: str = "float32") -> Result:
+                       model=None, gamma: float = 0.01, chi: float = 1.0, dtype: str = "float32", **options) -> Result:
     """One run of ``method`` (a name or label) to T through simulate()'s loop, with rho and c at ``at_times``
-    (and T) only; the particle methods run ``seeds`` as the members of one batch, FD one member."""
+    (and T) only; the particle methods run ``seeds`` as the members of one batch, FD one member. ``options``
+    are further :class:`~nsipf_torch.api.SimConfig` fields (e.g. ``fallback=False``)."""
     particles = get_method(method).particles
     setup = prepare(problem, method, N=N, dim=dim, P=P, T=T, dt=dt, gamma=gamma, chi=chi, model=model, dtype=dtype,
-                    device="cpu", diag_every=MAX_STEPS, seeds=list(seeds) if particles else None)
+                    device="cpu", diag_every=MAX_STEPS, seeds=list(seeds) if particles else None, **options)
     snaps = Snapshots([*(setup.step_at(t) for t in at_times), setup.n_steps])
     return run(setup, make_runner(setup), [snaps])
 

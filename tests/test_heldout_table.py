@@ -33,3 +33,23 @@ def test_bad_input_exits_2_and_writes_nothing(argv, flag, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("heldout_table.py: error: ") and err.count("\n") == 1 and flag in err, err
     assert not out.exists()
+
+
+def test_nsipf_runs_forced_and_default_outside_the_domain(tmp_path):
+    """N = 16 is below the shipped 2D CNN's trained N (32-128): the forced column runs the CNN, the default
+    falls back to SIPF-spline, whose run with the same seeds is the spline column's to the last bit (the
+    fallback replaces the method, nothing else); the table names what ran."""
+    import json
+
+    from studies.heldout_table import table
+    out = tmp_path / "out"
+    assert main(["--dim", "2", "--N", "16", "--P", "2000", "--seeds", "0,1", "--cases", "planar", "--T", "0.005",
+                 "--methods", "SIPF-spline,NSIPF", "--out", str(out)]) == 0
+    doc = json.loads((out / "heldout_table.json").read_text())
+    row = doc["rows"][0]
+    assert row["NSIPF"]["applied"] == "NSIPF (CNN)" and row["NSIPF default"]["applied"] == "sipf-spline"
+    assert row["NSIPF default"]["per_seed"] == row["SIPF-spline"]["per_seed"]
+    assert row["NSIPF"]["per_seed"] != row["SIPF-spline"]["per_seed"]  # the forced CNN is another method
+    assert any("N" in w for w in row["NSIPF default"]["validity_warnings"])
+    columns, cells = table(doc["rows"], doc["config"]["methods"])
+    assert cells[0][columns.index("NSIPF, default (what ran)")].endswith("(sipf-spline, fallback)")
