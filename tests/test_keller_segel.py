@@ -112,12 +112,14 @@ def test_critical_mass_spreads_below_and_collapses_above_fd():
 
 
 def test_sipf_collapse_is_a_result_on_the_command_line(tmp_path, capsys):
-    """SIPF on the elliptic system: exit 0 with snapshots and summary.json naming the collapse."""
+    """SIPF on the elliptic system: exit 0 with snapshots and summary.json naming the collapse. No --T:
+    pks_blob's own final time (0.6, past T*_box = 0.523) is the run's and config.json's."""
     out = tmp_path / "run"
     code = simulate.main(["--method", "sipf", "--interp", "trilinear", "--ic", "pks_blob", "--dim", "2", "--N", "64",
-                          "--P", "20000", "--M0", "0.5", "--T", "0.6", "--c-equation", "elliptic", "--no-progress",
+                          "--P", "20000", "--M0", "0.5", "--c-equation", "elliptic", "--no-progress",
                           "--out", str(out)])
     assert code == 0 and "COLLAPSE" in capsys.readouterr().out
+    assert json.loads((out / "config.json").read_text())["config"]["T"] == 0.6
     summary = json.loads((out / "summary.json").read_text())
     assert summary["complete"] is False and summary["collapse"]["t"] < 0.523
     assert summary["t_end"] == pytest.approx(summary["collapse"]["t"])

@@ -14,10 +14,10 @@ Examples (CUDA is used when present; --device cpu forces the CPU):
   python simulate.py --method sipf --sweep chi=0.5,1,2 --batch 4 --ic blob
   python simulate.py --method fdm --ic-file my_ic.npz              # keys rho0, c0 on an N^d grid
   python simulate.py --ic blob --checkpoint-every 50 --out runs/b; python simulate.py --resume runs/b
-  python simulate.py --method fdm --c-equation elliptic --ic pks_blob --dim 2 --N 128 --M0 0.5 --T 0.6
+  python simulate.py --method fdm --c-equation elliptic --ic pks_blob --dim 2 --N 128 --M0 0.5
         # the Keller-Segel family (--c-equation, --eps, --Dc, --alpha, --beta, --sensitivity, --kappa):
         # a collapse stops the run cleanly (exit 0) and summary.json says when and where
-  python simulate.py --method fdm --c-equation elliptic --ic pks_blob --dim 2 --N 64 --sweep M0=0.12,0.5 --T 0.6
+  python simulate.py --method fdm --c-equation elliptic --ic pks_blob --dim 2 --N 64 --sweep M0=0.12,0.5
         # a critical-mass scan in one tensor: a collapsed member is frozen while the others run on
   torchrun --nproc_per_node=4 simulate.py --method sipf --P 4000000 --N 128     # particles sharded over 4 GPUs
   torchrun --nnodes=2 --nproc_per_node=8 --rdzv-backend=c10d --rdzv-endpoint=HOST:29500 simulate.py ...

@@ -63,12 +63,14 @@ class InitialCondition:
 
     ``c0_width``: the narrowest length scale of c0 (a Gaussian's sigma), or None when unknown; the validity
     domain compares it with the grid spacing (:mod:`nsipf_torch.neural.validity`). ``held_out``: a family no
-    training trajectory of the neural interpolator resembles (module docstring).
+    training trajectory of the neural interpolator resembles (module docstring). ``final_time``: the T a run
+    of this problem takes when none is given (the paper's problems: its T = 0.2).
     """
 
     name: str = "?"
     c0_width: float | None = None
     held_out: bool = False
+    final_time: float = 0.2
 
     def rho0(self, grid: Grid, M0: float = 1.0) -> torch.Tensor:
         raise NotImplementedError
