@@ -2,6 +2,7 @@
 import math
 
 import pytest
+import torch
 from torch._dynamo.utils import counters
 
 from nsipf_torch.api import SimConfig, check_config, make_runner
@@ -32,6 +33,25 @@ def test_plan_state_round_trip_and_bad_values():
     for bad in (0, 2.5, True, "8"):
         with pytest.raises(ValueError, match="tile capacity"):
             other.load_state_dict({"capacity": bad})
+
+
+def test_a_member_runs_the_same_alone_and_in_a_batch_under_the_tile_plan():
+    """The tile plan's capacity is shared by a batch's members (top tiles by load over all of them), so a
+    member's CNN tiles could depend on its batch-mates. With the 1.5x margin no occupied tile is left out
+    here (overflow 0), and seed 0 alone and seed 0 among three ends bitwise equal: 2D, N = 64 (64 tiles
+    per member), P = 3000 blob particles occupying few of them, 30 steps re-planned every 10."""
+    import nsipf_torch as nt
+    from nsipf_torch.api import prepare
+    kw = dict(N=64, dim=2, P=3000, T=0.03, device="cpu")
+    runner = make_runner(prepare("blob", "nsipf", seeds=[0, 1, 2], **kw))
+    runner.replan()
+    assert runner.interp.capacity < 3 * runner.interp.n_tiles  # the tiled path, not the whole grid (59 of 192)
+    alone = nt.simulate("blob", "nsipf", seeds=[0], save_particles=3000, snapshots=1, **kw)
+    batch = nt.simulate("blob", "nsipf", seeds=[0, 1, 2], save_particles=3000, snapshots=1, **kw)
+    assert alone.config["config"]["method"] == "nsipf" and alone.config["validity_warnings"] == []
+    plan = [int(row["tile_overflow"]) for row in batch.diagnostics if "tile_overflow" in row]
+    assert plan and max(plan) == 0
+    assert torch.equal(alone.X[0, -1], batch.X[0, -1]) and not torch.equal(batch.X[0, -1], batch.X[1, -1])
 
 
 @pytest.mark.slow
