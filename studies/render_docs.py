@@ -28,6 +28,7 @@ from typing import Callable
 
 from nsipf_torch.methods import METHODS as REGISTRY, get_method
 from studies import render_ks
+from studies.heldout_table import table
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ("README.md", "BENCHMARKS.md", "docs/VALIDATION.md", "docs/INFERENCE.md")
@@ -68,6 +69,21 @@ def transcribed(family: str, key: str, hide: tuple[str, ...] = (), first: int | 
         columns = [LEGACY.get(table["columns"][i], table["columns"][i]) for i in keep]
         return markdown(columns, [[row[i] for i in keep] for row in rows])
     render.source, render.key = f"docs/results/{family}.json", key
+    return render
+
+
+# studies.heldout_table's own JSON, one per table: docs/results/heldout_affine.json,
+# {"tables": {KEY: {"command", "commit", "study": {config, commit, torch, rows}}}}.
+
+HELDOUT = "docs/results/heldout_affine.json"
+
+
+def heldout_study(key: str) -> Callable[[], list[str]]:
+    """Table ``key`` as studies.heldout_table prints it (:func:`studies.heldout_table.table`)."""
+    def render() -> list[str]:
+        study = load(HELDOUT)["tables"][key]["study"]
+        return markdown(*table(study["rows"], study["config"]["methods"]))
+    render.source, render.key = HELDOUT, key
     return render
 
 
