@@ -41,6 +41,7 @@ from nsipf_torch.run.loop import Result, run, run_loop  # noqa: F401 - the API's
 from nsipf_torch.particles.deposit import DEPOSITS
 from nsipf_torch.particles.distributed import World
 from nsipf_torch.solvers.c_equation import C_EQUATIONS, C_UPDATES, SENSITIVITIES, CEquation
+from nsipf_torch.solvers.c_equation import OPTIONS as C_EQUATION_OPTIONS  # the flags SimConfig's fields mirror
 from nsipf_torch.problems.grid import Grid, resolve_device, resolve_dtype
 from nsipf_torch.problems.initial import FunctionIC, InitialCondition, get_ic, known_ics
 from nsipf_torch.methods import INTERPS
@@ -126,8 +127,7 @@ class SimConfig:
 
     def c_equation_spec(self) -> CEquation:
         """The run's :class:`~nsipf_torch.solvers.c_equation.CEquation` (a ``ValueError`` names a bad value)."""
-        D = self.Dc if self.Dc is not None else (0.0 if self.c_equation == "consumption" else 1.0)
-        return CEquation(self.c_equation, self.eps, D, self.alpha, self.beta, self.sensitivity, self.kappa)
+        return CEquation.from_options(**{name: getattr(self, name) for name in C_EQUATION_OPTIONS})
 
     @property
     def interpolator(self) -> str | None:

@@ -210,16 +210,27 @@ INFER = [
     (["--data", "FILES/obs.npz", "--step-tol", "-1"], "--step-tol"),  # was: a TensorBoard file, then a traceback
     (["--synthetic", "two_blobs", "--chi", "1", "--gamma", "0.01", "--write-data", "/proc/obs.npz"], "--write-data"),
     (["--data", "FILES"], "is a directory"),
+    # the c-equation: simulate.py's refusals (issue 20), before any data are made or anything written
+    (["--data", "FILES/obs.npz", "--c-equation", "parabolic", "--eps", "0"], "--eps must be > 0"),
+    (["--data", "FILES/obs.npz", "--c-equation", "parabolic", "--Dc", "0"], "--Dc must be > 0"),
+    (["--data", "FILES/obs.npz", "--c-equation", "elliptic", "--Dc", "-1"], "--Dc must be > 0"),
+    (["--data", "FILES/obs.npz", "--c-equation", "elliptic", "--alpha", "-1"], "--alpha must be >= 0"),
+    (["--data", "FILES/obs.npz", "--c-equation", "parabolic", "--beta", "0"], "--beta must be > 0"),
+    (["--data", "FILES/obs.npz", "--sensitivity", "log", "--kappa", "0"], "--kappa must be > 0"),
+    (["--data", "FILES/obs.npz", "--c-equation", "elliptic", "--sensitivity", "receptor"], "mean-free"),
+    (["--synthetic", "pks_blob", "--chi", "1", "--gamma", "0.05", "--c-equation", "elliptic", "--sensitivity", "log",
+      "--write-data", "OUT.npz"], "mean-free"),
+    (["--data", "FILES/obs.npz", "--c-equation", "diffusion"], "--c-equation"),
 ]
 
 
 @pytest.mark.parametrize("argv,needle", INFER, ids=[" ".join(a) for a, _ in INFER])
 def test_infer_bad_input(tmp_path, capsys, files, argv, needle):
     from nsipf_torch.commands import infer
-    argv = [a.replace("FILES", str(files)) for a in argv]
+    argv = [a.replace("FILES", str(files)).replace("OUT", str(tmp_path / "written")) for a in argv]
     code, lines, err, out = run(infer.main, [*argv, "--no-compile", "--no-progress"], tmp_path, capsys)
     assert code == 2 and len(lines) == 1 and needle in lines[0] and "Traceback" not in err, err
-    assert not out.exists()
+    assert not out.exists() and not (tmp_path / "written.npz").exists()
 
 
 API = [
@@ -258,6 +269,15 @@ def test_infer_api_bad_values(files):
         nt.infer({"t": [0.1]})
     with pytest.raises(ValueError, match="model_N"):
         nt.infer(str(files / "obs.npz"), model_N=100000, compile=False)
+    for system, needle in (({"c_equation": "parabolic", "eps": 0.0}, "--eps must be > 0"),
+                           ({"c_equation": "elliptic", "Dc": 0.0}, "--Dc must be > 0"),
+                           ({"c_equation": "parabolic", "alpha": -1.0}, "--alpha must be >= 0"),
+                           ({"c_equation": "elliptic", "beta": 0.0}, "--beta must be > 0"),
+                           ({"sensitivity": "receptor", "kappa": -1.0}, "--kappa must be > 0"),
+                           ({"c_equation": "elliptic", "sensitivity": "log"}, "mean-free"),
+                           ({"c_equation": "parabolic", "D": 1.0}, "c_equation must be a CEquation or a dict")):
+        with pytest.raises(ValueError, match=needle):
+            nt.infer(str(files / "obs.npz"), c_equation=system, compile=False)
 
 
 # --- benchmark sizes (helper "loop"): each refused before anything runs or is written -------------------

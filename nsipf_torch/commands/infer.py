@@ -34,13 +34,14 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 
 from nsipf_torch.commands.cli import (add_dataclass_arguments, check_output_dir, check_output_file, config_from_args,
                                       make_parser, one_line_warnings, option, prog_name, usage_error)
-from nsipf_torch.solvers.c_equation import C_UPDATES
+from nsipf_torch.solvers.c_equation import C_UPDATES, OPTIONS as C_EQUATION_OPTIONS, CEquation
+from nsipf_torch.inference.observations import resolve_c_equation
 from nsipf_torch.io.files import ensure_writable_dir, save_json, save_npz
 from nsipf_torch.methods import METHODS as REGISTRY
 from nsipf_torch.solvers.stencils import LIMITERS
@@ -51,6 +52,10 @@ PROG = prog_name("infer.py")  # nsipf-infer when started as the console script
 
 
 SOURCE = "data (one of --data, --from-run, --synthetic)"
+
+SYSTEM_HELP = ("the c-equation, known (simulate.py's flags): by default the data's own (a simulate.py run's "
+               "config.json, an obs.npz's c_equation key), else simulate.py's defaults; a flag that contradicts "
+               "the data's is refused")
 
 
 @dataclass
@@ -89,11 +94,22 @@ class InferConfig:
     dtype: str = option("float64", "float64 or float32")
     out: str = option("runs/infer", "output directory, created")
     progress: bool = option(True, "show progress bars")
+    # the c-equation flags given on the command line (simulate.py's, parsed by its definitions)
+    system: dict = field(default_factory=dict, init=False, metadata={"help": SYSTEM_HELP})
 
 
 def parse_args(argv: list[str]) -> InferConfig:
+    from nsipf_torch.api import SimConfig
+
     parser = make_parser(PROG, __doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 2)[2])
-    return config_from_args(InferConfig, add_dataclass_arguments(parser, InferConfig).parse_args(argv))
+    add_dataclass_arguments(parser, InferConfig)
+    others = [f.name for f in fields(SimConfig) if f.name not in C_EQUATION_OPTIONS]
+    add_dataclass_arguments(parser.add_argument_group("c-equation", SYSTEM_HELP), SimConfig, exclude=others,
+                            suppress_defaults=True)
+    ns = parser.parse_args(argv)
+    cfg = config_from_args(InferConfig, ns)
+    cfg.system = {name: getattr(ns, name) for name in C_EQUATION_OPTIONS if hasattr(ns, name)}
+    return cfg
 
 
 def load_data(cfg: InferConfig):
@@ -118,7 +134,8 @@ def load_data(cfg: InferConfig):
         raise ValueError(f"--synthetic needs chi >= 0 and gamma > 0, got chi = {cfg.chi}, gamma = {cfg.gamma}")
     return synthetic_observations(cfg.synthetic, cfg.dim, cfg.N, cfg.chi, cfg.gamma, tuple(cfg.times), cfg.noise,
                                   cfg.seed, cfg.data_factor, dt=cfg.dt, limiter=cfg.limiter, c_update=cfg.c_update,
-                                  compile=cfg.compile)
+                                  compile=cfg.compile,
+                                  ceq=CEquation.from_options(**cfg.system) if cfg.system else None)
 
 
 def validate(cfg: InferConfig) -> None:
@@ -131,6 +148,7 @@ def validate(cfg: InferConfig) -> None:
         raise ValueError(f"--c-update must be one of {', '.join(C_UPDATES)}, got {cfg.c_update!r}")
     if not (math.isfinite(cfg.dt) and cfg.dt > 0):
         raise ValueError(f"--dt must be a finite number > 0, got {cfg.dt}")
+    CEquation.from_options(**cfg.system)  # simulate.py's refusals (eps, Dc, alpha, beta, kappa, a mean-free c)
     from nsipf_torch.inference.fit import check_fit_options, parse_fit
 
     if cfg.synthetic is None:  # with --synthetic, --chi and --gamma are the truth (checked by load_data)
@@ -200,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 check_output_dir(cfg.out, "--out")
                 obs = load_data(cfg)
+            ceq = resolve_c_equation(obs, cfg.system)
         except ValueError as err:
             return usage_error(PROG, err)
         if cfg.write_data is not None:
@@ -209,17 +228,17 @@ def main(argv: list[str] | None = None) -> int:
             save_observations(target, obs)
             print(f"wrote {target} (K = {obs.K}, N = {obs.N}, d = {obs.dim})")
             return 0
-        return run(cfg, obs)
+        return run(cfg, obs, ceq)
 
 
-def run(cfg: InferConfig, obs) -> int:
+def run(cfg: InferConfig, obs, ceq: CEquation) -> int:
     from nsipf_torch.inference.fit import infer, ForwardModel
 
     try:
         start = {"chi": 1.0 if cfg.chi is None else cfg.chi, "gamma": 0.01 if cfg.gamma is None else cfg.gamma}
         # build one model first: every remaining option (model N, weights, device, dtype) is checked here
         probe = ForwardModel(obs, cfg.model_N, cfg.dt, cfg.weights, cfg.weight_floor, cfg.limiter, cfg.c_update,
-                             cfg.device, _dtype(cfg.dtype))
+                             cfg.device, _dtype(cfg.dtype), ceq=ceq)
         out = ensure_writable_dir(cfg.out)
     except ValueError as err:
         return usage_error(PROG, err)
@@ -235,7 +254,7 @@ def run(cfg: InferConfig, obs) -> int:
     result = infer(obs, fit=cfg.fit, chi=start["chi"], gamma=start["gamma"], model_N=cfg.model_N, check=cfg.check,
                    dt=cfg.dt, weights=cfg.weights, weight_floor=cfg.weight_floor, limiter=cfg.limiter,
                    c_update=cfg.c_update, device=cfg.device, dtype=cfg.dtype, max_iter=cfg.max_iter,
-                   step_tol=cfg.step_tol, compile=cfg.compile, progress=cfg.progress, callback=log)
+                   step_tol=cfg.step_tol, compile=cfg.compile, progress=cfg.progress, callback=log, c_equation=ceq)
     writer.close()
     record = result.to_dict()
     record["wall_time_total_s"] = time.perf_counter() - t0

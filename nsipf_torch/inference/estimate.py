@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from nsipf_torch.inference.forward import PARAMETERS, Evaluation, ForwardModel, StepLimitError
+from nsipf_torch.inference.forward import PARAMETERS, Evaluation, ForwardModel, RejectedTrial
 
 MAX_BROYDEN_STEPS = 5  # consecutive steps on an updated Jacobian before an exact one is computed
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
@@ -239,7 +239,7 @@ class _Marquardt:
         try:
             self.n_cost += 1
             trial = self.run(trial_theta, False)
-        except StepLimitError:
+        except RejectedTrial:  # the step limit, or a collapse on the model grid: a failed step
             trial = None
         accepted = trial is not None and trial.cost < self.cost
         gain = None

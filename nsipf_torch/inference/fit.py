@@ -67,9 +67,10 @@ import numpy as np
 import torch
 
 from nsipf_torch.inference.estimate import FitResult, fit_parameters
-from nsipf_torch.inference.forward import PARAMETERS, ForwardModel, StepLimitError, check_model_memory
-from nsipf_torch.inference.observations import Observations
+from nsipf_torch.inference.forward import PARAMETERS, ForwardModel, RejectedTrial, check_model_memory
+from nsipf_torch.inference.observations import Observations, resolve_c_equation
 from nsipf_torch.problems.grid import Grid
+from nsipf_torch.solvers.c_equation import CEquation
 
 CHECK_STEP_TOL = 1.0  # the discretisation-check fits stop within this many standard errors
 
@@ -80,10 +81,11 @@ DEFAULT_TIMES = (0.05, 0.1, 0.15, 0.2)
 def synthetic_observations(ic: str, dim: int, N: int, chi: float, gamma: float, times=DEFAULT_TIMES,
                            noise: float = 0.05, seed: int = 0, data_factor: int = 2, L: float = 1.0, M0: float = 1.0,
                            dt: float = 0.01, limiter: str = "minmod", c_update: str = "exp",
-                           compile: bool = False) -> Observations:
+                           compile: bool = False, ceq: CEquation | None = None) -> Observations:
     """Observations of a canonical problem: the FD solver at data_factor * N from the exact cell averages of
     the initial condition there, block-averaged to N, times (1 + noise * e) with e ~ N(0, 1) per cell
-    (seeded). rho0 and c0 are stored exactly at N; chi_true and gamma_true record the truth."""
+    (seeded). rho0 and c0 are stored exactly at N (an elliptic c0: the solve for rho0 there); chi_true and
+    gamma_true record the truth, ``ceq`` (None: the paper's consumption equation) the system."""
     from nsipf_torch.problems.initial import get_ic
     from nsipf_torch.inference.observations import make_observations
 
@@ -97,15 +99,18 @@ def synthetic_observations(ic: str, dim: int, N: int, chi: float, gamma: float, 
     check_model_memory(N * data_factor, dim, len(times), N, torch.float64, torch.device("cpu"),
                        lower="N (--N) or data_factor (--data-factor)")
     coarse, fine = Grid(N, dim, L), Grid(N * data_factor, dim, L)
-    rho0, c0 = problem.rho0(coarse, M0).numpy(), problem.c0(coarse).numpy()
-    skeleton = make_observations(times, np.zeros((len(times), *coarse.shape)), rho0, c0, L, M0)
+    rho0, c0 = problem.rho0(coarse, M0), problem.c0(coarse)
+    if ceq is not None:
+        c0 = ceq.initial(c0[None], rho0[None], coarse.h, dim)[0]
+    rho0, c0 = rho0.numpy(), c0.numpy()
+    skeleton = make_observations(times, np.zeros((len(times), *coarse.shape)), rho0, c0, L, M0, c_equation=ceq)
     model = ForwardModel(skeleton, model_N=fine.N, dt=dt, limiter=limiter, c_update=c_update,
-                         rho0_model=problem.rho0(fine, M0), c0_model=problem.c0(fine), compile=compile)
+                         rho0_model=problem.rho0(fine, M0), c0_model=problem.c0(fine), compile=compile, ceq=ceq)
     clean = model.evaluate({"chi": chi, "gamma": gamma}, jacobian=False).prediction
     generator = torch.Generator().manual_seed(int(seed))
     factor = 1.0 + noise * torch.randn(clean.shape, generator=generator, dtype=clean.dtype)
     noisy = (clean * factor).clamp_min(0.0)  # a draw below -100% (20 sigma at 5%) would be clipped
-    return make_observations(times, noisy.numpy(), rho0, c0, L, M0, chi_true=chi, gamma_true=gamma)
+    return make_observations(times, noisy.numpy(), rho0, c0, L, M0, chi_true=chi, gamma_true=gamma, c_equation=ceq)
 
 
 # ------------------------------------------------------------------------------------------ the API
@@ -123,7 +128,7 @@ def scan_chi(model: ForwardModel, start: dict[str, float], fit: tuple[str, ...])
         trial = {**start, "chi": factor * base}
         try:
             costs[factor * base] = model.evaluate(trial, fit, jacobian=False).cost
-        except StepLimitError:
+        except RejectedTrial:
             continue
     return min(costs, key=costs.get) if costs else start["chi"]
 
@@ -186,7 +191,7 @@ def infer(data, fit=PARAMETERS, chi: float = 1.0, gamma: float = 0.01, model_N: 
           check: bool = True, dt: float = 0.01, weights: str = "relative", weight_floor: float = 1e-3,
           limiter: str = "minmod", c_update: str = "exp", device: str = "cpu", dtype: str = "float64",
           max_iter: int = 40, step_tol: float = 0.5, compile: bool = True, progress: bool = False,
-          callback=None) -> InferenceResult:
+          callback=None, c_equation: CEquation | dict | None = None) -> InferenceResult:
     """Estimate chi and/or gamma (``fit``) from observations (an :class:`Observations` or an obs.npz path).
 
     ``chi``/``gamma`` are the initial guesses of fitted parameters and the values of fixed ones. The model
@@ -195,7 +200,10 @@ def infer(data, fit=PARAMETERS, chi: float = 1.0, gamma: float = 0.01, model_N: 
     ``compile`` fuses the FD sub-step and its tangents with ``torch.compile`` (on this project's 2-core
     CPU 8-9x faster per plain sub-step and 9-19x per sub-step with tangents, after 10-25 s of compilation
     per model grid; docs/INFERENCE.md). ``callback(model_N, iteration, record)`` sees every iteration. Bad
-    values raise ``ValueError``.
+    values raise ``ValueError``. ``c_equation``: the system, with eps, D, alpha, beta, kappa known (a
+    :class:`CEquation` or a dict of simulate's flags, ``{"c_equation": "elliptic", "Dc": 1.0}``); by default
+    the data's own (:func:`~nsipf_torch.inference.observations.resolve_c_equation`; one that contradicts the
+    data's is refused), else the paper's consumption equation.
     """
     from nsipf_torch.problems.grid import resolve_device, resolve_dtype
     from nsipf_torch.inference.observations import load_observations
@@ -209,11 +217,12 @@ def infer(data, fit=PARAMETERS, chi: float = 1.0, gamma: float = 0.01, model_N: 
                          f"or the path of an obs.npz, got {type(data).__name__}")
     fit = parse_fit(fit)
     check_fit_options(chi, gamma, max_iter, step_tol)
+    ceq = resolve_c_equation(obs, c_equation)
     device, torch_dtype = resolve_device(device), resolve_dtype(dtype)
     model_N = 2 * obs.N if model_N is None else int(model_N)
     resolutions = sorted({obs.N, 2 * obs.N, model_N}) if check else [model_N]
     options = dict(dt=dt, weights=weights, weight_floor=weight_floor, limiter=limiter, c_update=c_update,
-                   device=device, dtype=torch_dtype, compile=compile)
+                   device=device, dtype=torch_dtype, compile=compile, ceq=ceq)
     models = {n: ForwardModel(obs, model_N=n, **options) for n in resolutions}  # validates every option first
     start = {"chi": float(chi), "gamma": float(gamma)}
     if "chi" in fit:
@@ -232,5 +241,5 @@ def infer(data, fit=PARAMETERS, chi: float = 1.0, gamma: float = 0.01, model_N: 
     settings = {"fit": list(fit), "start": start, "model_N": model_N, "check": check, "dt": dt, "weights": weights,
                 "weight_floor": weight_floor, "limiter": limiter, "c_update": c_update, "device": str(device),
                 "dtype": dtype if isinstance(dtype, str) else str(dtype), "max_iter": max_iter, "step_tol": step_tol,
-                "compile": bool(compile)}
+                "compile": bool(compile), "c_equation": ceq.to_dict()}
     return InferenceResult(fits[model_N], fits, obs, settings)

@@ -22,15 +22,27 @@ from nsipf_torch.inference.observations import Observations
 from nsipf_torch.inference.refine import neighbour_mean, refine_cell_averages, refine_centre_values
 from nsipf_torch.metrics import block_average
 from nsipf_torch.problems.grid import Grid, resolve_device
+from nsipf_torch.run.collapse import cell_peclet, collapse_limit
 from nsipf_torch.run.memory import available_bytes, estimate_bytes
+from nsipf_torch.solvers.c_equation import CEquation
 
 PARAMETERS = ("chi", "gamma")
 WEIGHTS = ("none", "relative")
 MAX_SUBSTEPS = 20_000  # per outer step: beyond this a trial point is rejected (the parameters ran away)
 
 
-class StepLimitError(ValueError):
+class RejectedTrial(ValueError):
+    """A trial parameter point the forward model cannot run to the last observation time: the fit treats it
+    as a failed step (and the chi scan skips it)."""
+
+
+class StepLimitError(RejectedTrial):
     """A trial parameter needs more than MAX_SUBSTEPS sub-steps per outer step."""
+
+
+class CollapseError(RejectedTrial):
+    """A trial parameter concentrates rho beyond the model grid: the cell Peclet number crosses the collapse
+    criterion of :mod:`nsipf_torch.run.collapse` (cells that produce their attractant; issue 20)."""
 
 
 def check_model_memory(model_N: int, dim: int, K: int, N: int, dtype: torch.dtype, device: torch.device,
@@ -52,6 +64,12 @@ def check_model_memory(model_N: int, dim: int, K: int, N: int, dtype: torch.dtyp
 def _primal(x):
     """The plain value of a parameter that may require grad."""
     return x.detach() if isinstance(x, torch.Tensor) else x
+
+
+def _shown(x) -> str:
+    """A parameter (a float or a (B,) tensor) for a message."""
+    values = _primal(x).reshape(-1).tolist() if isinstance(x, torch.Tensor) else [x]
+    return ", ".join(f"{float(v):.6g}" for v in values)
 
 
 @dataclass
@@ -79,7 +97,8 @@ class ForwardModel:
     def __init__(self, obs: Observations, model_N: int | None = None, dt: float = 0.01, weights: str = "none",
                  weight_floor: float = 0.01, limiter: str = "minmod", c_update: str = "exp",
                  device: str | torch.device = "cpu", dtype: torch.dtype = torch.float64,
-                 rho0_model: torch.Tensor | None = None, c0_model: torch.Tensor | None = None, compile: bool = False):
+                 rho0_model: torch.Tensor | None = None, c0_model: torch.Tensor | None = None, compile: bool = False,
+                 ceq: CEquation | None = None):
         N, dim = obs.N, obs.dim
         model_N = 2 * N if model_N is None else int(model_N)
         if model_N < N or model_N % N:
@@ -102,6 +121,10 @@ class ForwardModel:
         if c0_model is None:
             c0_model = refine_centre_values(as_tensor(obs.c0)[None], self.data_grid, self.factor)
         self.rho0, self.c0 = rho0_model.reshape(1, *self.grid.shape), c0_model.reshape(1, *self.grid.shape)
+        # the paper's system keeps ceq None: its code path is the original one, bit for bit
+        self.ceq = None if ceq is None or ceq.is_paper else ceq
+        if self.ceq is not None:  # the elliptic c is the solve for the model's rho0, not the observed c0
+            self.c0 = self.ceq.initial(self.c0, self.rho0, self.grid.h, dim)
         if weights == "relative":
             scale = neighbour_mean(self.observed, dim)
             self.sqrt_weight = 1.0 / scale.clamp_min(weight_floor * float(scale.max()))
@@ -143,37 +166,64 @@ class ForwardModel:
             d_rho = torch.zeros((d_chi.shape[0], *rho.shape), dtype=rho.dtype, device=rho.device)
             d_c = torch.zeros_like(d_rho)
             gamma, chi = (torch.as_tensor(x, dtype=rho.dtype, device=rho.device).reshape(1) for x in (gamma, chi))
-        used, outputs, tangents, step = [], [], [], 0
+        limit = self._collapse_limit(c, gamma, chi)
+        used, outputs, tangents, t = [], [], [], 0.0
         for dt, n_steps in self.schedule:
             for _ in range(n_steps):
-                if counts is not None:
-                    n_sub = counts[step]
-                else:
-                    with torch.no_grad():
-                        n_sub = fv.substep_count(c.detach(), dt, _primal(gamma), _primal(chi), self.geometry,
-                                                 rho=rho.detach(), c_update=self.c_update)
-                    if min_counts is not None:
-                        n_sub = max(n_sub, min_counts[step])
-                    if n_sub > MAX_SUBSTEPS:
-                        raise StepLimitError(f"chi = {_primal(chi)}, gamma = {_primal(gamma)} need {n_sub} "
-                                             f"sub-steps per outer step (limit {MAX_SUBSTEPS})")
+                step = len(used)
+                n_sub = counts[step] if counts is not None else self._substeps(
+                    rho, c, dt, gamma, chi, None if min_counts is None else min_counts[step])
                 if directions is not None:
                     rho, c, d_rho, d_c = fv.tangent_advance(rho, c, d_rho, d_c, dt, gamma, chi, d_gamma, d_chi,
                                                             self.geometry, self.limiter, self.c_update, n_sub,
-                                                            self.compile)
+                                                            self.compile, self.ceq)
                 else:
                     args = (rho, c, dt, gamma, chi, self.geometry, self.limiter, self.c_update, n_sub)
                     if use_checkpoint:
-                        rho, c, _ = checkpoint(fv.advance, *args, use_reentrant=False)
+                        rho, c, _ = checkpoint(fv.advance, *args, ceq=self.ceq, use_reentrant=False)
                     else:
-                        rho, c, _ = fv.advance(*args, compile=self.compile)
+                        rho, c, _ = fv.advance(*args, compile=self.compile, ceq=self.ceq)
                 used.append(n_sub)
-                step += 1
+                t += dt
+                self._check_collapse(c, gamma, chi, limit, t)
             outputs.append(block_average(rho, N, dim))
             if directions is not None:
                 tangents.append(block_average(rearrange(d_rho, "p 1 ... -> p ..."), N, dim))
         prediction = torch.stack(outputs, dim=1)
         return prediction, (torch.stack(tangents, dim=1) if directions is not None else None), used
+
+    def _substeps(self, rho, c, dt: float, gamma, chi, floor: int | None) -> int:
+        """The positivity bound's sub-step count at the current primal state (without gradient), raised to
+        ``floor``; beyond MAX_SUBSTEPS the trial point is rejected."""
+        with torch.no_grad():
+            n_sub = fv.substep_count(c.detach(), dt, _primal(gamma), _primal(chi), self.geometry, rho=rho.detach(),
+                                     c_update=self.c_update, ceq=self.ceq)
+        n_sub = n_sub if floor is None else max(n_sub, floor)
+        if n_sub > MAX_SUBSTEPS:
+            raise StepLimitError(f"chi = {_primal(chi)}, gamma = {_primal(gamma)} need {n_sub} "
+                                 f"sub-steps per outer step (limit {MAX_SUBSTEPS})")
+        return n_sub
+
+    def _peclet(self, c, gamma, chi) -> torch.Tensor:
+        as_member = lambda x: torch.as_tensor(_primal(x), dtype=torch.float64).reshape(-1).cpu()
+        with torch.no_grad():
+            return cell_peclet(self.ceq.phi(c.detach()), as_member(gamma), as_member(chi), self.grid.dim).cpu()
+
+    def _collapse_limit(self, c, gamma, chi) -> torch.Tensor | None:
+        """Pe_h's limit per member from the starting state (as a simulate run's), None where no collapse can
+        happen (the consumption equation)."""
+        if self.ceq is None or not self.ceq.can_collapse:
+            return None
+        return collapse_limit(self._peclet(c, gamma, chi))
+
+    def _check_collapse(self, c, gamma, chi, limit: torch.Tensor | None, t: float) -> None:
+        """Reject the trial point once Pe_h crosses its limit (one host sync per outer step)."""
+        if limit is None:
+            return
+        pe = self._peclet(c, gamma, chi)
+        if bool((pe > limit).any()):
+            raise CollapseError(f"chi = {_shown(chi)}, gamma = {_shown(gamma)} collapse by t = {t:.4g} on the model "
+                                f"grid (cell Peclet number {float(pe.max()):.3g} > {float(limit.max()):.3g})")
 
     def residuals(self, prediction: torch.Tensor) -> torch.Tensor:
         """w (rho_model - rho_obs), flattened over the K N^d observed cells (prediction (K, N, ..., N))."""

@@ -9,9 +9,12 @@ An ``obs.npz`` holds, on the N^d cell-centred data grid of [-L, L]^d (d = 2 or 3
     L      ()             optional half box width (default 1)
     M0     ()             optional mass of rho; rho0 is rescaled to carry it (default: the mass of rho0)
     chi_true, gamma_true  optional: the parameters that made synthetic data (reported beside the estimates)
+    c_equation     optional: the c-equation the data were made with, a JSON string of the flags --c-equation,
+                   --eps, --Dc, --alpha, --beta, --sensitivity, --kappa (:meth:`CEquation.to_dict`)
 
 :func:`observations_from_run` converts a ``simulate.py`` run directory (snap_KKKK.npz with a leading batch
-axis, config.json) into this format; :func:`save_observations` writes it.
+axis, config.json) into this format, the run's c-equation with it; :func:`save_observations` writes it.
+:func:`resolve_c_equation` decides the system a fit uses: the data's own unless the caller's contradicts it.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from nsipf_torch.io.files import load_npz, save_npz
+from nsipf_torch.solvers.c_equation import OPTIONS, CEquation
 
 REQUIRED_KEYS = ("t", "rho", "rho0", "c0")
 
@@ -38,6 +42,7 @@ class Observations:
     M0: float = 1.0
     chi_true: float | None = None
     gamma_true: float | None = None
+    c_equation: CEquation | None = None  # what made the data, when known (a simulate run, synthetic data)
 
     @property
     def dim(self) -> int:
@@ -69,11 +74,15 @@ def _scalar(name: str, value) -> float:
     return float(arr.reshape(()))
 
 
-def make_observations(t, rho, rho0, c0, L=None, M0=None, chi_true=None, gamma_true=None) -> Observations:
+def make_observations(t, rho, rho0, c0, L=None, M0=None, chi_true=None, gamma_true=None,
+                      c_equation: CEquation | None = None) -> Observations:
     """Check every field (shapes, signs, finiteness, times) and return :class:`Observations`.
 
-    Raises ``ValueError`` naming the first offending value.
+    c0 >= 0 except with a mean-free ``c_equation`` (elliptic, alpha = 0), whose c has no level. Raises
+    ``ValueError`` naming the first offending value.
     """
+    if c_equation is not None and not isinstance(c_equation, CEquation):
+        raise ValueError(f"c_equation must be a CEquation, got {type(c_equation).__name__}")
     t, rho, rho0, c0 = (_array(n, v) for n, v in (("t", t), ("rho", rho), ("rho0", rho0), ("c0", c0)))
     if t.ndim != 1:
         raise ValueError(f"t must be a 1-D array of observation times, got shape {t.shape}")
@@ -94,7 +103,8 @@ def make_observations(t, rho, rho0, c0, L=None, M0=None, chi_true=None, gamma_tr
     if rho.shape != (t.shape[0], *rho0.shape):
         raise ValueError(f"rho must have shape (K, {', '.join(['N'] * dim)}) = {(t.shape[0], *rho0.shape)} "
                          f"for K = len(t) and the grid of rho0, got {rho.shape}")
-    for name, arr in (("rho", rho), ("rho0", rho0), ("c0", c0)):
+    signed = (("rho", rho), ("rho0", rho0)) + ((("c0", c0),) if c_equation is None or not c_equation.mean_free else ())
+    for name, arr in signed:
         if (arr < 0).any():
             raise ValueError(f"{name} has negative values (min {arr.min():g}); densities must be >= 0")
     L = 1.0 if L is None else _scalar("L", L)
@@ -111,7 +121,38 @@ def make_observations(t, rho, rho0, c0, L=None, M0=None, chi_true=None, gamma_tr
     else:
         M0 = mass0
     truths = [None if v is None else _scalar(n, v) for n, v in (("chi_true", chi_true), ("gamma_true", gamma_true))]
-    return Observations(t, rho, rho0, c0, L, M0, *truths)
+    return Observations(t, rho, rho0, c0, L, M0, *truths, c_equation)
+
+
+def c_equation_from(options: dict, where: str) -> CEquation:
+    """The :class:`CEquation` of recorded flag values (a config.json, an obs.npz); ``ValueError`` naming
+    ``where`` when they are not a valid one."""
+    try:
+        return CEquation.from_options(**{k: options[k] for k in OPTIONS if k in options})
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{where}: the recorded c-equation is not valid ({err})") from err
+
+
+def resolve_c_equation(obs: Observations, given: CEquation | dict | None = None) -> CEquation:
+    """The system a fit of ``obs`` uses: the data's own (``obs.c_equation``) or, when the data do not say,
+    ``given`` (a :class:`CEquation` or a dict of any of the flags :data:`~nsipf_torch.solvers.c_equation.OPTIONS`,
+    built as simulate.py builds them), else the consumption default. A given value that contradicts the
+    data's is a ``ValueError`` naming the flag: data made with one system cannot be fitted with another."""
+    if isinstance(given, CEquation):
+        given = given.to_dict()
+    elif given is None:
+        given = {}
+    elif not isinstance(given, dict) or set(given) - set(OPTIONS):
+        raise ValueError(f"c_equation must be a CEquation or a dict of {', '.join(OPTIONS)}, got {given!r}")
+    ceq = CEquation.from_options(**given)  # the given flags alone are refused as simulate.py refuses them
+    if obs.c_equation is None:
+        return ceq
+    own, asked = obs.c_equation.to_dict(), ceq.to_dict()
+    for name in given:
+        if asked[name] != own[name]:
+            raise ValueError(f"--{name.replace('_', '-')} {asked[name]} contradicts the data, which were made with "
+                             f"{name} = {own[name]} (c-equation {own['c_equation']}); leave it out to fit the data's own")
+    return obs.c_equation
 
 
 def load_observations(path: str | Path) -> Observations:
@@ -123,13 +164,28 @@ def load_observations(path: str | Path) -> Observations:
         raise ValueError(f"{str(path)!r} lacks the key(s) {', '.join(missing)} (needs {', '.join(REQUIRED_KEYS)})")
     optional = {k: arrays[k] for k in ("L", "M0", "chi_true", "gamma_true") if k in arrays}
     try:
+        if "c_equation" in arrays:
+            optional["c_equation"] = c_equation_from(_recorded(arrays["c_equation"]), "the key c_equation")
         return make_observations(arrays["t"], arrays["rho"], arrays["rho0"], arrays["c0"], **optional)
     except ValueError as err:
         raise ValueError(f"{str(path)!r}: {err}") from err
 
 
+def _recorded(value: np.ndarray) -> dict:
+    """The flags of an obs.npz's c_equation key (a JSON object in a 0-d string array)."""
+    try:
+        options = json.loads(str(value.reshape(())) if value.dtype.kind == "U" else "")
+    except (ValueError, TypeError):
+        options = None
+    if not isinstance(options, dict):
+        raise ValueError("the key c_equation must be a JSON object of the c-equation flags (a string)")
+    return options
+
+
 def save_observations(path: str | Path, obs: Observations) -> Path:
     extra = {k: getattr(obs, k) for k in ("chi_true", "gamma_true") if getattr(obs, k) is not None}
+    if obs.c_equation is not None:
+        extra["c_equation"] = np.array(json.dumps(obs.c_equation.to_dict()))
     return save_npz(path, t=obs.t, rho=obs.rho, rho0=obs.rho0, c0=obs.c0, L=obs.L, M0=obs.M0, **extra)
 
 
@@ -159,9 +215,11 @@ def observations_from_run(run_dir: str | Path, member: int = 0) -> Observations:
     if float(loaded[0]["t"]) != 0.0 or len(loaded) < 2:
         raise ValueError(f"{str(run_dir)!r} needs snap_0000 at t = 0 and at least one later snapshot")
     first = loaded[0]
+    # a run from before the c-equation was a choice (no c_equation in its config) ran the paper's system
+    ceq = c_equation_from(config, f"{str(config_path)!r}")
     return make_observations(
         t=[float(s["t"]) for s in loaded[1:]],
         rho=np.stack([s["rho"][member] for s in loaded[1:]]),
         rho0=first["rho"][member], c0=first["c"][member], L=config["L"],
-        chi_true=float(first["chi"][member]), gamma_true=float(first["gamma"][member]))
+        chi_true=float(first["chi"][member]), gamma_true=float(first["gamma"][member]), c_equation=ceq)
 

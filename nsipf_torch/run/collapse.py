@@ -53,7 +53,7 @@ import torch
 
 from nsipf_torch.run.callbacks import Callback, LoopState
 
-__all__ = ["PECLET_LIMIT", "GROWTH_LIMIT", "CollapseStop", "cell_peclet", "StopOnCollapse"]
+__all__ = ["PECLET_LIMIT", "GROWTH_LIMIT", "CollapseStop", "cell_peclet", "collapse_limit", "StopOnCollapse"]
 
 PECLET_LIMIT = 2.0
 GROWTH_LIMIT = 1.5
@@ -76,6 +76,11 @@ def cell_peclet(phi: torch.Tensor, gamma: torch.Tensor, chi: torch.Tensor, dim: 
     gamma, chi = gamma.to(phi.device, torch.float64), chi.to(phi.device, torch.float64)
     pe = chi * jump.to(torch.float64) / torch.where(gamma > 0, gamma, torch.ones_like(gamma))
     return torch.where(gamma > 0, pe, torch.zeros_like(pe))
+
+
+def collapse_limit(start: torch.Tensor, limit: float = PECLET_LIMIT, growth: float = GROWTH_LIMIT) -> torch.Tensor:
+    """Each member's limit on Pe_h from its start: max(limit, growth Pe_h(0)) (module docstring)."""
+    return torch.clamp(growth * start, min=limit)
 
 
 class StopOnCollapse(Callback):
@@ -106,7 +111,7 @@ class StopOnCollapse(Callback):
         first = [row["peclet"] for row in state.log if row["step"] == 0 and "peclet" in row]
         self.start = torch.tensor(first, dtype=torch.float64) if first and len(first) == len(state.members) \
             else self.peclet(state.runner)
-        self.limits = torch.clamp(self.growth * self.start, min=self.limit)
+        self.limits = collapse_limit(self.start, self.limit, self.growth)
         if len(self.collapses) != len(self.start):  # a resumed batch brings its frozen members' records
             saved = getattr(state.runner, "frozen_at", None)
             self.collapses = list(saved) if saved is not None else [None] * len(self.start)

@@ -35,6 +35,7 @@ def update_c(c: torch.Tensor, rho: torch.Tensor, dt, mode: str = "exp") -> torch
 
 C_EQUATIONS = ("consumption", "parabolic", "elliptic")
 SENSITIVITIES = ("linear", "log", "receptor")
+OPTIONS = ("c_equation", "eps", "Dc", "alpha", "beta", "sensitivity", "kappa")  # the flags (simulate.py, infer.py)
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,14 @@ class CEquation:
             if self.mean_free:
                 raise ValueError(f"--sensitivity {self.sensitivity} needs a level of c, but the elliptic c with "
                                  "--alpha 0 is mean-free (defined up to a constant); use --alpha > 0 or linear")
+
+    @classmethod
+    def from_options(cls, c_equation: str = "consumption", eps: float = 1.0, Dc: float | None = None,
+                     alpha: float = 0.0, beta: float = 1.0, sensitivity: str = "linear", kappa: float = 1.0):
+        """From the flags' names and values (:data:`OPTIONS`, what :meth:`to_dict` writes); ``Dc=None`` is the
+        equation's default D: 0 for consumption, 1 for parabolic and elliptic (which need D > 0)."""
+        D = Dc if Dc is not None else (0.0 if c_equation == "consumption" else 1.0)
+        return cls(c_equation, eps, D, alpha, beta, sensitivity, kappa)
 
     @property
     def is_paper(self) -> bool:

@@ -201,17 +201,19 @@ def load_forward_mode() -> None:
 
 def tangent_substep(rho: torch.Tensor, c: torch.Tensor, d_rho: torch.Tensor, d_c: torch.Tensor, dt, gamma, chi,
                     d_gamma: torch.Tensor, d_chi: torch.Tensor, geom: Geometry, limiter: str = "minmod",
-                    c_update: str = "exp"):
+                    c_update: str = "exp", ceq: CEquation | None = None):
     """:func:`substep` and its directional derivatives along P directions, in one forward-mode pass.
 
     rho, c: the state (B, *cells); gamma, chi: (B,) tensors; d_rho, d_c (P, B, *cells), d_gamma, d_chi
     (P, B): the tangents of each along the P directions. Returns (rho, c, d_rho, d_c) one sub-step later.
     ``torch.func.jvp`` vmapped over the directions computes the primal once and the P tangents as one
     batch (forward-mode dual tensors with one batch member per direction would repeat the primal P times).
-    Pure and free of host syncs, like :func:`substep`.
+    Pure and free of host syncs, like :func:`substep`. With a Keller-Segel ``ceq`` the tangent of its c
+    step is that step's own linear solve applied to the tangents (the DCT solve is linear in c and rho),
+    and the drift's carries Phi'(c) d_c.
     """
     def along(d_rho, d_c, d_gamma, d_chi):
-        return torch.func.jvp(lambda r, q, g, x: substep(r, q, dt, g, x, geom, limiter, c_update),
+        return torch.func.jvp(lambda r, q, g, x: substep(r, q, dt, g, x, geom, limiter, c_update, ceq),
                               (rho, c, gamma, chi), (d_rho, d_c, d_gamma, d_chi))
 
     (rho_new, c_new), (d_rho, d_c) = torch.func.vmap(along)(d_rho, d_c, d_gamma, d_chi)
@@ -271,10 +273,11 @@ def advance(rho: torch.Tensor, c: torch.Tensor, dt: float, gamma, chi, geom: Geo
 
 def tangent_advance(rho: torch.Tensor, c: torch.Tensor, d_rho: torch.Tensor, d_c: torch.Tensor, dt: float, gamma,
                     chi, d_gamma: torch.Tensor, d_chi: torch.Tensor, geom: Geometry, limiter: str, c_update: str,
-                    n_sub: int, compile: bool = False):
+                    n_sub: int, compile: bool = False, ceq: CEquation | None = None):
     """:func:`advance` with the tangents of :func:`tangent_substep` (an explicit count ``n_sub``, taken by
     the caller from the primal state); returns (rho, c, d_rho, d_c)."""
     load_forward_mode()
     step = compiled_tangent_substep() if compile else tangent_substep
-    return _repeat(step, (rho, c, d_rho, d_c), dt, n_sub, (gamma, chi, d_gamma, d_chi, geom, limiter, c_update),
-                   compile)
+    rest = (gamma, chi, d_gamma, d_chi, geom, limiter, c_update)
+    rest += (ceq,) if ceq is not None and not ceq.is_paper else ()
+    return _repeat(step, (rho, c, d_rho, d_c), dt, n_sub, rest, compile)
