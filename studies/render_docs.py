@@ -329,6 +329,7 @@ TABLES: dict[str, Callable[[], list[str]]] = {
     "ks-consumption": results(render_ks.KS_CONSUMPTION, render_ks.consumption),
     # docs/INFERENCE.md
     "inference-validation": transcribed("inference", "validation"),
+    "inference-ks": transcribed("inference", "keller_segel"),
 }
 
 

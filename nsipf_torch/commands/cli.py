@@ -188,7 +188,9 @@ def parse_config(cls: type, argv: list[str] | None, *, prog: str, description: s
 def one_line_warnings(prog: str):
     """Within the block, a ``warnings.warn`` prints as one line ``PROG: warning: MESSAGE`` on stderr (the
     API warns; a command reports), and torch's note that no CUDA runtime exists when it compiles for the
-    CPU is silenced."""
+    CPU is silenced, as is inductor's that it leaves complex products (the DCT of the Keller-Segel c step)
+    to eager code "and performance may be worse": the compiled FD step with tangents is still ~7x faster
+    than the eager one there (docs/INFERENCE.md, "The Keller-Segel family")."""
     import logging
 
     shown, logger = warnings.showwarning, logging.getLogger("torch.utils.cpp_extension")
@@ -200,7 +202,9 @@ def one_line_warnings(prog: str):
     warnings.showwarning = show
     logger.setLevel(logging.ERROR)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Torchinductor does not support code generation for complex")
+            yield
     finally:
         warnings.showwarning = shown
         logger.setLevel(level)

@@ -2,6 +2,11 @@
 
     rho_t = div(gamma grad rho - chi rho grad c),   c_t = -c rho,   no-flux walls     (paper eqs. 1-2)
 
+or any system of the Keller-Segel family (issue 20) with eps, D, alpha, beta, kappa known: simulate.py's
+flags --c-equation parabolic|elliptic, --eps, --Dc, --alpha, --beta, --sensitivity log|receptor, --kappa.
+By default the system is the data's own (a simulate.py run's config.json, an obs.npz's c_equation key); a
+flag that contradicts it is refused. A trial point that collapses on the model grid is a failed step.
+
 The forward model is the finite-volume solver (--method fdm) on a model grid of --model-N cells per axis
 (default 2N), started from the observed rho0 (refined conservatively) and c0 (cubic spline), observed by
 block-averaging rho onto the data grid. Levenberg-Marquardt in (chi, log gamma), chi >= 0, with the
@@ -24,6 +29,8 @@ Examples:
   python infer.py --data obs.npz --fit chi --gamma 0.012 --out runs/infer_chi
   python simulate.py --method fdm --ic two_blobs --dim 2 --N 64 --dtype float64 --out runs/sim
   python infer.py --from-run runs/sim --write-data obs.npz        # simulate.py output -> obs.npz
+  python simulate.py --method fdm --c-equation elliptic --ic pks_blob --dim 2 --N 32 --gamma 0.05 --T 0.2 --dtype float64 --out runs/pks
+  python infer.py --from-run runs/pks --out runs/infer_pks        # fits chi, gamma of the elliptic system
 
 Outputs in --out DIR: result.json (estimates, standard errors, 95% intervals, misfit, iterations, wall
 time, the discretisation check, the config), fit.png (observed against fitted rho along the centre line at

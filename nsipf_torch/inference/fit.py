@@ -8,7 +8,9 @@ data and :func:`infer`).
 Forward model. The FD solver of :mod:`nsipf_torch.solvers.fd` (paper eqs. 1-2: rho_t = div(gamma grad rho -
 chi rho grad c), c_t = -c rho), run on a model grid of M = factor * N cells per axis from the observed rho0
 and c0 and observed by block-averaging rho onto the N^d data grid at the observation times
-(:mod:`nsipf_torch.inference.observations`). rho0 is refined conservatively (a limited quartic reconstruction:
+(:mod:`nsipf_torch.inference.observations`); or the FD solver of any system of the Keller-Segel family
+(issue 20: a :class:`~nsipf_torch.solvers.c_equation.CEquation`, eps, D, alpha, beta, kappa known; the data's
+own by default, :func:`~nsipf_torch.inference.observations.resolve_c_equation`). rho0 is refined conservatively (a limited quartic reconstruction:
 cell masses kept exactly, rho0 >= 0, fifth order where smooth), c0 by the interpolating cubic spline of
 :mod:`nsipf_torch.particles.interp`. gamma is weakly identified, so the refinement's error goes into gamma-hat: with
 the quadratic reconstruction (3D two_blobs at N = 32: 2.4% error) gamma-hat was 13.7% high, with the

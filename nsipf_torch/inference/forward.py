@@ -7,6 +7,12 @@ count of the positivity bound (docs/MODEL.md §6) at the current primal state, w
 Jacobian's columns are the tangents of the whole simulation by forward mode in one pass
 (:func:`~nsipf_torch.solvers.finite_volume.tangent_advance`); :meth:`ForwardModel.loss_gradient` is the
 reverse-mode gradient with the outer steps checkpointed.
+
+With a :class:`~nsipf_torch.solvers.c_equation.CEquation` of the Keller-Segel family (issue 20) the
+sub-step is the family's (the c step through the DCT solve, the drift chi grad Phi(c)), and so are its
+tangents; a parabolic or elliptic model is checked after every outer step against the collapse criterion
+of :mod:`nsipf_torch.run.collapse`, and a trial point that crosses it is a :class:`CollapseError`, rejected
+by the fit as one beyond the sub-step limit is.
 """
 from __future__ import annotations
 
