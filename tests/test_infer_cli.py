@@ -187,3 +187,11 @@ def test_elliptic_run_keeps_its_system_and_refuses_another(elliptic_run, tmp_pat
         code, lines, out = run([*source, "--c-equation", "parabolic"], tmp_path, capsys)
         assert code == 2 and len(lines) == 1 and "--c-equation parabolic contradicts the data" in lines[0], lines
         assert not out.exists()
+
+
+def test_a_start_that_collapses_is_one_line(elliptic_run, tmp_path, capsys):
+    # chi fixed at 10 puts M0 = 1 far above M_c = 0.126: the model collapses at the start (by t = 0.03 on the
+    # 16^2 model grid), so no fit can begin: one line and exit status 1, no traceback
+    code, lines, _ = run(["--from-run", str(elliptic_run), "--fit", "gamma", "--chi", "10", "--gamma", "0.05"],
+                         tmp_path, capsys)
+    assert code == 1 and len(lines) == 1 and "cannot start" in lines[0] and "collapse" in lines[0], lines

@@ -240,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(cfg: InferConfig, obs, ceq: CEquation) -> int:
     from nsipf_torch.inference.fit import infer, ForwardModel
+    from nsipf_torch.inference.forward import RejectedTrial
 
     try:
         start = {"chi": 1.0 if cfg.chi is None else cfg.chi, "gamma": 0.01 if cfg.gamma is None else cfg.gamma}
@@ -258,10 +259,17 @@ def run(cfg: InferConfig, obs, ceq: CEquation) -> int:
             writer.add_scalar(f"model_N_{model_N}/{key}", record[key], iteration)
 
     t0, cpu0 = time.perf_counter(), time.process_time()
-    result = infer(obs, fit=cfg.fit, chi=start["chi"], gamma=start["gamma"], model_N=cfg.model_N, check=cfg.check,
-                   dt=cfg.dt, weights=cfg.weights, weight_floor=cfg.weight_floor, limiter=cfg.limiter,
-                   c_update=cfg.c_update, device=cfg.device, dtype=cfg.dtype, max_iter=cfg.max_iter,
-                   step_tol=cfg.step_tol, compile=cfg.compile, progress=cfg.progress, callback=log, c_equation=ceq)
+    try:
+        result = infer(obs, fit=cfg.fit, chi=start["chi"], gamma=start["gamma"], model_N=cfg.model_N, check=cfg.check,
+                       dt=cfg.dt, weights=cfg.weights, weight_floor=cfg.weight_floor, limiter=cfg.limiter,
+                       c_update=cfg.c_update, device=cfg.device, dtype=cfg.dtype, max_iter=cfg.max_iter,
+                       step_tol=cfg.step_tol, compile=cfg.compile, progress=cfg.progress, callback=log,
+                       c_equation=ceq)
+    except RejectedTrial as err:  # the start itself cannot be run: a failed fit, reported in one line
+        writer.close()
+        print(f"{PROG}: error: the fit cannot start from chi = {start['chi']}, gamma = {start['gamma']}: {err}",
+              file=sys.stderr)
+        return 1
     writer.close()
     record = result.to_dict()
     record["wall_time_total_s"] = time.perf_counter() - t0

@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -205,7 +206,8 @@ def infer(data, fit=PARAMETERS, chi: float = 1.0, gamma: float = 0.01, model_N: 
     values raise ``ValueError``. ``c_equation``: the system, with eps, D, alpha, beta, kappa known (a
     :class:`CEquation` or a dict of simulate's flags, ``{"c_equation": "elliptic", "Dc": 1.0}``); by default
     the data's own (:func:`~nsipf_torch.inference.observations.resolve_c_equation`; one that contradicts the
-    data's is refused), else the paper's consumption equation.
+    data's is refused), else the paper's consumption equation. A start the model cannot run (beyond the
+    sub-step limit, or collapsing on the model grid) raises its ``RejectedTrial``, a ``ValueError``.
     """
     from nsipf_torch.problems.grid import resolve_device, resolve_dtype
     from nsipf_torch.inference.observations import load_observations
@@ -237,9 +239,13 @@ def infer(data, fit=PARAMETERS, chi: float = 1.0, gamma: float = 0.01, model_N: 
     fits = {model_N: fit_parameters(models[model_N], start, fit, max_iter, step_tol, progress, report(model_N), first)}
     main = fits[model_N]
     for n, model in models.items():  # the check: from the main estimate, stopped within one standard error
-        if n != model_N:
+        if n == model_N:
+            continue
+        try:
             fits[n] = fit_parameters(model, main.params, fit, max_iter, max(step_tol, CHECK_STEP_TOL), progress,
                                      report(n), main.jacobian)
+        except RejectedTrial as err:  # the estimate collapses on this grid (issue 20): no check there
+            warnings.warn(f"the discretisation check at model N = {n} is left out: {err}", stacklevel=2)
     settings = {"fit": list(fit), "start": start, "model_N": model_N, "check": check, "dt": dt, "weights": weights,
                 "weight_floor": weight_floor, "limiter": limiter, "c_update": c_update, "device": str(device),
                 "dtype": dtype if isinstance(dtype, str) else str(dtype), "max_iter": max_iter, "step_tol": step_tol,
