@@ -59,6 +59,10 @@ BAD_DATA = [
     ("K = 0", lambda g: broken(g, t=np.zeros(0), rho=np.zeros((0, N, N))), "t is empty"),
     ("1-D grid", lambda g: broken(g, rho0=np.ones(N), c0=np.ones(N)), "d = 2 or 3"),
     ("bad L", lambda g: broken(g, L=np.array(-1.0)), "L must be > 0"),
+    ("c_equation not JSON", lambda g: broken(g, c_equation=np.array("elliptic")), "must be a JSON object"),
+    ("c_equation numeric", lambda g: broken(g, c_equation=np.array(1.0)), "must be a JSON object"),
+    ("c_equation invalid", lambda g: broken(g, c_equation=np.array('{"c_equation": "parabolic", "eps": 0}')),
+     "--eps must be > 0"),
 ]
 
 

@@ -2,17 +2,17 @@
 
     rho_t = div(gamma grad rho - chi rho grad c),   c_t = -c rho,   no-flux walls     (paper eqs. 1-2)
 
-or any system of the Keller-Segel family (issue 20) with eps, D, alpha, beta, kappa known: simulate.py's
-flags --c-equation parabolic|elliptic, --eps, --Dc, --alpha, --beta, --sensitivity log|receptor, --kappa.
-By default the system is the data's own (a simulate.py run's config.json, an obs.npz's c_equation key); a
-flag that contradicts it is refused. A trial point that collapses on the model grid is a failed step.
-
 The forward model is the finite-volume solver (--method fdm) on a model grid of --model-N cells per axis
 (default 2N), started from the observed rho0 (refined conservatively) and c0 (cubic spline), observed by
 block-averaging rho onto the data grid. Levenberg-Marquardt in (chi, log gamma), chi >= 0, with the
 Jacobian from forward-mode autograd through every FD sub-step; standard errors and 95% intervals from the
 Gauss-Newton curvature and the residuals (the sandwich form, valid when cells are unequally noisy).
 docs/INFERENCE.md has the method and the validation.
+
+The same fit runs on the Keller-Segel family (issue 20) with eps, D, alpha, beta, kappa known: simulate.py's
+flags --c-equation parabolic|elliptic, --eps, --Dc, --alpha, --beta, --sensitivity log|receptor, --kappa.
+By default the system is the data's own (a simulate.py run's config.json, an obs.npz's c_equation key); a
+flag that contradicts it is refused. A trial point that collapses on the model grid is a failed step.
 
 Identifiability: c_t = -c rho is linear in c, so scaling c0 by a has the same effect as scaling chi by a:
 chi is identified only when c0 is known in absolute units. gamma is weakly identified (on two_blobs a 3% change of
@@ -21,7 +21,8 @@ absorbed into gamma first: compare the fits at N and 2N in the discretisation ch
 
 Data (--data obs.npz; nsipf_torch/inference/observations.py): t (K,) > 0 increasing; rho (K, N, ..., N) observed
 cell averages on the N^d cell-centred grid of [-L, L]^d; rho0 (N^d cell averages) and c0 (N^d centre
-values) at t = 0; optional L (default 1) and M0 (default: the mass of rho0).
+values) at t = 0; optional L (default 1), M0 (default: the mass of rho0) and c_equation (the system, a JSON
+string of the c-equation flags).
 
 Examples:
   python infer.py --synthetic two_blobs --dim 2 --N 64 --chi 1.3 --gamma 0.012 --noise 0.05 --seed 0 --write-data obs.npz
@@ -67,7 +68,7 @@ SYSTEM_HELP = ("the c-equation, known (simulate.py's flags): by default the data
 
 @dataclass
 class InferConfig:
-    data: str | None = option(None, "obs.npz to fit (keys t, rho, rho0, c0; optional L, M0)")
+    data: str | None = option(None, "obs.npz to fit (keys t, rho, rho0, c0; optional L, M0, c_equation)")
     from_run: str | None = option(None, "a simulate.py run directory: its snapshots become the data")
     member: int = option(0, "batch member of --from-run")
     synthetic: str | None = option(None, "make data from a problem (e.g. two_blobs) with --chi/--gamma as the truth: FD at "
