@@ -10,8 +10,8 @@ chi rho grad c), c_t = -c rho), run on a model grid of M = factor * N cells per 
 and c0 and observed by block-averaging rho onto the N^d data grid at the observation times
 (:mod:`nsipf_torch.inference.observations`); or the FD solver of any system of the Keller-Segel family
 (issue 20: a :class:`~nsipf_torch.solvers.c_equation.CEquation`, eps, D, alpha, beta, kappa known; the data's
-own by default, :func:`~nsipf_torch.inference.observations.resolve_c_equation`). rho0 is refined conservatively (a limited quartic reconstruction:
-cell masses kept exactly, rho0 >= 0, fifth order where smooth), c0 by the interpolating cubic spline of
+own by default, :func:`~nsipf_torch.inference.observations.resolve_c_equation`). rho0 is refined
+conservatively (a limited quartic reconstruction: cell masses kept exactly, rho0 >= 0, fifth order where smooth), c0 by the interpolating cubic spline of
 :mod:`nsipf_torch.particles.interp`. gamma is weakly identified, so the refinement's error goes into gamma-hat: with
 the quadratic reconstruction (3D two_blobs at N = 32: 2.4% error) gamma-hat was 13.7% high, with the
 quartic (0.64%) 1.1%.
@@ -202,7 +202,7 @@ def infer(data, fit=PARAMETERS, chi: float = 1.0, gamma: float = 0.01, model_N: 
     check; at the data's own resolution the model's discretisation error is absorbed into the parameters).
     ``compile`` fuses the FD sub-step and its tangents with ``torch.compile`` (on this project's 2-core
     CPU 8-9x faster per plain sub-step and 9-19x per sub-step with tangents, after 10-25 s of compilation
-    per model grid; docs/INFERENCE.md). ``callback(model_N, iteration, record)`` sees every iteration. Bad
+    per model grid, for the paper's system; docs/INFERENCE.md, also for the family's). ``callback(model_N, iteration, record)`` sees every iteration. Bad
     values raise ``ValueError``. ``c_equation``: the system, with eps, D, alpha, beta, kappa known (a
     :class:`CEquation` or a dict of simulate's flags, ``{"c_equation": "elliptic", "Dc": 1.0}``); by default
     the data's own (:func:`~nsipf_torch.inference.observations.resolve_c_equation`; one that contradicts the

@@ -19,6 +19,7 @@ axis, config.json) into this format, the run's c-equation with it; :func:`save_o
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -214,6 +215,7 @@ def observations_from_run(run_dir: str | Path, member: int = 0) -> Observations:
         raise ValueError(f"member {member} out of range: the run has {B} member(s)")
     if float(loaded[0]["t"]) != 0.0 or len(loaded) < 2:
         raise ValueError(f"{str(run_dir)!r} needs snap_0000 at t = 0 and at least one later snapshot")
+    _warn_if_collapsed(run_dir / "summary.json", member)
     first = loaded[0]
     # a run from before the c-equation was a choice (no c_equation in its config) ran the paper's system
     ceq = c_equation_from(config, f"{str(config_path)!r}")
@@ -223,3 +225,16 @@ def observations_from_run(run_dir: str | Path, member: int = 0) -> Observations:
         rho0=first["rho"][member], c0=first["c"][member], L=config["L"],
         chi_true=float(first["chi"][member]), gamma_true=float(first["gamma"][member]), c_equation=ceq)
 
+
+
+def _warn_if_collapsed(path: Path, member: int) -> None:
+    """A member that collapsed (summary.json) ends on a snapshot past the collapse criterion, which the
+    forward model rejects at every parameter point that reproduces it: say so (the data are kept)."""
+    try:
+        hit = json.loads(path.read_text())["collapses"][member]
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return
+    if isinstance(hit, dict) and "t" in hit:
+        warnings.warn(f"member {member} of the run collapsed at t = {hit['t']:.4g}: its last snapshot is past the "
+                      "collapse criterion, which the fit's forward model rejects, so the estimate is the nearest "
+                      "point that does not collapse; fit the snapshots before it (obs.npz) instead", stacklevel=2)
