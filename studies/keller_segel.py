@@ -1,9 +1,12 @@
 """Validation of the Keller-Segel family (issue 20): linear instability rates (FD and SIPF), the 2D critical
-mass and the second-moment law.
+mass and the second-moment law; in 3D one blob around the derived contraction mass and a ring
+(:mod:`studies.keller_segel_3d`).
 
-    python -m studies.keller_segel                          # every table, printed and written as JSON
+    python -m studies.keller_segel                          # every 2D table, printed and written as JSON
     python -m studies.keller_segel --part second-moment --out docs/results/ks_validation.json   # one part
                                                             # rewritten in place, the file's others kept
+    python -m studies.keller_segel --part blob3d --out docs/results/ks_3d.json --figures docs/figures
+    python -m studies.keller_segel --part ring3d --out docs/results/ks_3d.json --figures docs/figures
 
 Linear instability. Around the uniform state rho_bar = M0 / |Omega|, c_bar = beta rho_bar / alpha, a
 cosine perturbation of mode m grows at the larger root sigma of
@@ -48,6 +51,7 @@ from nsipf_torch.commands.cli import parse_config, usage_error
 from nsipf_torch.problems.keller_segel import (InstabilityIC, blowup_time_box, critical_mass, discrete_k2,
                                                growth_rate)
 from nsipf_torch.solvers.c_equation import CEquation
+from studies import keller_segel_3d
 
 #: (label, CEquation keywords, gamma, chi, mode m): both sides of the threshold, every c-equation/sensitivity
 INSTABILITY_CASES = (
@@ -209,11 +213,13 @@ def sipf_growth_table(seeds: int = 8, P: int = 100_000) -> list[dict]:
 @dataclass
 class KSConfig:
     part: str = field(default="all", metadata={"help": "which table", "choices": ("all", "instability", "critical",
-                                                                                 "second-moment", "sipf-growth")})
+                                                                                 "second-moment", "sipf-growth",
+                                                                                 "blob3d", "ring3d")})
     N: int = field(default=32, metadata={"help": "grid of the instability runs"})
     N_critical: int = field(default=128, metadata={"help": "grid of the critical-mass runs"})
     P: int = field(default=100_000, metadata={"help": "particles of the sipf critical-mass runs"})
     out: str | None = field(default=None, metadata={"help": "write the rows as JSON here"})
+    figures: str | None = field(default=None, metadata={"help": "write the 3D parts' figures (PNG) into this folder"})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -248,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
         for r in out["sipf_growth"]["rows"]:
             print(f"{r['method']:15s} sigma {r['sigma_theory']:.5f}  rate {r['rate']:.5f} +- {r['rate_se']:.5f}  "
                   f"error {r['error']:+.5f}")
+    if cfg.part in ("blob3d", "ring3d"):
+        out[cfg.part] = {"command": out["command"], "commit": out["commit"], **run_3d(cfg.part, cfg.figures)}
     if cfg.out:
         path = Path(cfg.out)
         if cfg.part != "all" and path.exists():  # one part rerun: the file's other tables are kept
@@ -255,6 +263,33 @@ def main(argv: list[str] | None = None) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(out, indent=1, default=float) + "\n")
     return 0
+
+
+def run_3d(part: str, figures: str | None) -> dict:
+    """One 3D part (not in ``all``: its results file is docs/results/ks_3d.json), printed, its figure written."""
+    if part == "blob3d":
+        data = keller_segel_3d.blob_table()
+        for r in data["slopes"]:
+            print(f"{r['method']:12s} N {r['N']} M0 {r['M0']:.4f} ({r['M_over_Mstar']:.1f} M*)  dM2/dt(0) "
+                  f"{r['slope']:+.5f} +- {r['slope_se']:.5f}  law {r['law']:+.5f}  interaction ratio "
+                  f"{r['interaction_ratio']:.4f}")
+        for method, run in data["runs"].items():
+            for r in run["rows"]:
+                hit = r["collapse"]
+                print(f"{method:5s} M0 {r['M0']:.4f} ({r['M_over_Mstar']:.1f} M*) T_J {r['T_jensen']:.3f}: "
+                      + (f"collapse t = {hit['t']:.3f} x = {hit['x']}" if hit else "spreads"))
+        if figures:
+            keller_segel_3d.blob_figure(data, Path(figures) / "ks3d_blob_m2.png")
+        return data
+    data, slices = keller_segel_3d.ring_table()
+    for r in data["rows"]:
+        hit = r["collapse"]
+        print(f"{r['method']:12s} M0 {r['M0']:g}: " + (f"collapse t = {hit['t']:.3f} x = {hit['x']} r = "
+                                                       f"{r['radius']:.3f} modulation {r['modulation']:.2f}"
+                                                       if hit else "spreads"))
+    if figures:
+        keller_segel_3d.ring_figure(slices, data, Path(figures) / "ks3d_ring_slices.png")
+    return data
 
 
 if __name__ == "__main__":

@@ -8,6 +8,9 @@ for rho0 whatever c0 says):
 - ``pks_blob``: a Gaussian of sigma = 0.1 at the origin, the critical-mass example: in 2D with
   gamma = 0.01, chi = D = beta = 1, M_c = 8 pi gamma D / (chi beta) ~ 0.251; ``--M0 0.12`` spreads,
   ``--M0 0.5`` collapses before :func:`blowup_time_box`;
+- ``pks_blob`` in 3D: no critical mass; :func:`contraction_mass_3d` is the mass above which its second
+  moment initially falls, and :func:`blowup_time_3d` bounds the collapse time where the virial inequality
+  closes (docs/MODEL.md §7);
 - ``pks_ring``: 16 Gaussians of sigma = 0.05 on the circle of radius 0.5 (z = 0 in 3D);
 - ``instability:K``: the uniform density with a cosine perturbation of mode K along x,
   rho0 ~ 1 + 0.01 cos(K pi (x + L) / (2L)), the linear-instability problem (:func:`growth_rate`).
@@ -23,7 +26,8 @@ from nsipf_torch.problems.initial import (GaussianComponent, GaussianMixtureIC, 
                                           register_ic_family)
 from nsipf_torch.solvers.c_equation import CEquation
 
-__all__ = ["critical_mass", "blowup_time_box", "growth_rate", "discrete_k2", "InstabilityIC"]
+__all__ = ["critical_mass", "blowup_time_box", "contraction_mass_3d", "second_moment_rate_3d", "blowup_time_3d",
+           "growth_rate", "discrete_k2", "InstabilityIC"]
 
 
 def _no_c(mesh):
@@ -45,6 +49,48 @@ def blowup_time_box(M: float, M2: float, gamma: float, chi: float, L: float, D: 
     if A <= 0 or B * M2 >= A:
         return math.inf
     return -math.log(1.0 - B * M2 / A) / B
+
+
+def contraction_mass_3d(sigma: float, gamma: float, chi: float, D: float = 1.0, beta: float = 1.0,
+                        L: float = math.inf) -> float:
+    """The mass above which the second moment of a 3D Gaussian of width ``sigma`` at the centre falls at
+    t = 0 (elliptic, alpha = 0, box [-L, L]^3): the root of :func:`second_moment_rate_3d` with M2 = 3 sigma^2 M,
+    M* = 24 pi^{3/2} gamma D sigma / (chi beta (1 - 8 pi^{3/2} sigma^3 / |Omega|)) (L = inf: the whole space).
+    An initial-contraction threshold, not a blow-up theorem (docs/MODEL.md §7)."""
+    sink = 8.0 * math.pi**1.5 * sigma**3 / (2.0 * L) ** 3 if math.isfinite(L) else 0.0
+    return 24.0 * math.pi**1.5 * gamma * D * sigma / (chi * beta * (1.0 - sink))
+
+
+def second_moment_rate_3d(M: float, M2: float, sigma: float, gamma: float, chi: float, D: float = 1.0,
+                          beta: float = 1.0, L: float = math.inf) -> float:
+    """dM2/dt of a 3D Gaussian of width ``sigma`` and mass M at the centre, M2 = int |x|^2 rho (elliptic,
+    alpha = 0): 6 gamma M - chi beta M^2 / (4 pi^{3/2} D sigma) + 2 chi beta M M2 / (3 D |Omega|), the middle
+    term the Gaussian's int int rho(x) rho(y) / |x - y| = M^2 / (sigma sqrt(pi)) times chi beta / (4 pi D),
+    the last the mean-free source's uniform sink (0 for L = inf)."""
+    sink = 2.0 * chi * beta * M * M2 / (3.0 * D * (2.0 * L) ** 3) if math.isfinite(L) else 0.0
+    return 6.0 * gamma * M - chi * beta * M**2 / (4.0 * math.pi**1.5 * D * sigma) + sink
+
+
+def blowup_time_3d(M: float, M2: float, gamma: float, chi: float, D: float = 1.0, beta: float = 1.0,
+                   L: float = math.inf, intervals: int = 400) -> float:
+    """An upper bound on the 3D collapse time (elliptic, alpha = 0) from M2(0) = int |x|^2 rho0, inf where it
+    does not close. Jensen, int int rho rho / |x - y| >= M^{5/2} / sqrt(2 M2), gives dM2/dt <= f(M2) =
+    6 gamma M - chi beta M^{5/2} / (4 pi D sqrt(2 M2)) + 2 chi beta M M2 / (3 D |Omega|); f increases with M2,
+    so f(M2(0)) < 0 keeps M2 falling to 0 by int_0^{M2(0)} dm / -f(m) (m = u^2: int 2 u^2 du / g(u),
+    g(u) = a - 6 gamma M u - b u^3 > 0; Simpson's rule)."""
+    a = chi * beta * M**2.5 / (4.0 * math.pi * D * math.sqrt(2.0))
+    b = 2.0 * chi * beta * M / (3.0 * D * (2.0 * L) ** 3) if math.isfinite(L) else 0.0
+    u0 = math.sqrt(M2)
+
+    def g(u: float) -> float:
+        return a - 6.0 * gamma * M * u - b * u**3
+
+    if g(u0) <= 0:
+        return math.inf
+    n = intervals + intervals % 2
+    h = u0 / n
+    weights = [1 if k in (0, n) else (4 if k % 2 else 2) for k in range(n + 1)]
+    return h / 3.0 * sum(w * 2.0 * (k * h) ** 2 / g(k * h) for k, w in enumerate(weights))
 
 
 def discrete_k2(m: int, N: int, L: float, dim: int = 1) -> float:
