@@ -14,12 +14,14 @@ each mass (0.5 ... 3 M*, one batch per method, a collapsed member frozen) to T =
 P = 2e5 per member), collapse time and place by the cell-Peclet criterion (nsipf_torch/run/collapse.py) or
 "spreads"; (iii) FD's collapse time under refinement (48^3, 64^3, 96^3) for the masses nearest M*.
 
-Ring (``pks_ring``: 16 Gaussians of sigma = 0.05 on the circle R = 0.5, z = 0). Two heuristic thresholds:
-a thin ring of line density M / (2 pi R) collapses in its cross-section like the 2D problem when that
-exceeds 8 pi gamma D / (chi beta), M_line = 16 pi^2 gamma D R / (chi beta) ~ 3.95; each bump contracts on
-its own above 16 M*(0.05) ~ 5.35. Masses below, between and above, FD and SIPF to T = 0.4 at 64^3: collapse
-time, radius and height of the peak, and the ring's azimuthal modulation (max / min of rho on the circle
-through the peak, mid-plane) at the collapse: near 1 for a ring-shaped collapse, large for beads.
+Ring (``pks_ring``: 16 Gaussians of sigma = 0.05 on the circle R = 0.5, z = 0, 3.9 sigma apart; and
+``ring64``, the same circle with 64 of them, a smooth tube). A thin ring of line density M / (2 pi R)
+collapses in its cross-section like the 2D problem when that exceeds 8 pi gamma D / (chi beta) (a heuristic):
+M_line = 16 pi^2 gamma D R / (chi beta) ~ 3.95; each of pks_ring's bumps would contract on its own above
+16 M*(0.05) ~ 5.35 (and, like the blob, does somewhat below). Masses below and above, FD and SIPF to T = 0.3
+at 64^3: collapse time, radius of the peak, and the azimuthal modulation (max / min of rho on the circle
+through the peak, mid-plane; at the start on R) at the collapse: near 1 for a ring-shaped collapse, large
+for beads.
 """
 from __future__ import annotations
 
@@ -29,11 +31,12 @@ import numpy as np
 import torch
 
 import nsipf_torch as nt
+from nsipf_torch.problems.initial import GaussianComponent, GaussianMixtureIC
 from nsipf_torch.problems.keller_segel import blowup_time_3d, contraction_mass_3d, second_moment_rate_3d
 
 GAMMA, SIGMA, L = 0.05, 0.1, 1.0
 BLOB_FRACTIONS = (0.5, 0.7, 0.9, 1.5, 3.0)  # of M*
-RING_MASSES = (3.0, 4.5, 6.0)
+RING_CASES = (("pks_ring", (3.0, 4.5, 6.0)), ("ring64", (3.5, 4.5, 6.0)))
 RING_R, RING_SIGMA = 0.5, 0.05
 
 
@@ -117,33 +120,44 @@ def ring_modulation(rho: np.ndarray, centres: np.ndarray, radius: float, samples
     return float(values.max() / values.min())
 
 
-def ring_runs(method: str, N: int = 64, P: int = 200_000, T: float = 0.4, snapshots: int = 8) -> dict:
-    """The ring masses in one batch to T: per member the collapse, its radius and height, the modulation at
-    the last snapshot (the collapse state of a frozen member), and the mid-plane slices for the figure."""
-    r = nt.simulate("pks_ring", method, N=N, P=P, T=T, dt=1e-3, sweep=_sweep(RING_MASSES), diag_every=5,
+def smooth_ring() -> GaussianMixtureIC:
+    """``pks_ring``'s circle with 64 Gaussians of sigma = 0.05 instead of 16: spaced 0.049 ~ sigma, a smooth
+    tube (pks_ring's are 3.9 sigma apart, beads)."""
+    return GaussianMixtureIC("ring64", [GaussianComponent(1.0 / 64, (RING_R * math.cos(2 * math.pi * j / 64),
+                                                                     RING_R * math.sin(2 * math.pi * j / 64), 0.0),
+                                                          RING_SIGMA) for j in range(64)], lambda mesh: 0 * mesh[0])
+
+
+def ring_runs(problem: str, masses, method: str, N: int = 64, P: int = 200_000, T: float = 0.3,
+              snapshots: int = 12) -> dict:
+    """The ring's masses in one batch to T: per member the collapse, its radius, the modulation at the start
+    and at the last snapshot (the collapse state of a frozen member), and the mid-plane slices."""
+    ic = smooth_ring() if problem == "ring64" else problem
+    r = nt.simulate(ic, method, N=N, P=P, T=T, dt=1e-3, sweep=_sweep(masses), diag_every=5,
                     snapshots=snapshots, seed=0, **_common(method))
     centres = r.grid.centres().double().numpy()
+    radius_of_cell = np.hypot(*np.meshgrid(centres, centres, indexing="ij"))[..., None]
     rows = []
-    for b, M in enumerate(RING_MASSES):
+    for b, M in enumerate(masses):
         hit, rho = r.collapses[b], r.rho[b, -1].double().numpy()
         radius = math.hypot(*hit["x"][:2]) if hit else None
-        rows.append({"method": method if method == "fdm" else "sipf-spline", "N": N,
+        rows.append({"problem": problem, "method": method if method == "fdm" else "sipf-spline", "N": N,
                      "P": P if method != "fdm" else None, "M0": M, "T": T, "collapse": hit, "radius": radius,
+                     "modulation_start": ring_modulation(r.rho[b, 0].double().numpy(), centres, RING_R),
                      "modulation": ring_modulation(rho, centres, radius) if hit else None,
-                     "mean_radius_end": float((rho * np.hypot(*np.meshgrid(centres, centres, indexing="ij"))[..., None]
-                                               ).sum() / rho.sum())})
+                     "mean_radius_end": float((rho * radius_of_cell).sum() / rho.sum())})
     mid = r.rho[..., N // 2 - 1: N // 2 + 1].double().mean(-1)  # (B, K + 1, N, N): the mid-plane
     return {"rows": rows, "times": list(r.times), "slices": mid, "wall_s": r.wall_time}
 
 
 def ring_table(N: int = 64, P: int = 200_000) -> tuple[dict, dict]:
-    """(the JSON part, the slices per method for the figure)."""
-    runs = {method: ring_runs(method, N, P) for method in ("fdm", "sipf")}
-    line = 16 * math.pi**2 * GAMMA * RING_R
-    beads = 16 * contraction_mass_3d(RING_SIGMA, GAMMA, 1.0, L=L)
-    return ({"M_line": line, "M_beads": beads, "gamma": GAMMA, "N": N, "P": P, "times": runs["fdm"]["times"],
-             "rows": runs["fdm"]["rows"] + runs["sipf"]["rows"]},
-            {m: (runs[m]["times"], runs[m]["slices"]) for m in runs})
+    """(the JSON part, {(problem, method): (times, slices)} for the figures)."""
+    runs = {(problem, method): ring_runs(problem, masses, method, N, P)
+            for problem, masses in RING_CASES for method in ("fdm", "sipf")}
+    return ({"M_line": 16 * math.pi**2 * GAMMA * RING_R, "M_beads": 16 * contraction_mass_3d(RING_SIGMA, GAMMA, 1.0, L=L),
+             "gamma": GAMMA, "N": N, "P": P, "rows": [row for run in runs.values() for row in run["rows"]],
+             "wall_s": {f"{p} {m}": run["wall_s"] for (p, m), run in runs.items()}},
+            {key: (run["times"], run["slices"]) for key, run in runs.items()})
 
 
 def blob_figure(data: dict, path) -> None:
@@ -176,29 +190,32 @@ def blob_figure(data: dict, path) -> None:
     plt.close(fig)
 
 
-def ring_figure(slices: dict, data: dict, path, member: int = 1, frames: int = 4) -> None:
-    """Mid-plane slices of the ring member ``member``: FD on the top row, SIPF below; the last column is the
-    state at the collapse (a frozen member's later snapshots hold it)."""
+def ring_figure(slices: dict, data: dict, path, problem: str, M0: float, frames: int = 4) -> None:
+    """Mid-plane slices of one ring member: FD on the top row, SIPF below; the last column is the state at the
+    collapse (a frozen member's later snapshots hold it)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(2, frames, figsize=(1.9 * frames, 4.0), dpi=90)
     for row, method in zip(axes, ("fdm", "sipf")):
-        times, mid = slices[method]
-        hit = next(r for r in data["rows"] if r["method"].startswith(method[:3]) and
-                   r["M0"] == RING_MASSES[member])["collapse"]
+        times, mid = slices[(problem, method)]
+        masses = dict(RING_CASES)[problem]
+        member = masses.index(M0)
+        hit = next(r for r in data["rows"] if r["problem"] == problem and r["method"].startswith(method[:3])
+                   and r["M0"] == M0)["collapse"]
         t_end = hit["t"] if hit else times[-1]
         before = [k for k, t in enumerate(times) if t < t_end - 1e-9]
         pick = before[:: max(1, math.ceil(len(before) / (frames - 1)))][: frames - 1] + [len(times) - 1]
+        for ax in row:
+            ax.set_axis_off()
         for ax, k in zip(row, pick):
             image = mid[member, k].numpy()
             ax.imshow(image.T, origin="lower", extent=(-L, L, -L, L), cmap="magma")
-            t = times[k] if k != len(times) - 1 or not hit else hit["t"]
-            ax.set_title(f"{'FD' if method == 'fdm' else 'SIPF'} t = {t:.3f}\nmax {image.max():.0f}", fontsize=8)
+            t = hit["t"] if hit and k == len(times) - 1 else times[k]
+            ax.set_title(f"{'FD' if method == 'fdm' else 'SIPF'} t = {t:.3f}{' (stop)' if hit and k == pick[-1] else ''}"
+                         f"\nmax {image.max():.0f}", fontsize=8)
             ax.set(xlim=(-0.8, 0.8), ylim=(-0.8, 0.8))
-            ax.set_xticks([])
-            ax.set_yticks([])
-    fig.suptitle(f"pks_ring 3D, M0 = {RING_MASSES[member]:g}, ρ on z = 0 ({data['N']}³)", fontsize=9)
+    fig.suptitle(f"{problem} 3D, M0 = {M0:g}, ρ on z = 0 ({data['N']}³)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
