@@ -327,6 +327,7 @@ TABLES: dict[str, Callable[[], list[str]]] = {
     "ks-sipf-growth": results(render_ks.KS_VALIDATION, render_ks.sipf_growth),
     "ks-spectral-timing": results(render_ks.KS_TIMING, render_ks.spectral_timing),
     "ks-consumption": results(render_ks.KS_CONSUMPTION, render_ks.consumption),
+    **{name: results(render_ks.KS_3D, part) for name, part in render_ks.KS_3D_TABLES.items()},
     # docs/INFERENCE.md
     "inference-validation": transcribed("inference", "validation"),
     "inference-ks": transcribed("inference", "keller_segel"),

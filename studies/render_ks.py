@@ -5,6 +5,7 @@ their markers.
     docs/results/ks_validation.json        python -m studies.keller_segel --out FILE
     docs/results/ks_spectral_timing.json   python -m studies.time_spectral --out FILE
     docs/results/ks_consumption.json       python -m studies.ks_consumption --out FILE
+    docs/results/ks_3d.json                python -m studies.keller_segel --part blob3d|ring3d --out FILE
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import math
 KS_VALIDATION = "docs/results/ks_validation.json"
 KS_TIMING = "docs/results/ks_spectral_timing.json"
 KS_CONSUMPTION = "docs/results/ks_consumption.json"
+KS_3D = "docs/results/ks_3d.json"
 
 
 def growth_rates(data: dict) -> tuple[list[str], list[list[str]]]:
@@ -95,3 +97,72 @@ def consumption(data: dict) -> tuple[list[str], list[list[str]]]:
     rows = [[r["sensitivity"], *(f"{e:.2e}" for e in r["errors"]), ", ".join(f"{o:.2f}" for o in r["orders"]),
              f"{r['sipf_vs_fd']:.4f}", f"{r['fd_same_grid_vs_fd']:.4f}"] for r in data["rows"]]
     return columns, rows
+
+
+def _outcome(hit: dict | None, T: float) -> str:
+    if not hit:
+        return f"spreads to T = {T:g}"
+    return (f"collapse at t = {hit['t']:.3f}, x = ({', '.join(f'{v:g}' for v in hit['x'])}), "
+            f"Pe_h {hit['peclet_start']:.2f} → {hit['peclet']:.2f}")
+
+
+def blob3d_slopes(data: dict) -> tuple[list[str], list[list[str]]]:
+    """dM2/dt at t = 0 of the 3D blob per method, grid and mass against the Gaussian's law, and the measured
+    interaction term over the law's (the particle methods: mean +- standard error over seeds)."""
+    part = data["blob3d"]
+    columns = ["method", "N", "P × seeds", "M0", "M0 / M*", "dM₂/dt(0) measured", "law", "interaction / law's"]
+    rows = []
+    for r in part["slopes"]:
+        particles = r["P"] is not None
+        se = f" ± {r['slope_se']:.4f}" if particles else ""
+        rows.append([r["method"], f"{r['N']}³", f"{r['P']:,} × {r['seeds']}" if particles else "–", f"{r['M0']:.4f}",
+                     f"{r['M_over_Mstar']:.1f}", f"{r['slope']:+.4f}{se}", f"{r['law']:+.4f}",
+                     f"{r['interaction_ratio']:.3f}" + (f" ± {r['interaction_ratio_se']:.3f}" if particles else "")])
+    return columns, rows
+
+
+def blob3d_runs(data: dict) -> tuple[list[str], list[list[str]]]:
+    """Each 3D blob mass to T in FD and SIPF-spline: the collapse's time, place and cell Peclet number at the
+    start and at the stop, or "spreads"; M2 / M at the start and at the stop (or T); the Jensen bound."""
+    part = data["blob3d"]
+    columns = ["method", "N", "P", "M0", "M0 / M*", "T*_J", "outcome", "M₂/M start → end"]
+    rows = []
+    for method in ("fdm", "sipf"):
+        run = part["runs"][method]
+        for r in run["rows"]:
+            hit, m2 = r["collapse"], r["M2_over_M"]  # a frozen member's M2 stays at its collapse's value
+            star = "∞ (not closed)" if math.isinf(r["T_jensen"]) else f"{r['T_jensen']:.3f}"
+            rows.append([r["method"], f"{r['N']}³", f"{r['P']:,}" if r["P"] else "–", f"{r['M0']:.4f}",
+                         f"{r['M_over_Mstar']:.1f}", star, _outcome(hit, r["T"]), f"{m2[0]:.4f} → {m2[-1]:.4f}"])
+    return columns, rows
+
+
+def blob3d_grid(data: dict) -> tuple[list[str], list[list[str]]]:
+    """FD's outcome for the masses nearest M* per grid (64^3 from the main runs)."""
+    part = data["blob3d"]
+    main = {r["M0"]: r for r in part["runs"]["fdm"]["rows"]}
+    columns = ["M0 / M*", "N", "outcome"]
+    grids = [(g["N"], g["rows"]) for g in part["grid"]]
+    masses = [r["M0"] for r in grids[0][1]]
+    grids.insert(1, (part["runs"]["fdm"]["rows"][0]["N"], [main[m] for m in masses]))
+    rows = [[f"{r['M_over_Mstar']:.1f}", f"{N}³", _outcome(r["collapse"], r["T"])]
+            for m in masses for N, rs in grids for r in rs if r["M0"] == m]
+    return columns, rows
+
+
+def ring3d(data: dict) -> tuple[list[str], list[list[str]]]:
+    """The 3D rings per problem, mass and method: collapse time, place, the peak's radius and the azimuthal
+    modulation of rho (max / min on the circle, mid-plane) at the start and at the collapse, or "spreads"."""
+    part = data["ring3d"]
+    columns = ["problem", "method", f"M0 (M_line = {part['M_line']:.2f})", "outcome", "radius of the peak",
+               "max / min on the circle: start → stop", "mean radius at the end"]
+    rows = []
+    for r in part["rows"]:
+        hit = r["collapse"]
+        modulation = f"{r['modulation_start']:.2f} → {r['modulation']:.2f}" if hit else f"{r['modulation_start']:.2f} → –"
+        rows.append([r["problem"], r["method"], f"{r['M0']:g}", _outcome(hit, r["T"]),
+                     f"{r['radius']:.3f}" if hit else "–", modulation, f"{r['mean_radius_end']:.3f}"])
+    return columns, rows
+
+
+KS_3D_TABLES = {"ks3d-slopes": blob3d_slopes, "ks3d-blob": blob3d_runs, "ks3d-grid": blob3d_grid, "ks3d-ring": ring3d}
