@@ -154,13 +154,13 @@ def ring3d(data: dict) -> tuple[list[str], list[list[str]]]:
     """The 3D rings per problem, mass and method: collapse time, place, the peak's radius and the azimuthal
     modulation of rho (max / min on the circle, mid-plane) at the start and at the collapse, or "spreads"."""
     part = data["ring3d"]
-    columns = ["problem", "method", f"M0 (M_line = {part['M_line']:.2f})", "outcome", "radius of the peak",
+    columns = ["problem", "method", "N", f"M0 (M_line = {part['M_line']:.2f})", "outcome", "radius of the peak",
                "max / min on the circle: start → stop", "mean radius at the end"]
     rows = []
     for r in part["rows"]:
         hit = r["collapse"]
         modulation = f"{r['modulation_start']:.2f} → {r['modulation']:.2f}" if hit else f"{r['modulation_start']:.2f} → –"
-        rows.append([r["problem"], r["method"], f"{r['M0']:g}", _outcome(hit, r["T"]),
+        rows.append([r["problem"], r["method"], f"{r['N']}³", f"{r['M0']:g}", _outcome(hit, r["T"]),
                      f"{r['radius']:.3f}" if hit else "–", modulation, f"{r['mean_radius_end']:.3f}"])
     return columns, rows
 
