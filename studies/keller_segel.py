@@ -284,9 +284,9 @@ def run_3d(part: str, figures: str | None) -> dict:
     data, slices = keller_segel_3d.ring_table()
     for r in data["rows"]:
         hit = r["collapse"]
-        print(f"{r['problem']:8s} {r['method']:12s} M0 {r['M0']:g}: " + (f"collapse t = {hit['t']:.3f} x = {hit['x']} r = "
-                                                       f"{r['radius']:.3f} modulation {r['modulation']:.2f}"
-                                                       if hit else "spreads"))
+        outcome = (f"collapse t = {hit['t']:.3f} x = {hit['x']} r = {r['radius']:.3f} modulation "
+                   f"{r['modulation']:.2f}" if hit else "spreads")
+        print(f"{r['problem']:8s} {r['method']:12s} N {r['N']} M0 {r['M0']:g}: {outcome}")
     if figures:
         for problem in ("ring64", "pks_ring"):
             keller_segel_3d.ring_figure(slices, data, Path(figures) / f"ks3d_{problem}_slices.png", problem, 4.5)

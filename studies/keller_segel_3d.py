@@ -19,9 +19,9 @@ Ring (``pks_ring``: 16 Gaussians of sigma = 0.05 on the circle R = 0.5, z = 0, 3
 collapses in its cross-section like the 2D problem when that exceeds 8 pi gamma D / (chi beta) (a heuristic):
 M_line = 16 pi^2 gamma D R / (chi beta) ~ 3.95; each of pks_ring's bumps would contract on its own above
 16 M*(0.05) ~ 5.35 (and, like the blob, does somewhat below). Masses below and above, FD and SIPF to T = 0.3
-at 64^3 (and ring64's 4.5 in FD at 48^3 and 96^3): collapse time, radius of the peak, and the azimuthal modulation (max / min of rho on the circle
-through the peak, mid-plane; at the start on R) at the collapse: near 1 for a ring-shaped collapse, large
-for beads.
+at 64^3, and ring64's 4.5 in FD at 48^3 and 96^3: collapse time, radius of the peak, and the azimuthal
+modulation (max / min of rho on the circle through the peak, mid-plane; at the start on R) at the
+collapse: near 1 for a ring-shaped collapse, large for beads.
 """
 from __future__ import annotations
 
@@ -155,7 +155,8 @@ def ring_table(N: int = 64, P: int = 200_000) -> tuple[dict, dict]:
     runs = {(problem, method): ring_runs(problem, masses, method, N, P)
             for problem, masses in RING_CASES for method in ("fdm", "sipf")}
     grid = [row for n in (48, 96) for row in ring_runs("ring64", (4.5,), "fdm", n, T=0.15, snapshots=1)["rows"]]
-    return ({"M_line": 16 * math.pi**2 * GAMMA * RING_R, "M_beads": 16 * contraction_mass_3d(RING_SIGMA, GAMMA, 1.0, L=L),
+    beads = 16 * contraction_mass_3d(RING_SIGMA, GAMMA, 1.0, L=L)
+    return ({"M_line": 16 * math.pi**2 * GAMMA * RING_R, "M_beads": beads,
              "gamma": GAMMA, "N": N, "P": P, "rows": [row for run in runs.values() for row in run["rows"]] + grid,
              "wall_s": {f"{p} {m}": run["wall_s"] for (p, m), run in runs.items()}},
             {key: (run["times"], run["slices"]) for key, run in runs.items()})
@@ -213,8 +214,8 @@ def ring_figure(slices: dict, data: dict, path, problem: str, M0: float, frames:
             image = mid[member, k].numpy()
             ax.imshow(image.T, origin="lower", extent=(-L, L, -L, L), cmap="magma")
             t = hit["t"] if hit and k == len(times) - 1 else times[k]
-            ax.set_title(f"{'FD' if method == 'fdm' else 'SIPF'} t = {t:.3f}{' (stop)' if hit and k == pick[-1] else ''}"
-                         f"\nmax {image.max():.0f}", fontsize=8)
+            stop = " (stop)" if hit and k == pick[-1] else ""
+            ax.set_title(f"{'FD' if method == 'fdm' else 'SIPF'} t = {t:.3f}{stop}\nmax {image.max():.0f}", fontsize=8)
             ax.set(xlim=(-0.8, 0.8), ylim=(-0.8, 0.8))
     fig.suptitle(f"{problem} 3D, M0 = {M0:g}, ρ on z = 0 ({data['N']}³)", fontsize=9)
     fig.tight_layout()

@@ -115,8 +115,8 @@ def blob3d_slopes(data: dict) -> tuple[list[str], list[list[str]]]:
     for r in part["slopes"]:
         particles = r["P"] is not None
         se = f" ± {r['slope_se']:.4f}" if particles else ""
-        rows.append([r["method"], f"{r['N']}³", f"{r['P']:,} × {r['seeds']}" if particles else "–", f"{r['M0']:.4f}",
-                     f"{r['M_over_Mstar']:.1f}", f"{r['slope']:+.4f}{se}", f"{r['law']:+.4f}",
+        rows.append([r["method"], f"{r['N']}³", f"{r['P']:,} × {r['seeds']}" if particles else "–",
+                     f"{r['M0']:.4f}", f"{r['M_over_Mstar']:.1f}", f"{r['slope']:+.4f}{se}", f"{r['law']:+.4f}",
                      f"{r['interaction_ratio']:.3f}" + (f" ± {r['interaction_ratio_se']:.3f}" if particles else "")])
     return columns, rows
 
@@ -159,7 +159,7 @@ def ring3d(data: dict) -> tuple[list[str], list[list[str]]]:
     rows = []
     for r in part["rows"]:
         hit = r["collapse"]
-        modulation = f"{r['modulation_start']:.2f} → {r['modulation']:.2f}" if hit else f"{r['modulation_start']:.2f} → –"
+        modulation = f"{r['modulation_start']:.2f} → " + (f"{r['modulation']:.2f}" if hit else "–")
         rows.append([r["problem"], r["method"], f"{r['N']}³", f"{r['M0']:g}", _outcome(hit, r["T"]),
                      f"{r['radius']:.3f}" if hit else "–", modulation, f"{r['mean_radius_end']:.3f}"])
     return columns, rows
