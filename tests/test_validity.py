@@ -30,17 +30,28 @@ def test_c0_width_bounds_are_the_data_recipe():
 
 
 def test_main_job_and_canonical_runs_are_inside(ckpt3):
-    for name, N, P in [("annuli", 32, 20_000), ("two_blobs", 64, 200_000), ("blob", 64, 20_000),
-                       ("two_blobs", 128, 1_000_000), ("two_blobs", 64, 1_000_000)]:
+    """The main job and blob at 2*10^4 are inside on every axis; the paper's sizes (P = 2*10^5, 10^6) keep the
+    CNN (every fallback axis inside) with one warning: more particles per member than any training
+    trajectory (131072 in 3D)."""
+    for name, N, P in [("annuli", 32, 20_000), ("blob", 64, 20_000)]:
         ic = get_ic(name)
         assert check_run(ckpt3, N=N, P=P, dim=3, c0_width=ic.c0_width, held_out=ic.held_out) == [], (name, N, P)
+    for N, P in [(64, 200_000), (128, 1_000_000), (64, 1_000_000)]:
+        verdict = decide(ckpt3, N=N, P=P, dim=3, c0_width=get_ic("two_blobs").c0_width)
+        assert verdict.fallback_axes == () and len(verdict.messages) == 1, (N, P)
+        assert verdict.messages[0].startswith("particles per member P") and "1.31e+05" in verdict.messages[0]
 
 
-def test_a_million_particles_at_64_and_128_squared_is_inside_the_2d_domain():
-    """What users run in 2D (P = 10^6: 244 particles per cell at 64^2, 61 at 128^2) is inside."""
+def test_a_million_particles_at_64_and_128_squared_keeps_the_2d_cnn_with_a_warning():
+    """P = 10^6 at 64^2 and 128^2 (244 and 61 per cell) is inside the particles-per-cell range (0.61-256)
+    but above the 262144 particles of any training trajectory: at N = 128 the CNN saw at most 16 per cell
+    (validity module docstring). It warns; the CNN runs."""
     ckpt2 = load_torch(default_checkpoint(2))
     for N in (64, 128):
-        assert check_run(ckpt2, N=N, P=10**6, dim=2, c0_width=get_ic("two_blobs").c0_width) == [], N
+        verdict = decide(ckpt2, N=N, P=10**6, dim=2, c0_width=get_ic("two_blobs").c0_width)
+        assert verdict.fallback_axes == () and verdict.messages == (
+            "particles per member P = 1e+06 is outside the training range 1e+04-2.62e+05",), N
+    assert domain_of(ckpt2)["P"] == (10_000, 262_144)  # derived from the stored config (train.py's P_min)
 
 
 def test_far_outside_warns_once_per_axis(ckpt3):
@@ -50,9 +61,10 @@ def test_far_outside_warns_once_per_axis(ckpt3):
     assert "195" in msgs[0] and "grid size N = 8" in msgs[1] and "width" in msgs[2]
     # 32^3 with 2*10^5 particles: 6.1 per cell, outside the 3-D training (0.0048-4)
     assert check_run(ckpt3, N=32, P=200_000, dim=3) == [
-        "particles per cell P/N^3 = 6.1 is outside the training range 0.00477-4"]
+        "particles per cell P/N^3 = 6.1 is outside the training range 0.00477-4",
+        "particles per member P = 2e+05 is outside the training range 1e+04-1.31e+05"]
     ic = get_ic("planar")
-    assert any("held-out" in m for m in check_run(ckpt3, N=64, P=200_000, dim=3, held_out=ic.held_out,
+    assert any("held-out" in m for m in check_run(ckpt3, N=64, P=100_000, dim=3, held_out=ic.held_out,
                                                    ic_name=ic.name))
     assert check_run(ckpt3, N=64, P=200_000, dim=2)[0].startswith("dimension 2")
 
@@ -79,7 +91,7 @@ def test_decide_falls_back_on_numeric_axes_only(ckpt3):
         with pytest.raises(ValueError, match="--strict refuses"):
             decide(ckpt3, strict=True, fallback=fallback, **run)
     planar = get_ic("planar")
-    geometry = decide(ckpt3, N=64, P=200_000, dim=3, held_out=planar.held_out, ic_name=planar.name)
+    geometry = decide(ckpt3, N=64, P=100_000, dim=3, held_out=planar.held_out, ic_name=planar.name)
     assert geometry.fallback_axes == () and "held-out" in geometry.messages[0]
     assert decide(ckpt3, N=32, P=20_000, dim=3) == decide(ckpt3, strict=True, N=32, P=20_000, dim=3)  # inside
     assert decide(ckpt3, N=32, P=20_000, dim=3).messages == ()

@@ -6,9 +6,18 @@ so the domain lives on the axes it does see, each derived from the training reci
 per trajectory in [P_min, P_max]):
 
 - ``particles_per_cell``: P / N^d, the roughness of the field the CNN upsamples; training covered
-  [P_min / N_max^d, P_max / N_min^d] (3D: 0.0048-4, P_max = 131072; 2D: 0.61-256, P_max = 262144): both
-  hold P = 10^6 at 64^d (3.8 per cell in 3D, 244 in 2D);
+  [P_min / N_max^d, P_max / N_min^d] (3D: 0.0048-4, P_max = 131072; 2D: 0.61-256, P_max = 262144);
 - ``N``: the grid size, [N_min, N_max] = [32, 128];
+- ``P``: particles per member, [P_min, P_max]. The recipe draws N and P independently, so its support is
+  the box of (N, P), not the box of (N, P / N^d): at N = 128 the 2D CNN saw at most 262144 / 128^2 = 16
+  particles per cell, although the particles-per-cell range reaches 256 (at N = 32). P = 10^6 at 64^2 or
+  128^2 (244 and 61 per cell) is inside the particles-per-cell range and outside this one; measured there
+  (docs/VALIDATION.md, held-out tables) the 2D CNN loses to the spline on fronts at 128^2 (1.27x) while
+  it wins on fronts at 64^2, and a retrain with another seed reverses both; in 3D every paper size (P =
+  2*10^5 and 10^6 at 64^3) is outside this range, and there the 3D CNN of before the affine-exact retrain
+  won on fronts and two_blobs and lost on the mixtures (1.1-1.2x). So this axis warns, like the geometry
+  one, and does not fall back, which would discard those gains; the remedy is a retrain with a larger
+  ``--P-max``;
 - ``c0_width_over_h``: the narrowest feature of c0 in cells, sigma_c / h with sigma_c in [0.08, 0.4]:
   [0.08 N_min / 2, 0.4 N_max / 2] = [1.28, 25.6];
 - ``dim``: the checkpoint's dimension (a 3-D CNN never saw 2-D data, and the loader refuses the mismatch);
@@ -25,8 +34,8 @@ What a run outside does (:func:`decide`): on a numeric axis (particles per cell,
 dimension) NSIPF falls back to SIPF with the cubic spline, which has no training domain, and says so in one
 line; ``fallback=False`` (``--no-fallback``) keeps the CNN and warns per axis; ``strict`` refuses the run
 and wins over it. The geometry axis only warns: a shape is no range that the recipe bounds, and NSIPF's
-error on the held-out families is measured against the spline's (docs/VALIDATION.md). So does a diffusion
-D > 0 of the consumption equation (``Dc``): the training fields solve it with D = 0 (paper eq. 2). Another
+error on the held-out families is measured against the spline's (docs/VALIDATION.md). So does the particle
+count P (above), and a diffusion D > 0 of the consumption equation (``Dc``): the training fields solve it with D = 0 (paper eq. 2). Another
 c-equation or sensitivity is refused before, never replaced (:func:`nsipf_torch.api.check_config`): the
 fields the CNN would see are not the ones it learnt.
 """
@@ -49,6 +58,7 @@ def training_domain(dim: int, P_max: int) -> dict:
         "dim": d,
         "particles_per_cell": (data.P_min / data.N_max**d, data.P_max / data.N_min**d),
         "N": (data.N_min, data.N_max),
+        "P": (data.P_min, data.P_max),
         "c0_width_over_h": (_SIGMA_C[0] * data.N_min / 2.0, _SIGMA_C[1] * data.N_max / 2.0),
     }
 
@@ -56,10 +66,14 @@ def training_domain(dim: int, P_max: int) -> dict:
 def domain_of(checkpoint: Mapping) -> dict:
     """{axis: (lo, hi)} plus ``dim`` from a loaded checkpoint (``nsipf_torch.io.files.load_torch``): its stored
     ``"domain"``, else the one its stored training config implies."""
-    if "domain" in checkpoint:
-        return dict(checkpoint["domain"])
     config = checkpoint.get("config")
-    if not isinstance(config, Mapping) or "dim" not in config or "P_max" not in config:
+    derivable = isinstance(config, Mapping) and "dim" in config and "P_max" in config
+    if "domain" in checkpoint:
+        domain = dict(checkpoint["domain"])
+        if "P" not in domain and derivable:  # stored before the P axis was declared: the same recipe's
+            domain["P"] = training_domain(config["dim"], config["P_max"])["P"]
+        return domain
+    if not derivable:
         raise ValueError("the checkpoint stores neither a validity domain nor the training config it comes from")
     return training_domain(config["dim"], config["P_max"])
 
@@ -85,6 +99,8 @@ def axes_outside(checkpoint: Mapping, *, N: int, P: int, dim: int, L: float = 1.
 
     axis("particles_per_cell", P / N**dim, f"particles per cell P/N^{dim}")
     axis("N", N, "grid size N")
+    if "P" in dom:
+        axis("P", P, "particles per member P")
     if c0_width is not None:
         axis("c0_width_over_h", c0_width / (2.0 * L / N), "c0's narrowest width over h")
     if held_out:
