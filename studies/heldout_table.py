@@ -242,7 +242,7 @@ def table_rows(cfg: HeldoutConfig, cases: list[Case], grid: Grid, out: Path) -> 
             if method == "NSIPF":
                 row.update(nsipf_columns(case, grid, cfg, ref["rho16"]))
             else:
-                row[method] = run_method(method, case, grid, cfg.P, cfg.seeds, cfg.T, cfg.dt, cfg.model, ref["rho16"])
+                row[method] = run_method(method, case, grid, cfg.P, cfg.seeds, cfg.T, cfg.dt, None, ref["rho16"])
             bar.write(f"{case.name} {method}: rho error {row[method]['rho_T']:.4f} ({row[method]['wall_s']:.1f} s)"
                       + (f"; default: {row['NSIPF default']['applied']}" if method == "NSIPF" else ""))
             bar.update()

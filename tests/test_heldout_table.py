@@ -38,13 +38,15 @@ def test_bad_input_exits_2_and_writes_nothing(argv, flag, tmp_path, capsys):
 def test_nsipf_runs_forced_and_default_outside_the_domain(tmp_path):
     """N = 16 is below the shipped 2D CNN's trained N (32-128): the forced column runs the CNN, the default
     falls back to SIPF-spline, whose run with the same seeds is the spline column's to the last bit (the
-    fallback replaces the method, nothing else); the table names what ran."""
+    fallback replaces the method, nothing else); the table names what ran. A --model goes to NSIPF only (the
+    spline refuses a checkpoint it would not use)."""
     import json
 
+    from nsipf_torch.io.resources import default_checkpoint
     from studies.heldout_table import table
     out = tmp_path / "out"
     assert main(["--dim", "2", "--N", "16", "--P", "2000", "--seeds", "0,1", "--cases", "planar", "--T", "0.005",
-                 "--methods", "SIPF-spline,NSIPF", "--out", str(out)]) == 0
+                 "--methods", "SIPF-spline,NSIPF", "--model", str(default_checkpoint(2)), "--out", str(out)]) == 0
     doc = json.loads((out / "heldout_table.json").read_text())
     row = doc["rows"][0]
     assert row["NSIPF"]["applied"] == "NSIPF (CNN)" and row["NSIPF default"]["applied"] == "sipf-spline"
