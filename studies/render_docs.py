@@ -319,6 +319,7 @@ TABLES: dict[str, Callable[[], list[str]]] = {
     **{f"heldout-{key}": transcribed("heldout", key, hide=("interp_gap at T",)) for key in (
         "2d64-1e5", "3d32", "3d64", "2d64-1e6", "2d64-1e6-more", "2d128", "2d128-more", "3d64-1e6",
         "2d-fronts-retrain")},
+    **{f"heldout-affine-{key}": heldout_study(key) for key in ("2d128", "2d64", "3d32", "2d128-pmax1m", "2d64-pmax1m")},
     # docs/VALIDATION.md and BENCHMARKS.md: the Keller-Segel family
     "ks-growth-rates": results(render_ks.KS_VALIDATION, render_ks.growth_rates),
     "ks-critical-mass": results(render_ks.KS_VALIDATION, render_ks.critical_mass),
