@@ -46,8 +46,9 @@ def test_a_member_runs_the_same_alone_and_in_a_batch_under_the_tile_plan():
     runner = make_runner(prepare("blob", "nsipf", seeds=[0, 1, 2], **kw))
     runner.replan()
     assert runner.interp.capacity < 3 * runner.interp.n_tiles  # the tiled path, not the whole grid (59 of 192)
-    alone = nt.simulate("blob", "nsipf", seeds=[0], save_particles=3000, snapshots=1, **kw)
-    batch = nt.simulate("blob", "nsipf", seeds=[0, 1, 2], save_particles=3000, snapshots=1, **kw)
+    with pytest.warns(UserWarning, match="particles per member P = 3e"):  # below the training's 10^4: warns only
+        alone = nt.simulate("blob", "nsipf", seeds=[0], save_particles=3000, snapshots=1, **kw)
+        batch = nt.simulate("blob", "nsipf", seeds=[0, 1, 2], save_particles=3000, snapshots=1, **kw)
     assert alone.config["config"]["method"] == "nsipf"  # the CNN ran (P = 3000 only warns: below the training's P)
     plan = [int(row["tile_overflow"]) for row in batch.diagnostics if "tile_overflow" in row]
     assert plan and max(plan) == 0
