@@ -40,10 +40,10 @@ def near(result, centre, radius=0.25):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--small", action="store_true", help="a tiny run (N = 32, P = 5,000, T = 0.03)")
+    p.add_argument("--small", action="store_true", help="a tiny run (N = 32, P = 10,000, T = 0.03)")
     p.add_argument("--out", default=".", help="where the custom_problem/ run directory goes")
     args = p.parse_args(argv)
-    size = dict(N=32, P=5_000, T=0.03) if args.small else dict(N=64, P=100_000, T=0.2)
+    size = dict(N=32, P=10_000, T=0.03) if args.small else dict(N=64, P=100_000, T=0.2)
     problem = (colony, food)
     runs = {
         "FD": nt.simulate(problem, method="fdm", dim=2, dtype="float64", N=size["N"], T=size["T"]),

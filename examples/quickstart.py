@@ -15,10 +15,10 @@ from nsipf_torch.io.plotting import centre_line, plot_line_profiles
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--small", action="store_true", help="a short run (N = 32, P = 5,000, T = 0.02)")
+    p.add_argument("--small", action="store_true", help="a short run (N = 32, P = 10,000, T = 0.02)")
     p.add_argument("--out", default=".", help="where quickstart.png goes")
     args = p.parse_args(argv)
-    size = dict(N=32, P=5_000, T=0.02) if args.small else dict(N=32, P=20_000, T=0.2)
+    size = dict(N=32, P=10_000, T=0.02) if args.small else dict(N=32, P=20_000, T=0.2)
 
     nsipf = nt.simulate("two_blobs", method="nsipf", device="cpu", **size)   # returns a Result, writes nothing
     fd = nt.simulate("two_blobs", method="fdm", device="cpu", dtype="float64",
