@@ -103,14 +103,23 @@ class StopOnCollapse(Callback):
         with torch.no_grad():
             return cell_peclet(runner.ceq.phi(runner.c), runner.gamma, runner.chi, runner.grid.dim).cpu()
 
+    def _logged_or_now(self, state: LoopState, step: int) -> torch.Tensor:
+        """Pe_h per member at ``step``: from that step's diagnostics rows when the Diagnostics tracker has
+        logged them (it runs before this callback and logs ``peclet`` on the systems that can collapse), else
+        computed. Step 0's rows open the log (a resumed run's too); a later step's are its last rows."""
+        B = len(state.members)
+        rows = state.log[:B] if step == 0 else state.log[-B:]
+        logged = [row["peclet"] for row in rows if row["step"] == step and "peclet" in row]
+        if len(logged) == B:
+            return torch.tensor(logged, dtype=torch.float64)
+        return self.peclet(state.runner)
+
     def on_start(self, state: LoopState) -> None:
         """Pe_h of the starting state: above the limit, the initial data themselves are beyond the grid
         (reported with the collapse as ``peclet_start``, and warned about: refine the grid); the member's
         limit is then ``growth`` times its start (module docstring). A resumed run takes the start from the
         step-0 diagnostics rows, so its limits are those of the run it continues."""
-        first = [row["peclet"] for row in state.log if row["step"] == 0 and "peclet" in row]
-        self.start = torch.tensor(first, dtype=torch.float64) if first and len(first) == len(state.members) \
-            else self.peclet(state.runner)
+        self.start = self._logged_or_now(state, step=0)
         self.limits = collapse_limit(self.start, self.limit, self.growth)
         if len(self.collapses) != len(self.start):  # a resumed batch brings its frozen members' records
             saved = getattr(state.runner, "frozen_at", None)
@@ -125,7 +134,7 @@ class StopOnCollapse(Callback):
         if not (state.diag_due or getattr(runner, "check_every_step", False)):
             return
         grid = runner.grid
-        pe = self.peclet(runner)
+        pe = self._logged_or_now(state, step=state.step)
         done = torch.tensor([hit is not None for hit in self.collapses], dtype=torch.bool)
         over = (pe > (self.limits if self.limits is not None else self.limit)) & ~done
         if not bool(over.any()):
