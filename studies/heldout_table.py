@@ -12,7 +12,7 @@ reference's own error is Richardson's estimate on 16^d blocks (the table's metri
 
 NSIPF runs twice where its default differs: the CNN forced (``fallback=False``) and the default (the CNN
 inside the checkpoint's validity domain, SIPF-spline where a numeric axis is outside it); the table shows
-both, with what ran.
+both, with what ran. ``--nsipf default`` runs the default alone (``--nsipf forced`` the CNN alone).
 
 Writes OUT/heldout_table.md, OUT/heldout_table.json ({config, commit, torch, rows}) and OUT/config.json.
 """
@@ -93,6 +93,9 @@ class HeldoutConfig:
                              metadata={"help": "particle seeds, comma separated, run as one batch and averaged"})
     methods: list[str] = field(default_factory=lambda: list(LABELS),
                                metadata={"help": f"table columns, comma separated ({', '.join(LABELS)})"})
+    nsipf: list[str] = field(default_factory=lambda: ["forced", "default"],
+                             metadata={"help": "NSIPF's columns, comma separated: forced (the CNN, fallback=False), "
+                                               "default (what a plain run does: the spline outside the domain)"})
     T: float = field(default=0.2, metadata={"help": "final time"})
     dt: float = field(default=1e-3, metadata={"help": "time step"})
     dtype: str = field(default="float32", metadata={"help": "precision of the compared runs",
@@ -113,6 +116,8 @@ class HeldoutConfig:
         check_output_dir(self.out, "--out")
         self.parsed_cases()
         self.methods = [METHODS[m].label for m in parse_methods(self.methods)]
+        if not self.nsipf or any(n not in ("forced", "default") for n in self.nsipf):
+            raise ValueError(f"--nsipf must name forced, default or both, got {','.join(self.nsipf)}")
         for name in ("seeds", "methods"):
             if not getattr(self, name):
                 raise ValueError(f"--{name} must name at least one entry")
@@ -169,41 +174,48 @@ def run_method(method: str, case: Case, grid: Grid, P: int, seeds: list[int], T:
 
 
 def nsipf_columns(case: Case, grid: Grid, cfg: HeldoutConfig, ref16: torch.Tensor) -> dict:
-    """NSIPF twice: the CNN forced (``fallback=False``, column "NSIPF") and the default (``NSIPF default``:
-    the CNN inside its validity domain, SIPF-spline where a numeric axis is outside it). The fallback flag
-    only chooses what runs (``nsipf_torch.api.validity_messages``), so where no numeric axis is outside, the
-    default is the forced run itself and is not run twice."""
-    forced = run_method("NSIPF", case, grid, cfg.P, cfg.seeds, cfg.T, cfg.dt, cfg.model, ref16, fallback=False)
-    setup = prepare(case.problem, "nsipf", N=grid.N, dim=grid.dim, P=cfg.P, T=cfg.T, dt=cfg.dt, gamma=case.gamma,
-                    chi=case.chi, model=cfg.model, dtype=str(grid.dtype).removeprefix("torch."), device="cpu",
-                    seeds=list(cfg.seeds))
-    if setup.cfg.method == "nsipf":
-        default = {**forced, "wall_s": 0.0, "same_run_as": "NSIPF"}
-    else:
-        default = run_method("NSIPF", case, grid, cfg.P, cfg.seeds, cfg.T, cfg.dt, cfg.model, ref16)
-    return {"NSIPF": forced, "NSIPF default": default}
+    """NSIPF twice (``cfg.nsipf`` picks): the CNN forced (``fallback=False``, column "NSIPF") and the default
+    (``NSIPF default``: the CNN inside its validity domain, SIPF-spline where a numeric axis is outside it).
+    The fallback flag only chooses what runs (``nsipf_torch.api.validity_messages``), so where no numeric
+    axis is outside and both columns are asked for, the default is the forced run itself, not run twice."""
+    columns = {}
+    if "forced" in cfg.nsipf:
+        columns["NSIPF"] = run_method("NSIPF", case, grid, cfg.P, cfg.seeds, cfg.T, cfg.dt, cfg.model, ref16,
+                                      fallback=False)
+    if "default" in cfg.nsipf:
+        setup = prepare(case.problem, "nsipf", N=grid.N, dim=grid.dim, P=cfg.P, T=cfg.T, dt=cfg.dt,
+                        gamma=case.gamma, chi=case.chi, model=cfg.model, dtype=str(grid.dtype).removeprefix("torch."),
+                        device="cpu", seeds=list(cfg.seeds))
+        if setup.cfg.method == "nsipf" and "NSIPF" in columns:
+            columns["NSIPF default"] = {**columns["NSIPF"], "wall_s": 0.0, "same_run_as": "NSIPF"}
+        else:
+            columns["NSIPF default"] = run_method("NSIPF", case, grid, cfg.P, cfg.seeds, cfg.T, cfg.dt, cfg.model,
+                                                  ref16)
+    return columns
 
 
 def table(rows: list[dict], methods: list[str]) -> tuple[list[str], list[list[str]]]:
     """(columns, cells) of the table: each method's rho error and, for NSIPF, the CNN forced and the default
-    (with what ran) each over the spline; the study's markdown and docs/VALIDATION.md both render this."""
+    (with what ran) where measured, each over the spline; the study's markdown and docs/VALIDATION.md both
+    render this."""
     others = [m for m in methods if m != "NSIPF"]
-    nsipf = "NSIPF" in methods
     spline = "SIPF-spline" in methods
+    forced = "NSIPF" in methods and any("NSIPF" in row for row in rows)
+    default = "NSIPF" in methods and any("NSIPF default" in row for row in rows)
     columns = ["case", "reference (own error)", *others]
-    if nsipf:
-        columns += ["NSIPF, CNN forced", *(["CNN / spline"] if spline else []), "NSIPF, default (what ran)",
-                    *(["default / spline"] if spline else [])]
+    columns += [*(["NSIPF, CNN forced", *(["CNN / spline"] if spline else [])] if forced else []),
+                *(["NSIPF, default (what ran)", *(["default / spline"] if spline else [])] if default else [])]
     cells = []
     for row in rows:
         line = [row["case"], f"{row['reference_error']:.1e} ({row['reference']})",
                 *(f"{row[m]['rho_T']:.3f}" for m in others)]
-        if nsipf:
-            ratio = (lambda key: [f"{row[key]['rho_T'] / row['SIPF-spline']['rho_T']:.2f}"] if spline else [])
-            default = row["NSIPF default"]
-            ran = "CNN" if default["applied"] == "NSIPF (CNN)" else f"{default['applied']}, fallback"
-            line += [f"{row['NSIPF']['rho_T']:.3f}", *ratio("NSIPF"), f"{default['rho_T']:.3f} ({ran})",
-                     *ratio("NSIPF default")]
+        ratio = (lambda key: [f"{row[key]['rho_T'] / row['SIPF-spline']['rho_T']:.2f}"] if spline else [])
+        if forced:
+            line += [f"{row['NSIPF']['rho_T']:.3f}", *ratio("NSIPF")]
+        if default:
+            ran = row["NSIPF default"]["applied"]
+            ran = "CNN" if ran == "NSIPF (CNN)" else f"{ran}, fallback"
+            line += [f"{row['NSIPF default']['rho_T']:.3f} ({ran})", *ratio("NSIPF default")]
         cells.append(line)
     return columns, cells
 
@@ -243,8 +255,10 @@ def table_rows(cfg: HeldoutConfig, cases: list[Case], grid: Grid, out: Path) -> 
                 row.update(nsipf_columns(case, grid, cfg, ref["rho16"]))
             else:
                 row[method] = run_method(method, case, grid, cfg.P, cfg.seeds, cfg.T, cfg.dt, None, ref["rho16"])
-            bar.write(f"{case.name} {method}: rho error {row[method]['rho_T']:.4f} ({row[method]['wall_s']:.1f} s)"
-                      + (f"; default: {row['NSIPF default']['applied']}" if method == "NSIPF" else ""))
+            for key in (["NSIPF", "NSIPF default"] if method == "NSIPF" else [method]):
+                if key in row:
+                    bar.write(f"{case.name} {key}: rho error {row[key]['rho_T']:.4f} ({row[key]['wall_s']:.1f} s)"
+                              + (f", ran {row[key]['applied']}" if key == "NSIPF default" else ""))
             bar.update()
         rows.append(row)
         save_json(out / "heldout_table.json", {"config": dataclasses.asdict(cfg), "commit": commit_hash(),

@@ -73,10 +73,11 @@ class Point:
 def run_to(method: str, problem: str, N: int, P: int, dim: int, T: float, dt: float, device,
            compile: bool = True) -> tuple[torch.Tensor, float]:
     """rho at T (float64, host) and the wall seconds of the whole run, from the runner's construction
-    (``compile``: FD's fused sub-step)."""
+    (``compile``: FD's fused sub-step). NSIPF keeps its CNN outside the validity domain (``fallback=False``):
+    a point is the method it names."""
     options = {"compile": compile} if not METHODS[method].particles else {}
     setup = prepare(problem, method, N=N, dim=dim, P=max(P, 1), T=T, dt=dt, device=str(device), dtype="float32",
-                    snapshots=1, diag_every=MAX_STEPS, **options)
+                    snapshots=1, diag_every=MAX_STEPS, fallback=False, **options)
     sync(device)
     start = time.perf_counter()
     result = run(setup, make_runner(setup))

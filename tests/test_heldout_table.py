@@ -55,3 +55,10 @@ def test_nsipf_runs_forced_and_default_outside_the_domain(tmp_path):
     assert any("N" in w for w in row["NSIPF default"]["validity_warnings"])
     columns, cells = table(doc["rows"], doc["config"]["methods"])
     assert cells[0][columns.index("NSIPF, default (what ran)")].endswith("(sipf-spline, fallback)")
+    alone = tmp_path / "alone"  # --nsipf default: the default column alone, the same run
+    assert main(["--dim", "2", "--N", "16", "--P", "2000", "--seeds", "0,1", "--cases", "planar", "--T", "0.005",
+                 "--methods", "NSIPF", "--nsipf", "default", "--out", str(alone)]) == 0
+    doc = json.loads((alone / "heldout_table.json").read_text())
+    assert set(doc["rows"][0]) & {"NSIPF", "NSIPF default"} == {"NSIPF default"}
+    assert doc["rows"][0]["NSIPF default"]["per_seed"] == row["SIPF-spline"]["per_seed"]
+    assert table(doc["rows"], doc["config"]["methods"])[0][-1] == "NSIPF, default (what ran)"

@@ -5,19 +5,19 @@ so the domain lives on the axes it does see, each derived from the training reci
 ``nsipf_torch/neural/data.py`` (radial trajectories on grids h = 2/N, N log-uniform in [N_min, N_max], P particles
 per trajectory in [P_min, P_max]):
 
-- ``particles_per_cell``: P / N^d, the roughness of the field the CNN upsamples; training covered
-  [P_min / N_max^d, P_max / N_min^d] (3D: 0.0048-4, P_max = 131072; 2D: 0.61-256, P_max = 262144);
+- ``particles_per_cell``: P / N^d, the roughness of the field the CNN upsamples. The recipe draws N and P
+  (particles per trajectory, [P_min, P_max]) independently, so its support is the box of (N, P), not a box
+  of (N, P / N^d): at a grid size N the training saw P_min / N^d to P_max / N^d particles per cell (2D,
+  P_max = 262144: at most 16 per cell at N = 128, 64 at N = 64, 256 at N = 32; 3D, P_max = 131072: at
+  most 0.5 per cell at N = 64, 4 at N = 32). A run is checked against that range at its own N, within the
+  range over all N, [P_min / N_max^d, P_max / N_min^d] (3D: 0.0048-4; 2D: 0.61-256), which is all that a
+  stored domain without a ``P`` range declares. Measured outside the range at its N (docs/VALIDATION.md,
+  held-out tables), the 2D CNN at P = 10^6 loses to the spline on fronts at 128^2 (1.25x) and on
+  two_blobs with chi = 3 at 64^2 (1.33x) while it wins on other rows, and a retrain with another seed
+  reverses rows: so this axis falls back like every numeric one. The 3D paper sizes (P = 2*10^5 and 10^6
+  at 64^3: 0.76 and 3.8 per cell) lie outside it and run the spline unless ``--no-fallback``; the remedy
+  is a retrain with a larger ``--P-max``;
 - ``N``: the grid size, [N_min, N_max] = [32, 128];
-- ``P``: particles per member, [P_min, P_max]. The recipe draws N and P independently, so its support is
-  the box of (N, P), not the box of (N, P / N^d): at N = 128 the 2D CNN saw at most 262144 / 128^2 = 16
-  particles per cell, although the particles-per-cell range reaches 256 (at N = 32). P = 10^6 at 64^2 or
-  128^2 (244 and 61 per cell) is inside the particles-per-cell range and outside this one; measured there
-  (docs/VALIDATION.md, held-out tables) the 2D CNN loses to the spline on fronts at 128^2 (1.27x) while
-  it wins on fronts at 64^2, and a retrain with another seed reverses both; in 3D every paper size (P =
-  2*10^5 and 10^6 at 64^3) is outside this range, and there the 3D CNN of before the affine-exact retrain
-  won on fronts and two_blobs and lost on the mixtures (1.1-1.2x). So this axis warns, like the geometry
-  one, and does not fall back, which would discard those gains; the remedy is a retrain with a larger
-  ``--P-max``;
 - ``c0_width_over_h``: the narrowest feature of c0 in cells, sigma_c / h with sigma_c in [0.08, 0.4]:
   [0.08 N_min / 2, 0.4 N_max / 2] = [1.28, 25.6];
 - ``dim``: the checkpoint's dimension (a 3-D CNN never saw 2-D data, and the loader refuses the mismatch);
@@ -34,8 +34,7 @@ What a run outside does (:func:`decide`): on a numeric axis (particles per cell,
 dimension) NSIPF falls back to SIPF with the cubic spline, which has no training domain, and says so in one
 line; ``fallback=False`` (``--no-fallback``) keeps the CNN and warns per axis; ``strict`` refuses the run
 and wins over it. The geometry axis only warns: a shape is no range that the recipe bounds, and NSIPF's
-error on the held-out families is measured against the spline's (docs/VALIDATION.md). So does the particle
-count P (above), and a diffusion D > 0 of the consumption equation (``Dc``): the training fields solve it with D = 0 (paper eq. 2). Another
+error on the held-out families is measured against the spline's (docs/VALIDATION.md). So does a diffusion D > 0 of the consumption equation (``Dc``): the training fields solve it with D = 0 (paper eq. 2). Another
 c-equation or sensitivity is refused before, never replaced (:func:`nsipf_torch.api.check_config`): the
 fields the CNN would see are not the ones it learnt.
 """
@@ -70,7 +69,7 @@ def domain_of(checkpoint: Mapping) -> dict:
     derivable = isinstance(config, Mapping) and "dim" in config and "P_max" in config
     if "domain" in checkpoint:
         domain = dict(checkpoint["domain"])
-        if "P" not in domain and derivable:  # stored before the P axis was declared: the same recipe's
+        if "P" not in domain and derivable:  # stored before train.py stored P: the same recipe's
             domain["P"] = training_domain(config["dim"], config["P_max"])["P"]
         return domain
     if not derivable:
@@ -97,10 +96,17 @@ def axes_outside(checkpoint: Mapping, *, N: int, P: int, dim: int, L: float = 1.
         if not lo <= value <= hi:
             out.append((key, f"{what} = {value:.3g} is outside the training range {lo:.3g}-{hi:.3g}"))
 
-    axis("particles_per_cell", P / N**dim, f"particles per cell P/N^{dim}")
+    lo, hi = dom["particles_per_cell"]
+    at_N = ""
+    if "P" in dom and max(lo, dom["P"][0] / N**dim) <= min(hi, dom["P"][1] / N**dim):
+        # the support is the (N, P) box: P / N^d at this N (at an N no trajectory had, the range over all N)
+        lo, hi = max(lo, dom["P"][0] / N**dim), min(hi, dom["P"][1] / N**dim)
+        at_N = f" at N = {N} (P = {P:.3g} per member; the training drew {dom['P'][0]:.3g}-{dom['P'][1]:.3g})"
+    ppc = P / N**dim
+    if not lo <= ppc <= hi:
+        out.append(("particles_per_cell",
+                    f"particles per cell P/N^{dim} = {ppc:.3g} is outside the training range {lo:.3g}-{hi:.3g}{at_N}"))
     axis("N", N, "grid size N")
-    if "P" in dom:
-        axis("P", P, "particles per member P")
     if c0_width is not None:
         axis("c0_width_over_h", c0_width / (2.0 * L / N), "c0's narrowest width over h")
     if held_out:
