@@ -132,7 +132,7 @@ def planar(dim: int, N: int, P: int, steps: int, problem: str, dt: float = 1e-3,
     dc = torch.gradient(c_ref, spacing=(x,))[0]
     smooth = lift(c_ref, grid)[None].contiguous()  # the reference's c on the run's cells
     for driver in ("sipf-spline", "nsipf"):
-        setup = prepare(problem, driver, N=N, dim=dim, P=P, T=steps * dt, dt=dt, device="cpu",
+        setup = prepare(problem, driver, N=N, dim=dim, P=P, T=steps * dt, dt=dt, device="cpu", fallback=False,
                         dtype=str(grid.dtype).removeprefix("torch."), snapshots=1, diag_every=MAX_STEPS)
         runner = make_runner(setup)
         run(setup, runner)

@@ -77,12 +77,34 @@ def transcribed(family: str, key: str, hide: tuple[str, ...] = (), first: int | 
 HELDOUT = "docs/results/heldout_affine.json"
 
 
-def heldout_study(key: str) -> Callable[[], list[str]]:
-    """Table ``key`` as studies.heldout_table prints it (:func:`studies.heldout_table.table`)."""
+def heldout_study(key: str, forced_only: bool = False) -> Callable[[], list[str]]:
+    """Table ``key`` as studies.heldout_table prints it (:func:`studies.heldout_table.table`); ``forced_only``
+    leaves out the default column (a run made under an earlier fallback rule, re-measured in another table)."""
     def render() -> list[str]:
         from studies.heldout_table import table  # here: heldout_table imports accuracy_table, which imports this
         study = load(HELDOUT)["tables"][key]["study"]
-        return markdown(*table(study["rows"], study["config"]["methods"]))
+        rows = [{k: v for k, v in row.items() if not (forced_only and k == "NSIPF default")} for row in study["rows"]]
+        return markdown(*table(rows, study["config"]["methods"]))
+    render.source, render.key = HELDOUT, key
+    return render
+
+
+def heldout_default(key: str, against: str) -> Callable[[], list[str]]:
+    """The default column of table ``key`` (a ``--nsipf default`` run) beside the spline column of table
+    ``against`` (the same cases, sizes and seeds): the ratio, and whether every seed's error is the
+    spline's to the last bit (a fallback runs the spline's computation itself)."""
+    def render() -> list[str]:
+        tables = load(HELDOUT)["tables"]
+        spline = {row["case"]: row["SIPF-spline"] for row in tables[against]["study"]["rows"]}
+        cells = []
+        for row in tables[key]["study"]["rows"]:
+            default, ref = row["NSIPF default"], spline[row["case"]]
+            ran = "CNN" if default["applied"] == "NSIPF (CNN)" else f"{default['applied']}, fallback"
+            cells.append([row["case"], f"{ref['rho_T']:.3f}", f"{default['rho_T']:.3f} ({ran})",
+                          f"{default['rho_T'] / ref['rho_T']:.2f}",
+                          "yes" if default["per_seed"] == ref["per_seed"] else "no"])
+        return markdown(["case", f"SIPF-spline (table {against})", "NSIPF, default (what ran)", "default / spline",
+                         "every seed's error the spline's, bit for bit"], cells)
     render.source, render.key = HELDOUT, key
     return render
 

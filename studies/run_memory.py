@@ -36,7 +36,8 @@ def measure_peak(method: str, *, N: int, dim: int, P: int, B: int = 1, dtype: st
     fresh process (CPU)."""
     m = METHODS[method]
     cfg = {"method": m.family, "interp": m.interp or "spline", "N": N, "dim": dim, "P": P, "batch": B,
-           "dtype": dtype, "device": "cpu", "ic": "two_blobs", "T": 0.002, "dt": 0.001, "snapshots": 1}
+           "dtype": dtype, "device": "cpu", "ic": "two_blobs", "T": 0.002, "dt": 0.001, "snapshots": 1,
+           "fallback": False}  # NSIPF's peak, also at sizes outside its CNN's validity domain
     if not m.particles:
         cfg.pop("batch")
     # the probe imports the package from wherever this process found it

@@ -39,17 +39,18 @@ def test_a_member_runs_the_same_alone_and_in_a_batch_under_the_tile_plan():
     """The tile plan's capacity is shared by a batch's members (top tiles by load over all of them), so a
     member's CNN tiles could depend on its batch-mates. With the 1.5x margin no occupied tile is left out
     here (overflow 0), and seed 0 alone and seed 0 among three ends bitwise equal: 2D, N = 64 (64 tiles
-    per member), P = 3000 blob particles occupying few of them, 30 steps re-planned every 10."""
+    per member), P = 3000 blob particles occupying few of them, 30 steps re-planned every 10; the CNN kept
+    (``fallback=False``) below the training's particles per cell at N = 64 (2.44)."""
     import nsipf_torch as nt
     from nsipf_torch.api import prepare
-    kw = dict(N=64, dim=2, P=3000, T=0.03, device="cpu")
+    kw = dict(N=64, dim=2, P=3000, T=0.03, device="cpu", fallback=False)
     runner = make_runner(prepare("blob", "nsipf", seeds=[0, 1, 2], **kw))
     runner.replan()
     assert runner.interp.capacity < 3 * runner.interp.n_tiles  # the tiled path, not the whole grid (59 of 192)
-    with pytest.warns(UserWarning, match="particles per member P = 3e"):  # below the training's 10^4: warns only
+    with pytest.warns(UserWarning, match="particles per cell P/N.2 = 0.732 is outside"):
         alone = nt.simulate("blob", "nsipf", seeds=[0], save_particles=3000, snapshots=1, **kw)
         batch = nt.simulate("blob", "nsipf", seeds=[0, 1, 2], save_particles=3000, snapshots=1, **kw)
-    assert alone.config["config"]["method"] == "nsipf"  # the CNN ran (P = 3000 only warns: below the training's P)
+    assert alone.config["config"]["method"] == "nsipf"  # the CNN ran
     plan = [int(row["tile_overflow"]) for row in batch.diagnostics if "tile_overflow" in row]
     assert plan and max(plan) == 0
     assert torch.equal(alone.X[0, -1], batch.X[0, -1]) and not torch.equal(batch.X[0, -1], batch.X[1, -1])
