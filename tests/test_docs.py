@@ -93,3 +93,32 @@ def test_validation_hard_bar_ratios_equal_the_results_file():
     row = rows[("two_blobs", 64, 200_000)]
     half, end = (row["NSIPF"][k] / row["SIPF-spline"][k] for k in ("rho_half", "rho_T"))
     assert f"{half:.2f}× at t = 0.1 and {end:.2f}× at t = 0.2" in validation
+
+
+def test_heldout_bar_figures_equal_the_results_file():
+    """The ratios the issue-19 bar paragraphs of docs/VALIDATION.md and README quote, from
+    docs/results/heldout_affine.json (NSIPF with the CNN forced over SIPF-spline, by table and case)."""
+    tables = render_docs.load(render_docs.HELDOUT)["tables"]
+
+    def ratio(key: str, case: str) -> str:
+        row = next(r for r in tables[key]["study"]["rows"] if r["case"] == case)
+        return f"{row['NSIPF']['rho_T'] / row['SIPF-spline']['rho_T']:.2f}×"
+
+    validation = " ".join((ROOT / "docs/VALIDATION.md").read_text().split())  # line breaks as spaces
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    quoted = [
+        f"at 128² ({ratio('2d128', 'planar@chi=3')}, {ratio('2d128', 'planar_c30')})",
+        f"`two_blobs@chi=3` at 64² ({ratio('2d64', 'two_blobs@chi=3')})",
+        f"`mixture:101` at 128² ({ratio('2d128', 'mixture:101')})",
+        f"3D front at 64³ ({ratio('3d64', 'planar@chi=3')}",
+        f"fronts at 64² ({ratio('2d64', 'planar@chi=3')})",
+        f"`mixture:102` at 128² ({ratio('2d128', 'mixture:102')})",
+        f"`two_blobs` at 128² ({ratio('2d128', 'two_blobs@chi=3')}, {ratio('2d128', 'two_blobs@gamma=0.003')})",
+        f"`two_blobs@gamma=0.003` at 64² ({ratio('2d64', 'two_blobs@gamma=0.003')})",
+        f"**`mixture:101` {ratio('3d32', 'mixture:101')}",
+    ]
+    for phrase in quoted:
+        assert phrase in validation, f"docs/VALIDATION.md lacks {phrase!r} (docs/results/heldout_affine.json)"
+    for phrase in (f"with 10⁶ particles ({ratio('3d64', 'planar@chi=3')})",
+                   f"`mixture:101` at 3D 32³ ({ratio('3d32', 'mixture:101')})"):
+        assert phrase in readme, f"README lacks {phrase!r} (docs/results/heldout_affine.json)"

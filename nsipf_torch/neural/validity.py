@@ -12,11 +12,11 @@ per trajectory in [P_min, P_max]):
   most 0.5 per cell at N = 64, 4 at N = 32). A run is checked against that range at its own N, within the
   range over all N, [P_min / N_max^d, P_max / N_min^d] (3D: 0.0048-4; 2D: 0.61-256), which is all that a
   stored domain without a ``P`` range declares. Measured outside the range at its N (docs/VALIDATION.md,
-  held-out tables), the 2D CNN at P = 10^6 loses to the spline on fronts at 128^2 (1.25x) and on
-  two_blobs with chi = 3 at 64^2 (1.33x) while it wins on other rows, and a retrain with another seed
-  reverses rows: so this axis falls back like every numeric one. The 3D paper sizes (P = 2*10^5 and 10^6
-  at 64^3: 0.76 and 3.8 per cell) lie outside it and run the spline unless ``--no-fallback``; the remedy
-  is a retrain with a larger ``--P-max``;
+  held-out tables), the CNN at P = 10^6 loses to the spline on the 2D fronts at 128^2 (1.25x), on
+  two_blobs with chi = 3 at 64^2 (1.33x) and on the 3D front at 64^3 (1.18x) while it wins on other rows,
+  and a retrain with another seed reverses rows: so this axis falls back like every numeric one. The 3D
+  paper sizes (P = 2*10^5 and 10^6 at 64^3: 0.76 and 3.8 per cell) lie outside it and run the spline
+  unless ``--no-fallback``; the remedy is a retrain with a larger ``--P-max``;
 - ``N``: the grid size, [N_min, N_max] = [32, 128];
 - ``c0_width_over_h``: the narrowest feature of c0 in cells, sigma_c / h with sigma_c in [0.08, 0.4]:
   [0.08 N_min / 2, 0.4 N_max / 2] = [1.28, 25.6];
