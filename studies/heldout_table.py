@@ -194,6 +194,11 @@ def nsipf_columns(case: Case, grid: Grid, cfg: HeldoutConfig, ref16: torch.Tenso
     return columns
 
 
+def ran_label(applied: str) -> str:
+    """What an NSIPF default run ran, as the tables name it: "CNN", or the method it fell back to."""
+    return "CNN" if applied == "NSIPF (CNN)" else f"{applied}, fallback"
+
+
 def table(rows: list[dict], methods: list[str]) -> tuple[list[str], list[list[str]]]:
     """(columns, cells) of the table: each method's rho error and, for NSIPF, the CNN forced and the default
     (with what ran) where measured, each over the spline; the study's markdown and docs/VALIDATION.md both
@@ -213,9 +218,8 @@ def table(rows: list[dict], methods: list[str]) -> tuple[list[str], list[list[st
         if forced:
             line += [f"{row['NSIPF']['rho_T']:.3f}", *ratio("NSIPF")]
         if default:
-            ran = row["NSIPF default"]["applied"]
-            ran = "CNN" if ran == "NSIPF (CNN)" else f"{ran}, fallback"
-            line += [f"{row['NSIPF default']['rho_T']:.3f} ({ran})", *ratio("NSIPF default")]
+            default = row["NSIPF default"]
+            line += [f"{default['rho_T']:.3f} ({ran_label(default['applied'])})", *ratio("NSIPF default")]
         cells.append(line)
     return columns, cells
 

@@ -44,7 +44,8 @@ def main(argv=None) -> int:
     try:
         args = parse_config(ProfileConfig, argv, prog="profile_step.py", description=__doc__.split("\n")[0])
         setup = prepare("two_blobs", args.method, N=args.N, dim=3, P=args.P, T=args.steps * 1e-3, dt=1e-3,
-                        device=args.device, snapshots=1, diag_every=MAX_STEPS, fallback=False)  # profiles the method named
+                        device=args.device, snapshots=1, diag_every=MAX_STEPS,
+                        fallback=False)  # profiles the method it names
     except ValueError as err:
         return usage_error("profile_step.py", err)
     device = setup.grid.device

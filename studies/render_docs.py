@@ -94,12 +94,13 @@ def heldout_default(key: str, against: str) -> Callable[[], list[str]]:
     ``against`` (the same cases, sizes and seeds): the ratio, and whether every seed's error is the
     spline's to the last bit (a fallback runs the spline's computation itself)."""
     def render() -> list[str]:
+        from studies.heldout_table import ran_label  # lazily, as in heldout_study
         tables = load(HELDOUT)["tables"]
         spline = {row["case"]: row["SIPF-spline"] for row in tables[against]["study"]["rows"]}
         cells = []
         for row in tables[key]["study"]["rows"]:
             default, ref = row["NSIPF default"], spline[row["case"]]
-            ran = "CNN" if default["applied"] == "NSIPF (CNN)" else f"{default['applied']}, fallback"
+            ran = ran_label(default["applied"])
             cells.append([row["case"], f"{ref['rho_T']:.3f}", f"{default['rho_T']:.3f} ({ran})",
                           f"{default['rho_T'] / ref['rho_T']:.2f}",
                           "yes" if default["per_seed"] == ref["per_seed"] else "no"])

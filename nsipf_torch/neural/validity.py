@@ -34,7 +34,8 @@ What a run outside does (:func:`decide`): on a numeric axis (particles per cell,
 dimension) NSIPF falls back to SIPF with the cubic spline, which has no training domain, and says so in one
 line; ``fallback=False`` (``--no-fallback``) keeps the CNN and warns per axis; ``strict`` refuses the run
 and wins over it. The geometry axis only warns: a shape is no range that the recipe bounds, and NSIPF's
-error on the held-out families is measured against the spline's (docs/VALIDATION.md). So does a diffusion D > 0 of the consumption equation (``Dc``): the training fields solve it with D = 0 (paper eq. 2). Another
+error on the held-out families is measured against the spline's (docs/VALIDATION.md). So does a diffusion
+D > 0 of the consumption equation (``Dc``): the training fields solve it with D = 0 (paper eq. 2). Another
 c-equation or sensitivity is refused before, never replaced (:func:`nsipf_torch.api.check_config`): the
 fields the CNN would see are not the ones it learnt.
 """
@@ -91,21 +92,18 @@ def axes_outside(checkpoint: Mapping, *, N: int, P: int, dim: int, L: float = 1.
     if dim != dom["dim"]:
         out.append(("dim", f"dimension {dim} differs from the checkpoint's {dom['dim']}"))
 
-    def axis(key: str, value: float, what: str) -> None:
-        lo, hi = dom[key]
+    def axis(key: str, value: float, what: str, bounds: tuple[float, float] | None = None, note: str = "") -> None:
+        lo, hi = bounds or dom[key]
         if not lo <= value <= hi:
-            out.append((key, f"{what} = {value:.3g} is outside the training range {lo:.3g}-{hi:.3g}"))
+            out.append((key, f"{what} = {value:.3g} is outside the training range {lo:.3g}-{hi:.3g}{note}"))
 
-    lo, hi = dom["particles_per_cell"]
-    at_N = ""
-    if "P" in dom and max(lo, dom["P"][0] / N**dim) <= min(hi, dom["P"][1] / N**dim):
-        # the support is the (N, P) box: P / N^d at this N (at an N no trajectory had, the range over all N)
-        lo, hi = max(lo, dom["P"][0] / N**dim), min(hi, dom["P"][1] / N**dim)
-        at_N = f" at N = {N} (P = {P:.3g} per member; the training drew {dom['P'][0]:.3g}-{dom['P'][1]:.3g})"
-    ppc = P / N**dim
-    if not lo <= ppc <= hi:
-        out.append(("particles_per_cell",
-                    f"particles per cell P/N^{dim} = {ppc:.3g} is outside the training range {lo:.3g}-{hi:.3g}{at_N}"))
+    bounds, note = dom["particles_per_cell"], ""
+    if "P" in dom:  # the support is the (N, P) box: P / N^d at this N (at an N no trajectory had: over all N)
+        (lo, hi), (P_lo, P_hi) = bounds, dom["P"]
+        at_N = (max(lo, P_lo / N**dim), min(hi, P_hi / N**dim))
+        if at_N[0] <= at_N[1]:
+            bounds, note = at_N, f" at N = {N} (P = {P:.3g} per member; the training drew {P_lo:.3g}-{P_hi:.3g})"
+    axis("particles_per_cell", P / N**dim, f"particles per cell P/N^{dim}", bounds, note)
     axis("N", N, "grid size N")
     if c0_width is not None:
         axis("c0_width_over_h", c0_width / (2.0 * L / N), "c0's narrowest width over h")
