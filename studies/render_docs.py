@@ -363,9 +363,8 @@ TABLES: dict[str, Callable[[], list[str]]] = {
 
 # The command of results files written by the run itself, which record the commit but not the command line.
 COMMANDS = {
-    ACCURACY: ("python -m studies.accuracy_table", "4b36b47"),
-    WORK_PRECISION: ("python benchmark.py --suite work-precision --out runs/wp_cpu "
-                     "(now python -m studies.work_precision --out runs/wp_cpu)", None),
+    ACCURACY: ("python -m studies.accuracy_table", "ec2108c"),
+    WORK_PRECISION: ("python -m studies.work_precision --out runs/wp_cpu", None),
     PAPER: ("python benchmark.py --suite paper --out bench/paper", None),
     GPU: ("bash studies/gpu_check.sh OUT (python benchmark.py --suite gpu --device cuda --out OUT)", None),
 }

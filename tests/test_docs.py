@@ -25,16 +25,16 @@ def test_a_changed_cell_is_caught(monkeypatch):
 
 
 def test_accuracy_json_of_either_vocabulary_renders_alike(monkeypatch):
-    # the committed file keys FD's entries "FD" (written before nsipf_torch/methods.py); a rerun of
-    # studies.accuracy_table keys them by the method table's label, "FDM": both give the same table
+    # studies.accuracy_table keys each method by the method table's label ("FDM"); files written before
+    # nsipf_torch/methods.py keyed FD's entries "FD" (render_docs.LEGACY): both give the same table
     committed = render_docs.load(render_docs.ACCURACY)
-    assert any("FD" in row for row in committed), "the committed file no longer holds the older key"
-    rerun = [{("FDM" if k == "FD" else k): v for k, v in row.items()} for row in committed]
+    assert all("FDM" in row for row in committed), "the committed file is not a rerun's"
+    older = [{("FD" if k == "FDM" else k): v for k, v in row.items()} for row in committed]
     expected = render_docs.accuracy_rows()
     assert "| problem | N | P | FDM | SIPF-trilinear | SIPF-spline | NSIPF |" in expected
-    monkeypatch.setattr(render_docs, "load", lambda path: rerun if path == render_docs.ACCURACY else committed)
+    monkeypatch.setattr(render_docs, "load", lambda path: older if path == render_docs.ACCURACY else committed)
     assert render_docs.accuracy_rows() == expected
-    assert render_docs.accuracy_lines(rerun, render_docs.METHODS) == expected  # studies.accuracy_table's call
+    assert render_docs.accuracy_lines(committed, render_docs.METHODS) == expected  # studies.accuracy_table's call
 
 
 @pytest.mark.parametrize("name", sorted(render_docs.TABLES))
@@ -72,10 +72,11 @@ def test_model_citations_resolve():
 def test_readme_headline_figures_equal_the_results_files():
     readme = (ROOT / "README.md").read_text()
     rows = {(r["problem"], r["N"], r["P"]): r for r in render_docs.accuracy_json()}
-    two_blobs = rows[("two_blobs", 64, 200_000)]
-    for method in ("NSIPF", "SIPF-spline", "FDM"):
-        figure = f"{two_blobs[method]['rho_half']:.3f} / {two_blobs[method]['rho_T']:.3f}"
-        assert figure in readme, f"README lacks {method}'s {figure} (docs/accuracy_table.json)"
+    for P, methods in ((200_000, ("NSIPF", "SIPF-spline", "FDM")), (20_000, ("NSIPF", "SIPF-spline"))):
+        two_blobs = rows[("two_blobs", 64, P)]
+        for method in methods:
+            figure = f"{two_blobs[method]['rho_half']:.3f} / {two_blobs[method]['rho_T']:.3f}"
+            assert figure in readme, f"README lacks {method}'s {figure} at P = {P} (docs/accuracy_table.json)"
     points = {(p["method"], p["N"], p["P"]): p for p in render_docs.load(render_docs.WORK_PRECISION)["points"]
               if p["problem"] == "two_blobs"}
     fd, nsipf = points[("FDM", 64, 0)], points[("NSIPF", 64, 1_000_000)]
