@@ -11,7 +11,8 @@ With several seeds the particle methods run them as members of one batch; the ta
 seeds (the JSON also holds each seed's errors under ``per_seed``).
 
 The references are nsipf_torch/reference/fd_<ic>_<d>d.npz (studies/make_reference_data.py). Writes a markdown table
-to stdout and --out (JSON beside it).
+to stdout and --out, the rows as JSON beside it (``.json``) and the configuration, commit, torch version and
+device as ``.config.json``.
 """
 from __future__ import annotations
 
@@ -23,8 +24,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from nsipf_torch.api import MAX_STEPS, Result, make_runner, prepare, run
+from nsipf_torch.benchmarks.timing import provenance
+from nsipf_torch.io.files import atomic_write, save_json
 from nsipf_torch.commands.cli import check_output_file, parse_config, usage_error
 from nsipf_torch.io.resources import default_checkpoint, reference_path
 from nsipf_torch.methods import METHODS, get_method, parse_methods
@@ -74,6 +78,7 @@ class AccuracyConfig:
             raise ValueError(f"--model {str(model)!r} is not a file")
         check_output_file(self.out, "--out")
         check_output_file(Path(self.out).with_suffix(".json"), "--out")
+        check_output_file(config_path(Path(self.out)), "--out")
 
 
 def run_with_snapshots(problem, method: str, N: int, P: int, dim: int, dt: float, T: float, seeds, at_times,
@@ -116,32 +121,44 @@ def run_case(problem, N, P, method, dim, dt, seeds, model=None):
 
 
 def main(argv=None) -> int:
+    argv_used = list(sys.argv[1:] if argv is None else argv)
     try:
         cfg = parse_config(AccuracyConfig, argv, prog="accuracy_table.py", description=__doc__.split("\n\n")[0])
     except ValueError as err:
         return usage_error("accuracy_table.py", err)
     rows = []
+    bar = tqdm(total=len(cfg.problems) * len(cfg.N) * len(cfg.P) * len(cfg.methods), desc="accuracy table",
+               unit="run")
     for problem in cfg.problems:
         for N in cfg.N:
             fd_row = None
             for P in cfg.P:
                 row = {"problem": problem, "N": N, "P": P}
                 for method in cfg.methods:
+                    bar.set_postfix_str(f"{problem} N={N} P={P} {method}")
                     if method == "FDM" and fd_row is not None:
                         row["FDM"] = fd_row  # the FD solution does not depend on P
-                        continue
-                    row[method] = run_case(problem, N, P, method, cfg.dim, cfg.dt, cfg.seeds, cfg.model)
-                    if method == "FDM":
-                        fd_row = row["FDM"]
-                    print(problem, N, P, method, row[method], flush=True)
+                    else:
+                        row[method] = run_case(problem, N, P, method, cfg.dim, cfg.dt, cfg.seeds, cfg.model)
+                        fd_row = row["FDM"] if method == "FDM" else fd_row
+                        tqdm.write(f"{problem} {N} {P} {method} {row[method]}")
+                    bar.update()
                 rows.append(row)
+    bar.close()
     md = "\n".join(accuracy_lines(rows, cfg.methods)) + "\n"  # the docs' rendering (studies/render_docs.py)
     print(md)
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(md)
-    out.with_suffix(".json").write_text(json.dumps(rows, indent=2))
+    atomic_write(out, lambda tmp: tmp.write_text(md))
+    atomic_write(out.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(rows, indent=2)))
+    save_json(config_path(out), {**provenance(cfg, torch.device("cpu")),
+                                 "command": " ".join(["python -m studies.accuracy_table", *argv_used])})
     return 0
+
+
+def config_path(out: Path) -> Path:
+    """Where the run's configuration, commit, torch version and device are saved beside ``--out``."""
+    return out.with_name(out.stem + ".config.json")
 
 
 if __name__ == "__main__":

@@ -11,8 +11,8 @@ from nsipf_torch.commands.cli import flag_name
 from nsipf_torch.metrics import rel_l2
 from nsipf_torch.problems.grid import Grid
 from studies import (accuracy_table, convergence, heldout_table, interp_exactness, make_reference_data,
-                     paper_figures, profile_step, scipy_baseline, time_fd, time_radial, time_sipf, time_tangent,
-                     work_precision)
+                     paper_figures, profile_step, render_docs, scipy_baseline, time_fd, time_radial, time_sipf,
+                     time_tangent, work_precision)
 
 CONFIGS = {accuracy_table: accuracy_table.AccuracyConfig, paper_figures: paper_figures.FiguresConfig,
            make_reference_data: make_reference_data.ReferenceConfig, time_fd: time_fd.TimeFDConfig,
@@ -110,3 +110,20 @@ def test_make_reference_data_tiny_run(tmp_path, capsys):
     from_files = float(rel_l2(saved[0][None], saved[1][None], 16, 2)[0])
     assert from_files == pytest.approx(infos[1]["T"]["rho"], rel=1e-4)
     assert "blob 2D: N=64" in capsys.readouterr().out
+
+
+def test_accuracy_table_reproduces_the_committed_fd_row_and_saves_its_config(tmp_path):
+    """FD is deterministic: a rerun of one row gives docs/accuracy_table.json's figures (to the last bit here
+    with one and with two threads; 1e-6 relative leaves room for another float32 summation order), and the
+    run's configuration and commit are saved beside its output."""
+    out = tmp_path / "acc.md"
+    argv = ["--problems", "blob", "--N", "32", "--P", "1000", "--methods", "FDM", "--seeds", "0", "--out", str(out)]
+    assert accuracy_table.main(argv) == 0
+    (row,) = json.loads(out.with_suffix(".json").read_text())
+    committed = next(r for r in render_docs.accuracy_json() if (r["problem"], r["N"]) == ("blob", 32))
+    for key in ("rho_half", "rho_T", "c_half", "c_T"):
+        assert row["FDM"][key] == pytest.approx(committed["FDM"][key], rel=1e-6), key
+    saved = json.loads(accuracy_table.config_path(out).read_text())
+    assert saved["config"]["problems"] == ["blob"] and saved["config"]["N"] == [32]
+    assert saved["command"] == "python -m studies.accuracy_table " + " ".join(argv)
+    assert saved["commit"] and saved["torch"] == torch.__version__
