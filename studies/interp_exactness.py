@@ -13,9 +13,16 @@ particles' drift is that slope: NSIPF samples its fine field bilinearly).
 ``planar``: grad c~ at the particles of a SIPF run on a planar problem at time t, against the exact
 x-derivative of the 1-D reference c (2048 cells) at t, on the run's rough c and on the reference's smooth c.
 
+``foods``: each interpolator's gradient on the c0 of the held-out ``mixture`` problems (3D, sampled at the
+cell centres, no particles), at 4,000 points drawn from a Gaussian of each food's width around its centre,
+against the exact gradient, at N = 32 and 64: relative L2 error per food, with its width in cells. NSIPF's
+drift (central differences of the CNN's fine field, sampled multilinearly) beside the multilinear slope
+of the same fine field (the drift NSIPF used before), so the table shows what each costs.
+
     python -m studies.interp_exactness --what affine [--model OLD.pt --dim 3]
     python -m studies.interp_exactness --what polynomials
     python -m studies.interp_exactness --what planar --dim 2 --N 64 --P 100000 --steps 100
+    python -m studies.interp_exactness --what foods --problem mixture:101,mixture:102
 """
 from __future__ import annotations
 
@@ -39,14 +46,17 @@ BINS = ((0, 2), (2, 4), (4, 8), (8, 16), (16, 64), (64, float("inf")))
 class ExactnessConfig:
     what: str = field(default="polynomials", metadata={
         "help": "which measurement: affine (the CNN on affine fields), polynomials (grad c on linear and quadratic "
-                "fields, binned by q) or planar (grad c~ at a SIPF run's particles against the 1-D reference)",
-        "choices": ("affine", "polynomials", "planar")})
+                "fields, binned by q), planar (grad c~ at a SIPF run's particles against the 1-D reference) or "
+                "foods (grad c0 around each Gaussian food of mixture problems, 3D, N = 32 and 64)",
+        "choices": ("affine", "polynomials", "planar", "foods")})
     dim: int = field(default=0, metadata={"help": "space dimension (0: both for polynomials, 2 for planar)",
                                           "choices": (0, 2, 3)})
     N: int = field(default=0, metadata={"help": "grid size, >= 16 (0: 32 in 3D, 64 in 2D)"})
     P: int = field(default=100_000, metadata={"help": "planar: particles"})
     steps: int = field(default=100, metadata={"help": "planar: steps of 1e-3 before measuring"})
-    problem: str = field(default="planar", metadata={"help": "planar: a planar problem (planar, planar:SEED, planar_c30)"})
+    problem: str = field(default="", metadata={"help": "planar: a planar problem (planar, planar:SEED, planar_c30; "
+                                                 "default planar); foods: mixture problems, comma separated "
+                                                 "(default mixture:101,mixture:102)"})
     model: str = field(default="", metadata={"help": "the CNN checkpoint (default: the shipped one of the dimension)"})
 
     def validate(self) -> None:
@@ -55,6 +65,17 @@ class ExactnessConfig:
         for flag, value in (("--P", self.P), ("--steps", self.steps)):
             if value < 1:
                 raise ValueError(f"{flag} must be >= 1, got {value}")
+        if self.what == "foods":
+            self.problem = self.problem or "mixture:101,mixture:102"
+            for name in self.problem.split(","):
+                if not name.startswith("mixture:"):
+                    raise ValueError(f"--problem {name!r} is not a mixture problem (foods measures mixture:SEED)")
+                try:
+                    get_ic(name)
+                except ValueError as err:
+                    raise ValueError(f"--problem: {err}") from None
+            return
+        self.problem = self.problem or "planar"
         try:
             ic = get_ic(self.problem)
         except ValueError as err:
@@ -153,13 +174,38 @@ def planar(dim: int, N: int, P: int, steps: int, problem: str, dt: float = 1e-3,
               + "; ".join(cells), flush=True)
 
 
+def foods(problems: list[str], model: str = "") -> None:
+    """Relative L2 error of grad c0 around each food of the mixtures ``problems`` (module docstring)."""
+    print("| problem | food width (cells) | N | trilinear | spline | NSIPF drift | NSIPF, multilinear slope |")
+    print("|---|---|---|---|---|---|---|")
+    for name in problems:
+        ic = get_ic(name)
+        for N in (32, 64):
+            grid = Grid(N, 3, dtype=torch.float64)
+            c = ic.c0(grid)[None]
+            its = _interps(grid, model)
+            nn = its["NSIPF"]
+            g = torch.Generator().manual_seed(0)
+            for centre, width, _ in sorted(ic.foods, key=lambda food: food[1]):
+                X = torch.tensor(centre) + width * torch.randn(4000, 3, generator=g, dtype=torch.float64)
+                X = X.clamp(-grid.L, grid.L)[None].requires_grad_(True)
+                (exact,) = torch.autograd.grad(ic.c0_fn(X.unbind(-1)).sum(), X)
+                X = X.detach()
+                grads = {key: it.grad_c(c, X) for key, it in its.items()}
+                grads["slope"] = nn.fine_interp.grad_c(nn.fine_field(c), X)
+                errors = [f"{float((grad - exact).norm() / exact.norm()):.3f}" for grad in grads.values()]
+                print(f"| {name} | {width:.3f} ({width * N / 2:.2f}) | {N} | " + " | ".join(errors) + " |", flush=True)
+
+
 def main(argv=None) -> int:
     try:
         cfg = parse_config(ExactnessConfig, argv, prog=PROG, description=__doc__.split("\n\n")[0])
     except ValueError as err:
         return usage_error(PROG, err)
     torch.set_num_threads(1)
-    if cfg.what in ("affine", "polynomials"):
+    if cfg.what == "foods":
+        foods(cfg.problem.split(","), cfg.model)
+    elif cfg.what in ("affine", "polynomials"):
         for dim in ((cfg.dim,) if cfg.dim else (3, 2)):
             (affine if cfg.what == "affine" else polynomials)(dim, cfg.N or (32 if dim == 3 else 64), cfg.model)
     else:

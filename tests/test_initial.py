@@ -1,4 +1,6 @@
 """Initial conditions: exact cell averages, exact samplers, the registry and user files."""
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -213,3 +215,15 @@ def test_held_out_problems_stay_out_of_training():
         names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
         assert not any(name.endswith("initial") for name in names), (path, names)
         assert "planar" not in path.read_text() and "mixture" not in path.read_text()
+
+
+def test_mixture_foods_describe_its_c0():
+    # the stored foods (centre, width, amplitude), summed as peak-amplitude Gaussians (float64 round-off),
+    # are the c0 the problem samples, and the narrowest width is its declared c0_width
+    ic = get_ic("mixture:101")
+    grid = Grid(16, 3, dtype=torch.float64)
+    mesh = grid.mesh()
+    summed = sum(amp * torch.exp(-sum((x - centre[a]) ** 2 for a, x in enumerate(mesh)) / (2 * width**2))
+                 for centre, width, amp in ic.foods)
+    torch.testing.assert_close(ic.c0(grid), summed, rtol=1e-12, atol=1e-12)
+    assert math.isclose(ic.c0_width, min(width for _, width, _ in ic.foods)) and len(ic.foods) >= 2

@@ -59,6 +59,7 @@ BAD = [
     (interp_exactness, ["--steps", "0"], "--steps"),
     (interp_exactness, ["--what", "planar", "--problem", "blob"], "--problem"),
     (interp_exactness, ["--problem", "rings"], "--problem"),
+    (interp_exactness, ["--what", "foods", "--problem", "planar"], "--problem"),  # foods measures mixtures
     (interp_exactness, ["polynomials"], "polynomials"),  # the measurement is a flag now, not a positional
     (accuracy_table, ["--methods", "FDM,magic", "--out", "{tmp}/t.md"], "--methods"),
     (scipy_baseline, ["--N", "3", "--out", "{tmp}/b"], "--N"),

@@ -374,7 +374,8 @@ def planar_spec(seed: int) -> PlanarSpec:
 
 def mixture_ic(seed: int) -> GaussianMixtureIC:
     """``mixture:SEED``: 2-4 Gaussian blobs of rho (centres in [-0.6, 0.6]^3, widths 0.06-0.3, random weights)
-    and 2-4 of c (centres alike, widths 0.06-0.3, amplitudes 2-10)."""
+    and 2-4 of c (centres alike, widths 0.06-0.3, amplitudes 2-10), kept as ``foods``: (centre, width,
+    amplitude) each."""
     rng = np.random.default_rng([int(seed), 0x6D6978])
     k_rho, k_c = (int(k) for k in rng.integers(2, 5, size=2))
     weights = rng.dirichlet(np.ones(k_rho))
@@ -387,7 +388,9 @@ def mixture_ic(seed: int) -> GaussianMixtureIC:
     def c0_fn(mesh):
         return sum(a * gaussian(sum((x - ctr[i]) ** 2 for i, x in enumerate(mesh)), w) for ctr, w, a in foods)
 
-    return GaussianMixtureIC(f"mixture:{seed}", comps, c0_fn, c0_width=min(w for _, w, _ in foods), held_out=True)
+    ic = GaussianMixtureIC(f"mixture:{seed}", comps, c0_fn, c0_width=min(w for _, w, _ in foods), held_out=True)
+    ic.foods = tuple(foods)
+    return ic
 
 
 _FAMILIES: dict[str, Callable[[int], InitialCondition]] = {}
