@@ -338,6 +338,7 @@ TABLES: dict[str, Callable[[], list[str]]] = {
     "neural-keep": transcribed("validation_neural", "keep"),
     "neural-speed": transcribed("validation_neural", "speed"),
     "neural-affine": transcribed("validation_neural", "affine"),
+    "neural-drift": transcribed("validation_neural", "drift"),
     "accuracy": accuracy_rows, "accuracy-rings": ring_rows,
     **{f"heldout-{key}": transcribed("heldout", key, hide=("interp_gap at T",)) for key in (
         "2d64-1e5", "3d32", "3d64", "2d64-1e6", "2d64-1e6-more", "2d128", "2d128-more", "3d64-1e6",

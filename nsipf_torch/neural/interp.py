@@ -220,19 +220,18 @@ class NeuralInterp:
 
     def grad_c(self, c: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
         fine = self.fine_field(c, X)
-        return torch.stack([self.fine_interp.value(g, X) for g in central_differences(fine, self.fine_grid)], dim=-1)
+        slopes = central_differences(fine, self.grid.dim, self.fine_grid.h)
+        return torch.stack([self.fine_interp.value(g, X) for g in slopes], dim=-1)
 
 
-def central_differences(field: torch.Tensor, grid: Grid) -> list[torch.Tensor]:
-    """[d field/d x_a for each axis a] at the cell centres of ``field`` (B, N, ..., N): (f[i+1] - f[i-1]) / 2h,
-    the field mirrored about the walls (Neumann: the outermost centre gets (f[1] - f[0]) / 2h)."""
-    d = grid.dim
-    padded = pad_symmetric(field, 1, d)
+def central_differences(field: torch.Tensor, dim: int, h: float) -> list[torch.Tensor]:
+    """[d field / d x_a for each of the last ``dim`` axes a] at the cell centres of ``field`` (..., N, ..., N):
+    (f[i+1] - f[i-1]) / 2h, the field mirrored about the walls (Neumann: the outermost centre gets
+    (f[1] - f[0]) / 2h). The one central-difference stencil of the package (training's metrics use it too)."""
+    padded = pad_symmetric(field, 1, dim)
     out = []
-    for a in range(d):
-        axis = field.ndim - d + a
-        inner = [slice(1, -1)] * d
-        ahead, behind = list(inner), list(inner)
+    for a in range(dim):
+        ahead, behind = [slice(1, -1)] * dim, [slice(1, -1)] * dim
         ahead[a], behind[a] = slice(2, None), slice(None, -2)
-        out.append((padded[(..., *ahead)] - padded[(..., *behind)]) * (0.5 / grid.h))
+        out.append((padded[(..., *ahead)] - padded[(..., *behind)]) * (0.5 / h))
     return out
