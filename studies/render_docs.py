@@ -343,7 +343,7 @@ TABLES: dict[str, Callable[[], list[str]]] = {
     **{f"heldout-{key}": transcribed("heldout", key, hide=("interp_gap at T",)) for key in (
         "2d64-1e5", "3d32", "3d64", "2d64-1e6", "2d64-1e6-more", "2d128", "2d128-more", "3d64-1e6",
         "2d-fronts-retrain")},
-    **{f"heldout-affine-{key}": heldout_study(key) for key in ("2d128", "2d64", "3d32", "2d128-pmax1m", "2d64-pmax1m",
+    **{f"heldout-affine-{key}": heldout_study(key) for key in ("2d128", "2d64", "3d32", "3d32-slope", "2d128-pmax1m", "2d64-pmax1m",
                                                                  "3d32-pmax1m", "3d64-pmax1m", "3d32-p131k",
                                                                  "3d64-p131k")},
     **{f"heldout-affine-{key}-default": heldout_default(f"{key}-default", key) for key in ("2d128", "2d64", "3d64")},
