@@ -8,7 +8,7 @@ c = x + 2.
 ``polynomials``: each interpolator's gradient at random points of the interior (|x| < 0.6) on positive
 linear and quadratic fields c = (x - x0)^k, against the exact gradient, binned by q = c / (h |grad c|) (how
 close c is to zero in units of its slope per cell); and the CNN's per-fine-cell slope on c = x + 2 (the
-particles' drift is that slope: NSIPF samples its fine field bilinearly).
+fine field's own slope; NSIPF's drift is its central differences, sampled multilinearly).
 
 ``planar``: grad c~ at the particles of a SIPF run on a planar problem at time t, against the exact
 x-derivative of the 1-D reference c (2048 cells) at t, on the run's rough c and on the reference's smooth c.
