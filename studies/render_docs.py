@@ -365,7 +365,7 @@ TABLES: dict[str, Callable[[], list[str]]] = {
 
 # The command of results files written by the run itself, which record the commit but not the command line.
 COMMANDS = {
-    ACCURACY: ("python -m studies.accuracy_table", "ec2108c"),
+    ACCURACY: ("python -m studies.accuracy_table", "14b0e91"),  # docs/accuracy_table.config.json
     WORK_PRECISION: ("python -m studies.work_precision --out runs/wp_cpu", None),
     PAPER: ("python benchmark.py --suite paper --out bench/paper", None),
     GPU: ("bash studies/gpu_check.sh OUT (python benchmark.py --suite gpu --device cuda --out OUT)", None),
