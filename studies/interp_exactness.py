@@ -8,16 +8,18 @@ c = x + 2.
 ``polynomials``: each interpolator's gradient at random points of the interior (|x| < 0.6) on positive
 linear and quadratic fields c = (x - x0)^k, against the exact gradient, binned by q = c / (h |grad c|) (how
 close c is to zero in units of its slope per cell); and the CNN's per-fine-cell slope on c = x + 2 (the
-fine field's own slope; NSIPF's drift is its central differences, sampled multilinearly).
+particles' drift is that slope: NSIPF samples its fine field bilinearly).
 
 ``planar``: grad c~ at the particles of a SIPF run on a planar problem at time t, against the exact
 x-derivative of the 1-D reference c (2048 cells) at t, on the run's rough c and on the reference's smooth c.
 
 ``foods``: each interpolator's gradient on the c0 of the held-out ``mixture`` problems (3D, sampled at the
 cell centres, no particles), at 4,000 points drawn from a Gaussian of each food's width around its centre,
-against the exact gradient, at N = 32 and 64: relative L2 error per food, with its width in cells. NSIPF's
-drift (central differences of the CNN's fine field, sampled multilinearly) beside the multilinear slope
-of the same fine field (the drift NSIPF used before), so the table shows what each costs.
+against the exact gradient, at N = 32 and 64: relative L2 error per food, with its width in cells. Beside
+NSIPF's drift (the slope of the multilinear interpolant of the CNN's fine field, first order in the fine
+spacing) a variant that was tried and not shipped: the fine field's central differences (``torch.gradient``
+of the field padded by reflection), sampled multilinearly, second order (docs/VALIDATION.md, "A
+second-order drift, tried").
 
     python -m studies.interp_exactness --what affine [--model OLD.pt --dim 3]
     python -m studies.interp_exactness --what polynomials
@@ -176,7 +178,7 @@ def planar(dim: int, N: int, P: int, steps: int, problem: str, dt: float = 1e-3,
 
 def foods(problems: list[str], model: str = "") -> None:
     """Relative L2 error of grad c0 around each food of the mixtures ``problems`` (module docstring)."""
-    print("| problem | food width (cells) | N | trilinear | spline | NSIPF drift | NSIPF, multilinear slope |")
+    print("| problem | food width (cells) | N | trilinear | spline | NSIPF | NSIPF, central differences (tried) |")
     print("|---|---|---|---|---|---|---|")
     for name in problems:
         ic = get_ic(name)
@@ -192,7 +194,10 @@ def foods(problems: list[str], model: str = "") -> None:
                 (exact,) = torch.autograd.grad(ic.c0_fn(X.unbind(-1)).sum(), X)
                 X = X.detach()
                 grads = {key: it.grad_c(c, X) for key, it in its.items()}
-                grads["slope"] = nn.fine_interp.grad_c(nn.fine_field(c), X)
+                padded = torch.nn.functional.pad(nn.fine_field(c)[:, None], (1, 1) * 3, mode="replicate")[:, 0]
+                slopes = torch.gradient(padded, spacing=nn.fine_grid.h, dim=(1, 2, 3))
+                grads["central"] = torch.stack([nn.fine_interp.value(g[:, 1:-1, 1:-1, 1:-1].contiguous(), X)
+                                                for g in slopes], dim=-1)
                 errors = [f"{float((grad - exact).norm() / exact.norm()):.3f}" for grad in grads.values()]
                 print(f"| {name} | {width:.3f} ({width * N / 2:.2f}) | {N} | " + " | ".join(errors) + " |", flush=True)
 

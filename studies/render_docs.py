@@ -338,12 +338,11 @@ TABLES: dict[str, Callable[[], list[str]]] = {
     "neural-keep": transcribed("validation_neural", "keep"),
     "neural-speed": transcribed("validation_neural", "speed"),
     "neural-affine": transcribed("validation_neural", "affine"),
-    "neural-drift": transcribed("validation_neural", "drift"),
     "accuracy": accuracy_rows, "accuracy-rings": ring_rows,
     **{f"heldout-{key}": transcribed("heldout", key, hide=("interp_gap at T",)) for key in (
         "2d64-1e5", "3d32", "3d64", "2d64-1e6", "2d64-1e6-more", "2d128", "2d128-more", "3d64-1e6",
         "2d-fronts-retrain")},
-    **{f"heldout-affine-{key}": heldout_study(key) for key in ("2d128", "2d64", "3d32", "3d32-slope", "2d128-pmax1m", "2d64-pmax1m",
+    **{f"heldout-affine-{key}": heldout_study(key) for key in ("2d128", "2d64", "3d32", "2d128-pmax1m", "2d64-pmax1m",
                                                                  "3d32-pmax1m", "3d64-pmax1m", "3d32-p131k",
                                                                  "3d64-p131k")},
     **{f"heldout-affine-{key}-default": heldout_default(f"{key}-default", key) for key in ("2d128", "2d64", "3d64")},
@@ -365,7 +364,7 @@ TABLES: dict[str, Callable[[], list[str]]] = {
 
 # The command of results files written by the run itself, which record the commit but not the command line.
 COMMANDS = {
-    ACCURACY: ("python -m studies.accuracy_table", "14b0e91"),  # docs/accuracy_table.config.json
+    ACCURACY: ("python -m studies.accuracy_table", "ec2108c"),
     WORK_PRECISION: ("python -m studies.work_precision --out runs/wp_cpu", None),
     PAPER: ("python benchmark.py --suite paper --out bench/paper", None),
     GPU: ("bash studies/gpu_check.sh OUT (python benchmark.py --suite gpu --device cuda --out OUT)", None),

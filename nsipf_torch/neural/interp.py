@@ -5,14 +5,10 @@
 
 1. The grid field c (B, N, ..., N) goes through the CNN (:class:`nsipf_torch.neural.model.UpsampleCNN`, no
    autograd) to a smooth field on the s-times finer cell-centred grid.
-2. grad c~ at the particles: the central differences of the fine field at its cell centres (second order in
-   the fine spacing; the field mirrored about the walls, the Neumann condition, so the outermost centres
-   see half the one-sided slope), each component interpolated multilinearly to the particles
-   (:meth:`nsipf_torch.particles.interp.TrilinearInterp.value` on the fine grid). This is not the derivative
-   of ``value``'s multilinear proxy: that proxy's slope is constant across each fine cell, a first-order
-   error of about half the coarse trilinear one on smooth fields, far above the cubic spline's on features
-   a few cells wide (docs/VALIDATION.md, "The drift of NSIPF"). Both are exact on affine fields away from
-   the walls.
+2. grad c~ at the particles is the exact gradient of the multilinear interpolant of that fine field:
+   :class:`nsipf_torch.particles.interp.TrilinearInterp` on the fine grid, the one multilinear gradient of the
+   package (analytic, no autograd). Within half a fine cell of a wall the interpolant is clamped and the
+   normal component of the gradient is 0 (the Neumann condition, as in the classical interpolators).
 
 Local evaluation (the paper's source of speed): with ``tile=T`` the grid is cut into (N/T)^d tiles and
 the CNN runs only on the tiles the particles' sampling stencils touch. Each tile is cut from the grid
@@ -92,9 +88,6 @@ class NeuralInterp:
         if tile is not None:
             if isinstance(tile, bool) or not isinstance(tile, int) or tile < 1 or grid.N % tile:
                 raise ValueError(f"tile must be a positive divisor of N={grid.N}, got {tile!r}")
-            if model.scale * tile < 3:  # a stencil of 4 fine cells per axis must span at most 2 tiles
-                raise ValueError(f"tile must be at least {math.ceil(3 / model.scale)} cells with the CNN's "
-                                 f"upsampling factor {model.scale}, got {tile!r}")
         if model.halo > grid.N:
             raise ValueError(f"grid N={grid.N} is smaller than the CNN's halo {model.halo}")
         if precision not in PRECISIONS:
@@ -163,15 +156,14 @@ class NeuralInterp:
             raise ValueError(f"X must have shape ({c.shape[0]}, P, {d}), got {tuple(X.shape)}")
 
     def _tile_load(self, X: torch.Tensor) -> torch.Tensor:
-        """(B * n_tiles,) int64: how many particle sampling-stencil corners fall in each tile (static shape).
-        A particle's stencil is the fine cells lo - 1 .. lo + 2 per axis: the 2 multilinear neighbours and
-        the central differences at them; its first and last cell name the (at most 2) tiles per axis."""
+        """(B * n_tiles,) int64: how many particle sampling-stencil corners fall in each tile (static shape)."""
         B, P, d = X.shape
         s, T, N = self.scale, self.tile, self.grid.N
         nt, fine_n = N // T, s * N
         sf = (X + self.grid.L) * (1.0 / self.fine_grid.h) - 0.5  # fine index coordinate
-        lo = torch.floor(sf).long()
-        ends = torch.stack(((lo - 1).clamp(0, fine_n - 1), (lo + 2).clamp(0, fine_n - 1)), dim=-1) // (s * T)
+        lo = torch.floor(sf).clamp(0, fine_n - 1).long()
+        hi = (lo + 1).clamp(max=fine_n - 1)
+        ends = torch.stack((lo, hi), dim=-1) // (s * T)  # (B, P, d, 2) tile index per axis
         flat = torch.zeros(B, P, 2**d, dtype=torch.long, device=X.device)
         for k, bits in enumerate(itertools.product((0, 1), repeat=d)):
             idx = torch.zeros(B, P, dtype=torch.long, device=X.device)
@@ -219,19 +211,4 @@ class NeuralInterp:
         return self.fine_interp.value(self.fine_field(c, X), X)
 
     def grad_c(self, c: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
-        fine = self.fine_field(c, X)
-        slopes = central_differences(fine, self.grid.dim, self.fine_grid.h)
-        return torch.stack([self.fine_interp.value(g, X) for g in slopes], dim=-1)
-
-
-def central_differences(field: torch.Tensor, dim: int, h: float) -> list[torch.Tensor]:
-    """[d field / d x_a for each of the last ``dim`` axes a] at the cell centres of ``field`` (..., N, ..., N):
-    (f[i+1] - f[i-1]) / 2h, the field mirrored about the walls (Neumann: the outermost centre gets
-    (f[1] - f[0]) / 2h). The one central-difference stencil of the package (training's metrics use it too)."""
-    padded = pad_symmetric(field, 1, dim)
-    out = []
-    for a in range(dim):
-        ahead, behind = [slice(1, -1)] * dim, [slice(1, -1)] * dim
-        ahead[a], behind[a] = slice(2, None), slice(None, -2)
-        out.append((padded[(..., *ahead)] - padded[(..., *behind)]) * (0.5 / h))
-    return out
+        return self.fine_interp.grad_c(self.fine_field(c, X), X)

@@ -28,9 +28,9 @@ One dimension-generic definition serves 2D and 3D (``dim``):
 - Affine fields (``affine_exact``, every model trained since): the first layer's kernels are also projected
   to zero sum. A mirror-symmetric kernel has vanishing first moments, so a zero-sum one maps every affine
   field a + b.x to exactly 0; with no biases and leaky ReLU(0) = 0 the whole residual then vanishes, and the
-  output is the linear upsampling, which reproduces an affine field exactly. NSIPF's drift (central
-  differences of the fine field, sampled multilinearly: ``nsipf_torch/neural/interp.py``) is then exact on
-  affine c away from the walls, as every classical interpolator's is; the CNNs shipped before it missed affine drifts by up to 0.3 % (3D) and 1.1 % (2D)
+  output is the linear upsampling, which reproduces an affine field exactly. NSIPF's drift (the multilinear
+  gradient of the fine field) is then exact on affine c away from the walls, as every classical interpolator's
+  is; the CNNs shipped before it missed affine drifts by up to 0.3 % (3D) and 1.1 % (2D)
   (``python -m studies.interp_exactness --what affine``). Checkpoints written before lack the flag and load
   with it off, i.e. as they were trained.
 """
