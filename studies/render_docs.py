@@ -338,13 +338,15 @@ TABLES: dict[str, Callable[[], list[str]]] = {
     "neural-keep": transcribed("validation_neural", "keep"),
     "neural-speed": transcribed("validation_neural", "speed"),
     "neural-affine": transcribed("validation_neural", "affine"),
+    "neural-drift-tried": transcribed("validation_neural", "drift_tried"),
     "accuracy": accuracy_rows, "accuracy-rings": ring_rows,
     **{f"heldout-{key}": transcribed("heldout", key, hide=("interp_gap at T",)) for key in (
         "2d64-1e5", "3d32", "3d64", "2d64-1e6", "2d64-1e6-more", "2d128", "2d128-more", "3d64-1e6",
         "2d-fronts-retrain")},
     **{f"heldout-affine-{key}": heldout_study(key) for key in ("2d128", "2d64", "3d32", "2d128-pmax1m", "2d64-pmax1m",
                                                                  "3d32-pmax1m", "3d64-pmax1m", "3d32-p131k",
-                                                                 "3d64-p131k")},
+                                                                 "3d64-p131k", "3d32-central", "3d64-central",
+                                                                 "2d64-2e5-slope", "2d64-2e5-central")},
     **{f"heldout-affine-{key}-default": heldout_default(f"{key}-default", key) for key in ("2d128", "2d64", "3d64")},
     "heldout-affine-3d64": heldout_study("3d64", forced_only=True),
     # docs/VALIDATION.md and BENCHMARKS.md: the Keller-Segel family

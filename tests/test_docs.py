@@ -117,6 +117,11 @@ def test_heldout_bar_figures_equal_the_results_file():
         f"`two_blobs` at 128² ({ratio('2d128', 'two_blobs@chi=3')}, {ratio('2d128', 'two_blobs@gamma=0.003')})",
         f"`two_blobs@gamma=0.003` at 64² ({ratio('2d64', 'two_blobs@gamma=0.003')})",
         f"**`mixture:101` {ratio('3d32', 'mixture:101')}",
+        f"(`mixture:101` {ratio('3d32-central', 'mixture:101')}, the fronts {ratio('3d32-central', 'planar@chi=3')})",
+        f"the 3D 64³ front from {ratio('3d64', 'planar@chi=3')} into {ratio('3d64-central', 'planar@chi=3')}",
+        f"inside the domain ({ratio('2d64-2e5-central', 'planar@chi=3')}, {ratio('2d64-2e5-central', 'planar_c30')})",
+        f"shipped drift wins ({ratio('2d64-2e5-slope', 'planar@chi=3')}, {ratio('2d64-2e5-slope', 'planar_c30')})",
+        f"`mixture:101` at 64³ went to {ratio('3d64-central', 'mixture:101')}",
     ]
     for phrase in quoted:
         assert phrase in validation, f"docs/VALIDATION.md lacks {phrase!r} (docs/results/heldout_affine.json)"
