@@ -346,7 +346,8 @@ TABLES: dict[str, Callable[[], list[str]]] = {
     **{f"heldout-affine-{key}": heldout_study(key) for key in ("2d128", "2d64", "3d32", "2d128-pmax1m", "2d64-pmax1m",
                                                                  "3d32-pmax1m", "3d64-pmax1m", "3d32-p131k",
                                                                  "3d64-p131k", "3d32-central", "3d64-central",
-                                                                 "2d64-2e5-slope", "2d64-2e5-central")},
+                                                                 "2d64-2e5-slope", "2d64-2e5-central", "2d64-2e5",
+                                                                 "2d128-2e5")},
     **{f"heldout-affine-{key}-default": heldout_default(f"{key}-default", key) for key in ("2d128", "2d64", "3d64")},
     "heldout-affine-3d64": heldout_study("3d64", forced_only=True),
     # docs/VALIDATION.md and BENCHMARKS.md: the Keller-Segel family

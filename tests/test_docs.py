@@ -123,8 +123,17 @@ def test_heldout_bar_figures_equal_the_results_file():
         f"shipped drift wins ({ratio('2d64-2e5-slope', 'planar@chi=3')}, {ratio('2d64-2e5-slope', 'planar_c30')})",
         f"`mixture:101` at 64³ went to {ratio('3d64-central', 'mixture:101')}",
     ]
+    quoted += [
+        f"**`two_blobs@chi=3` is at {ratio('2d64-2e5', 'two_blobs@chi=3')}**",
+        f"**the fronts at {ratio('2d128-2e5', 'planar@chi=3')} and {ratio('2d128-2e5', 'planar_c30')}**",
+        f"**`mixture:101` at {ratio('2d128-2e5', 'mixture:101')}**",
+    ]
     for phrase in quoted:
         assert phrase in validation, f"docs/VALIDATION.md lacks {phrase!r} (docs/results/heldout_affine.json)"
     for phrase in (f"with 10⁶ particles ({ratio('3d64', 'planar@chi=3')})",
-                   f"`mixture:101` at 3D 32³ ({ratio('3d32', 'mixture:101')})"):
+                   f"`mixture:101` at 3D 32³ ({ratio('3d32', 'mixture:101')})",
+                   f"`two_blobs@chi=3` at 64² ({ratio('2d64-2e5', 'two_blobs@chi=3')})",
+                   f"at 128² ({ratio('2d128-2e5', 'planar@chi=3')}, {ratio('2d128-2e5', 'planar_c30')})",
+                   f"`mixture:101` at 128² ({ratio('2d128-2e5', 'mixture:101')})",
+                   f"2D fronts at 64² ({ratio('2d64-2e5', 'planar@chi=3')})"):
         assert phrase in readme, f"README lacks {phrase!r} (docs/results/heldout_affine.json)"
