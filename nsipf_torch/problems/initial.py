@@ -374,8 +374,7 @@ def planar_spec(seed: int) -> PlanarSpec:
 
 def mixture_ic(seed: int) -> GaussianMixtureIC:
     """``mixture:SEED``: 2-4 Gaussian blobs of rho (centres in [-0.6, 0.6]^3, widths 0.06-0.3, random weights)
-    and 2-4 of c (centres alike, widths 0.06-0.3, amplitudes 2-10), kept as ``foods``: (centre, width,
-    amplitude) each."""
+    and 2-4 of c, kept as ``foods``: (centre alike, width 0.06-0.3, amplitude 2-10) each."""
     rng = np.random.default_rng([int(seed), 0x6D6978])
     k_rho, k_c = (int(k) for k in rng.integers(2, 5, size=2))
     weights = rng.dirichlet(np.ones(k_rho))
