@@ -140,7 +140,8 @@ def main(argv=None) -> int:
                         row["FDM"] = fd_row  # the FD solution does not depend on P
                     else:
                         row[method] = run_case(problem, N, P, method, cfg.dim, cfg.dt, cfg.seeds, cfg.model)
-                        fd_row = row["FDM"] if method == "FDM" else fd_row
+                        if method == "FDM":
+                            fd_row = row["FDM"]
                         tqdm.write(f"{problem} {N} {P} {method} {row[method]}")
                     bar.update()
                 rows.append(row)

@@ -122,8 +122,6 @@ def test_heldout_bar_figures_equal_the_results_file():
         f"inside the domain ({ratio('2d64-2e5-central', 'planar@chi=3')}, {ratio('2d64-2e5-central', 'planar_c30')})",
         f"shipped drift wins ({ratio('2d64-2e5-slope', 'planar@chi=3')}, {ratio('2d64-2e5-slope', 'planar_c30')})",
         f"`mixture:101` at 64³ went to {ratio('3d64-central', 'mixture:101')}",
-    ]
-    quoted += [
         f"**`two_blobs@chi=3` is at {ratio('2d64-2e5', 'two_blobs@chi=3')}**",
         f"**the fronts at {ratio('2d128-2e5', 'planar@chi=3')} and {ratio('2d128-2e5', 'planar_c30')}**",
         f"**`mixture:101` at {ratio('2d128-2e5', 'mixture:101')}**",
